@@ -1,0 +1,171 @@
+"""ExampleGen: the CSV files of one span to gzipped TFRecord tf.Examples, split by a stable hash, on Beam."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+
+from pipeline import Component, ExecutionContext, Input, UserInputError
+from pipeline.artifacts import Examples, Schema
+
+CODE_VERSION = "1"
+COLUMN_TYPES = ("int", "float", "string")
+
+
+@dataclass(frozen=True)
+class ExampleGenParams:
+    """input_pattern: a glob with a `{SPAN}` placeholder (and optionally `{VERSION}`), such as
+    `data/penguins/span-{SPAN}/*.csv`. span / version: which to read; None means the latest.
+    splits: split name -> hash-bucket weight. column_types: column -> int, float or string, which
+    wins over the schema input; other columns take the schema's type, or are inferred.
+    null_values: cells that mean "missing" (an empty cell always does)."""
+
+    input_pattern: str
+    span: int | None = None
+    version: int | None = None
+    splits: dict = field(default_factory=lambda: {"train": 2, "eval": 1})
+    column_types: dict = field(default_factory=dict)
+    null_values: tuple = ("NA",)
+
+
+def resolve_span(ctx: ExecutionContext, params: ExampleGenParams, schema: Schema | None) -> dict:
+    """Finds the span's files and checks what can be checked cheaply before Beam starts: that
+    files match, are non-empty UTF-8, and share one header. The result (span, version, each file's
+    sha256) is part of the cache key, so a changed or added file means a new run."""
+    _check_params(params)
+    span, version, paths = find_span(params.input_pattern, params.span, params.version)
+    files, header = [], None
+    for path in paths:
+        with open(path, "rb") as f:
+            data = f.read()
+        file_header = _header_of(path, data)
+        if header is None:
+            header, first = file_header, path
+        elif file_header != header:
+            raise UserInputError(
+                f"the header of {path} differs from that of {first}:\n  {file_header}\n  {header}\n"
+                "all files of a span must have the same columns in the same order"
+            )
+        files.append({"path": path, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    ctx.log(f"span {span}, version {version}: {len(files)} file(s), "
+            f"{sum(f['bytes'] for f in files) / 1e6:.1f} MB, columns {', '.join(header)}")
+    fingerprint = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    return {"span": span, "version": version, "files": files, "header": header,
+            "input_fingerprint": fingerprint}
+
+
+def find_span(pattern: str, span: int | None, version: int | None) -> tuple[int, int, list[str]]:
+    """(span, version, sorted file paths) for the requested or latest span and version."""
+    if "{SPAN}" not in pattern:
+        raise UserInputError(f"input pattern {pattern!r} needs a {{SPAN}} placeholder, e.g. data/span-{{SPAN}}/*.csv")
+    regex = re.compile(_pattern_regex(pattern))
+    found: dict[tuple[int, int], list[str]] = {}
+    for path in glob.glob(pattern.replace("{SPAN}", "*").replace("{VERSION}", "*")):
+        match = regex.fullmatch(path)
+        if match and os.path.isfile(path):
+            key = (int(match["span"]), int(match.groupdict().get("version") or 0))
+            found.setdefault(key, []).append(path)
+    if not found:
+        raise UserInputError(f"no file matches input pattern {pattern!r}; check the path and the {{SPAN}} placeholder")
+    spans = sorted({s for s, _ in found})
+    chosen_span = spans[-1] if span is None else span
+    versions = sorted(v for s, v in found if s == chosen_span)
+    if not versions:
+        raise UserInputError(
+            f"no file matches input pattern {pattern!r} for span {span}; spans found: {', '.join(map(str, spans))}"
+        )
+    chosen_version = versions[-1] if version is None else version
+    if (chosen_span, chosen_version) not in found:
+        raise UserInputError(f"span {chosen_span} has no version {version}; versions: {versions}")
+    return chosen_span, chosen_version, sorted(found[(chosen_span, chosen_version)])
+
+
+def _pattern_regex(pattern: str) -> str:
+    parts = re.split(r"(\{SPAN\}|\{VERSION\}|\*\*|\*|\?)", pattern)
+    table = {"{SPAN}": r"(?P<span>\d+)", "{VERSION}": r"(?P<version>\d+)", "**": ".*", "*": "[^/]*", "?": "[^/]"}
+    return "".join(table.get(part, re.escape(part)) for part in parts)
+
+
+def _header_of(path: str, data: bytes) -> list[str]:
+    if not data.strip():
+        raise UserInputError(f"{path} is empty; remove it, or give it a header line and rows")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise UserInputError(
+            f"{path}, line {line}: bytes that are not UTF-8 ({data[error.start:error.start + 4]!r}); "
+            "save the file as UTF-8"
+        ) from None
+    first_line = data.split(b"\n", 1)[0].decode("utf-8").strip("\r\ufeff")
+    header = [name.strip() for name in next(csv.reader([first_line]))]
+    duplicates = sorted({n for n in header if header.count(n) > 1})
+    if duplicates or "" in header:
+        raise UserInputError(f"{path}, line 1: the header has {'duplicate columns ' + str(duplicates) if duplicates else 'an empty column name'}")
+    return header
+
+
+def _check_params(params: ExampleGenParams) -> None:
+    if not params.splits or not all(isinstance(w, int) and w > 0 for w in params.splits.values()):
+        raise UserInputError(f"splits must map split names to positive integer weights, got {params.splits}")
+    bad = {c: t for c, t in params.column_types.items() if t not in COLUMN_TYPES}
+    if bad:
+        raise UserInputError(f"column_types: {bad}; each type must be one of {', '.join(COLUMN_TYPES)}")
+
+
+def schema_column_types(schema: Schema | None) -> dict[str, str]:
+    """Column types declared by a Schema artifact (INT -> int, FLOAT -> float, BYTES -> string)."""
+    if schema is None:
+        return {}
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    with open(os.path.join(schema.uri, "schema.pbtxt")) as f:
+        proto = text_format.Parse(f.read(), schema_pb2.Schema())
+    names = {schema_pb2.INT: "int", schema_pb2.FLOAT: "float", schema_pb2.BYTES: "string"}
+    return {f.name: names[f.type] for f in proto.feature if f.type in names}
+
+
+def run_example_gen(ctx: ExecutionContext, params: ExampleGenParams, schema: Schema | None, examples: Examples) -> None:
+    from components.example_gen_beam import write_examples
+
+    resolved = ctx.resolved
+    declared = {**schema_column_types(schema), **params.column_types}
+    declared = {c: t for c, t in declared.items() if c in resolved["header"]}
+    paths = [f["path"] for f in resolved["files"]]
+    report = write_examples(
+        ctx, paths, resolved["header"], declared, list(params.null_values), dict(params.splits), examples
+    )
+    if report.errors:
+        shown = "\n  ".join(str(e) for e in report.errors[:10])
+        more = f"\n  ... and {len(report.errors) - 10} more" if len(report.errors) > 10 else ""
+        raise UserInputError(f"{len(report.errors)} bad row(s) in span {resolved['span']}; nothing was written:\n  {shown}{more}")
+    total = sum(report.counts.values())
+    if total == 0:
+        raise UserInputError(f"span {resolved['span']} has no data rows (files: {', '.join(paths)})")
+    examples.set("span", resolved["span"])
+    examples.set("version", resolved["version"])
+    examples.split_names = list(params.splits)
+    for split in params.splits:
+        examples.custom_properties[f"row_count_{split}"] = report.counts.get(split, 0)
+    examples.custom_properties["input_fingerprint"] = resolved["input_fingerprint"]
+    examples.custom_properties["input_pattern"] = params.input_pattern
+    examples.custom_properties["column_types"] = json.dumps(report.types)
+    counts = ", ".join(f"{s} {report.counts.get(s, 0)}" for s in params.splits)
+    ctx.log(f"wrote {total} examples ({counts}); types: {', '.join(f'{k}={v}' for k, v in report.types.items())}")
+
+
+ExampleGen = Component(
+    name="ExampleGen",
+    run=run_example_gen,
+    inputs={"schema": Input(Schema, optional=True)},
+    outputs={"examples": Examples},
+    parameters=ExampleGenParams,
+    version=CODE_VERSION,
+    resolve=resolve_span,
+)

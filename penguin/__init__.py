@@ -1,0 +1,1 @@
+"""The default pipeline: Palmer penguins species classification."""

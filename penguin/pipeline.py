@@ -1,0 +1,23 @@
+"""The penguin pipeline's wiring: one pure function from settings to a Pipeline."""
+
+from __future__ import annotations
+
+import os
+
+from components.example_gen import ExampleGen
+from pipeline import Pipeline
+
+PIPELINE_NAME = "penguin"
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA_PATTERN = os.path.join(REPO_ROOT, "data", "penguins", "span-{SPAN}", "*.csv")
+
+
+def create_pipeline(
+    input_pattern: str = DATA_PATTERN,
+    span: int | None = None,
+    name: str = PIPELINE_NAME,
+    beam_args: list[str] | None = None,
+) -> Pipeline:
+    """The penguin pipeline over the CSV files of `input_pattern` (latest span unless `span`)."""
+    example_gen = ExampleGen(input_pattern=input_pattern, span=span)
+    return Pipeline(name=name, nodes=[example_gen], beam_args=list(beam_args or []))

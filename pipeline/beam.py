@@ -1,0 +1,35 @@
+"""Beam options for the data components: the runner's flags, with local defaults that use the cores."""
+
+from __future__ import annotations
+
+import os
+
+# Below this much input, worker processes cost more to start than they save.
+MULTI_PROCESS_MIN_BYTES = 16 * 1024 * 1024
+
+
+def pipeline_options(beam_args: list[str], *, input_bytes: int = 0):
+    """PipelineOptions from `beam_args` (passed through untouched), plus DirectRunner defaults.
+
+    When no runner is named, or the DirectRunner is, and its running mode is not given, large
+    inputs run in one worker process per core and small ones in-process.
+    """
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    args = list(beam_args)
+    runner = _flag_value(args, "--runner") or "DirectRunner"
+    if runner in ("DirectRunner", "direct") and _flag_value(args, "--direct_running_mode") is None:
+        if input_bytes >= MULTI_PROCESS_MIN_BYTES:
+            args += ["--direct_running_mode=multi_processing", f"--direct_num_workers={os.cpu_count() or 1}"]
+        else:
+            args += ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    return PipelineOptions(args)
+
+
+def _flag_value(args: list[str], flag: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+        if arg == flag and i + 1 < len(args):
+            return args[i + 1]
+    return None

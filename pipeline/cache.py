@@ -1,0 +1,81 @@
+"""Cache keys and fingerprints: what must be unchanged for a step's earlier outputs to be reused."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+import os
+from typing import Any
+
+from pipeline.artifacts import Artifact
+
+
+def cache_key(
+    component_name: str,
+    code_version: str,
+    params: Any,
+    inputs: dict[str, Artifact | None],
+    resolved: dict[str, Any],
+) -> str:
+    """sha256 over the component and its code version, the parameters (a module file or a
+    callable counts by its source), the input artifacts (id and content fingerprint), and what
+    the component resolved before running (for ExampleGen: span and input file fingerprints)."""
+    material = {
+        "component": component_name,
+        "version": code_version,
+        "params": params_fingerprint(params),
+        "inputs": {
+            key: None if a is None else [a.id, a.get("fingerprint")] for key, a in sorted(inputs.items())
+        },
+        "resolved": resolved,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def params_fingerprint(params: Any) -> dict[str, Any]:
+    """Parameter values as JSON-able data. A field whose metadata says `module_file` counts by the
+    file's content; a callable counts by the source of the module that defines it."""
+    result = {}
+    for field in dataclasses.fields(params):
+        value = getattr(params, field.name)
+        if field.metadata.get("module_file") and isinstance(value, str):
+            result[field.name] = {"module_file": value, "sha256": file_sha256(value)}
+        elif callable(value):
+            result[field.name] = callable_fingerprint(value)
+        else:
+            result[field.name] = value
+    return result
+
+
+def callable_fingerprint(fn: Any) -> dict[str, str]:
+    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+    try:
+        source = inspect.getsource(inspect.getmodule(fn) or fn)
+    except (OSError, TypeError):
+        source = name
+    return {"callable": name, "sha256": hashlib.sha256(source.encode()).hexdigest()}
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return "missing"
+    return digest.hexdigest()
+
+
+def directory_fingerprint(path: str) -> str:
+    """sha256 over the relative names and sizes of the files under `path`: cheap, and enough to
+    tell one finished artifact from another (contents are immutable once published)."""
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            digest.update(f"{os.path.relpath(full, path)}\0{os.path.getsize(full)}\n".encode())
+    return digest.hexdigest()

@@ -1,0 +1,221 @@
+"""Component declaration: typed inputs and outputs, typed parameters, one function that runs.
+
+A component is declared once, as a `Component`:
+
+    ExampleGen = Component(
+        name="ExampleGen",
+        run=run_example_gen,            # run(ctx, params, **inputs_and_outputs)
+        inputs={"schema": Input(Schema, optional=True)},
+        outputs={"examples": Examples},
+        parameters=ExampleGenParams,    # a frozen dataclass
+        version="1",                    # bump when the code's output changes
+        resolve=resolve_span,           # optional: facts found before the cache lookup
+    )
+
+Calling it makes a pipeline node: `ExampleGen(input_pattern="data/span-{SPAN}/*.csv")`, with
+inputs given as other nodes' output channels and parameters checked against the dataclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import os
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.artifacts import Artifact
+from pipeline.errors import DefinitionError
+
+_RESERVED_ARGUMENTS = ("ctx", "params")
+
+
+@dataclass(frozen=True)
+class Input:
+    """A declared input: the artifact type it takes and whether it may be left out."""
+
+    type: type[Artifact]
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One output of one node, as seen by the nodes that consume it."""
+
+    producer: Node
+    key: str
+    type: type[Artifact]
+
+    def __repr__(self) -> str:
+        return f"{self.producer.id}.outputs[{self.key!r}]"
+
+
+class Component:
+    """A declared component; calling it with inputs and parameters makes a `Node`."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        run: Callable[..., None],
+        outputs: dict[str, type[Artifact]],
+        parameters: type,
+        version: str,
+        inputs: dict[str, Input] | None = None,
+        resolve: Callable[..., dict[str, Any]] | None = None,
+    ):
+        self.name = name
+        self.run = run
+        self.inputs = dict(inputs or {})
+        self.outputs = dict(outputs)
+        self.parameters = parameters
+        self.version = version
+        self.resolve = resolve
+        self._check_declaration()
+
+    def _check_declaration(self) -> None:
+        if not (dataclasses.is_dataclass(self.parameters) and self.parameters.__dataclass_params__.frozen):
+            raise DefinitionError(f"{self.name}: parameters must be a frozen dataclass")
+        clash = set(self.inputs) & set(self.outputs)
+        if clash:
+            raise DefinitionError(f"{self.name}: {sorted(clash)} declared as both input and output")
+        expected = {*_RESERVED_ARGUMENTS, *self.inputs, *self.outputs}
+        actual = set(inspect.signature(self.run).parameters)
+        if expected != actual:
+            raise DefinitionError(
+                f"{self.name}: run function {self.run.__qualname__} must take exactly "
+                f"{sorted(expected)}, it takes {sorted(actual)}"
+            )
+
+    @property
+    def source_file(self) -> str:
+        return os.path.abspath(inspect.getsourcefile(self.run) or "?")
+
+    def __call__(self, id: str | None = None, **kwargs: Any) -> Node:
+        node_id = id or self.name
+        inputs: dict[str, Channel | None] = {}
+        params: dict[str, Any] = {}
+        param_names = [f.name for f in dataclasses.fields(self.parameters)]
+        for key, value in kwargs.items():
+            if key in self.inputs:
+                inputs[key] = value
+            elif key in param_names:
+                params[key] = value
+            else:
+                known = [*self.inputs, *param_names]
+                hint = difflib.get_close_matches(key, known, n=1)
+                fix = f"did you mean {hint[0]!r}?" if hint else f"known names: {', '.join(known)}"
+                raise DefinitionError(f"{node_id}: unknown parameter or input {key!r}; {fix}")
+        return Node(node_id, self, inputs, _make_params(node_id, self.parameters, params))
+
+    def __repr__(self) -> str:
+        return f"Component({self.name})"
+
+
+def _make_params(node_id: str, cls: type, values: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in values
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise DefinitionError(f"{node_id}: missing required parameter(s) {', '.join(missing)}")
+    for name, value in values.items():
+        if not _matches(value, hints[name]):
+            raise DefinitionError(
+                f"{node_id}: parameter {name!r} must be {_type_name(hints[name])}, got {value!r}"
+            )
+    return cls(**values)
+
+
+def _matches(value: Any, annotation: Any) -> bool:
+    """A shallow type check for parameter values: enough to catch a string given for a number."""
+    origin = typing.get_origin(annotation)
+    if annotation is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    check = origin or annotation
+    if check is typing.Callable or check is Callable:
+        return callable(value)
+    return isinstance(check, type) and isinstance(value, check)
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+class Node:
+    """One use of a component in a pipeline: an id, input channels and parameter values."""
+
+    def __init__(self, id: str, component: Component, inputs: dict[str, Channel | None], params: Any):
+        self.id = id
+        self.component = component
+        self.params = params
+        self.inputs: dict[str, Channel | None] = {}
+        self.outputs = {key: Channel(self, key, t) for key, t in component.outputs.items()}
+        for key, channel in inputs.items():
+            self.connect(key, channel)
+
+    def connect(self, key: str, channel: Channel | None) -> None:
+        """Wires `channel` into input `key`, checking the artifact type."""
+        declared = self.component.inputs.get(key)
+        if declared is None:
+            raise DefinitionError(
+                f"{self.id}: {self.component.name} has no input {key!r}; "
+                f"inputs: {', '.join(self.component.inputs) or 'none'}"
+            )
+        if channel is not None and not isinstance(channel, Channel):
+            raise DefinitionError(
+                f"{self.id}: input {key!r} must be another node's output, such as "
+                f"node.outputs['...'], got {channel!r}"
+            )
+        if channel is not None and not issubclass(channel.type, declared.type):
+            raise DefinitionError(
+                f"{self.id}: input {key!r} takes {declared.type.TYPE_NAME}, but {channel!r} "
+                f"gives {channel.type.TYPE_NAME}; connect an output of type {declared.type.TYPE_NAME}"
+            )
+        self.inputs[key] = channel
+
+    @property
+    def upstream(self) -> list[Node]:
+        return [channel.producer for channel in self.inputs.values() if channel is not None]
+
+    def __repr__(self) -> str:
+        return f"Node({self.id})"
+
+
+@dataclass
+class ExecutionContext:
+    """What a running component may know beyond its artifacts and parameters."""
+
+    pipeline_name: str
+    pipeline_root: str
+    component_id: str
+    execution_id: int
+    run_id: str
+    beam_args: list[str] = field(default_factory=list)
+    resolved: dict[str, Any] = field(default_factory=dict)
+    store: Any = None
+    log: Callable[[str], None] = print
+
+    def beam_pipeline(self, *, input_bytes: int = 0):
+        """A Beam pipeline with the run's options; see `pipeline.beam.pipeline_options`."""
+        import apache_beam as beam
+
+        from pipeline.beam import pipeline_options
+
+        return beam.Pipeline(options=pipeline_options(self.beam_args, input_bytes=input_bytes))

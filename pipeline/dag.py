@@ -1,0 +1,85 @@
+"""A pipeline: a DAG of nodes, validated as a whole before anything runs."""
+
+from __future__ import annotations
+
+import graphlib
+import re
+from dataclasses import dataclass, field
+
+from pipeline.component import Node
+from pipeline.errors import DefinitionError
+
+_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class Pipeline:
+    """A named set of nodes. `validate()` (called by the runner) checks the whole graph.
+
+    Definition errors: a duplicate or malformed node id, a required input left unconnected, an
+    input fed by a node that is not in the pipeline, a cycle. Each message names the node and the fix.
+    """
+
+    name: str
+    nodes: list[Node]
+    beam_args: list[str] = field(default_factory=list)
+
+    def validate(self) -> list[Node]:
+        """Checks the graph and returns its nodes in an order where producers come first."""
+        if not _ID.match(self.name):
+            raise DefinitionError(f"pipeline name {self.name!r}: use letters, digits, '_', '-', '.'")
+        by_id: dict[str, Node] = {}
+        for node in self.nodes:
+            if not _ID.match(node.id):
+                raise DefinitionError(f"node id {node.id!r}: use letters, digits, '_', '-', '.'")
+            if node.id in by_id:
+                raise DefinitionError(
+                    f"two nodes are named {node.id!r}; give one of them another id, "
+                    f"e.g. {node.component.name}(id='{node.id}2', ...)"
+                )
+            by_id[node.id] = node
+        for node in self.nodes:
+            for key, declared in node.component.inputs.items():
+                channel = node.inputs.get(key)
+                if channel is None:
+                    if not declared.optional:
+                        raise DefinitionError(
+                            f"{node.id}: required input {key!r} ({declared.type.TYPE_NAME}) is not "
+                            f"connected; pass {key}=<node>.outputs['...'] when creating it"
+                        )
+                elif by_id.get(channel.producer.id) is not channel.producer:
+                    raise DefinitionError(
+                        f"{node.id}: input {key!r} comes from {channel.producer.id}, which is not in "
+                        f"pipeline {self.name!r}; add it to the pipeline's nodes"
+                    )
+        return _topological_order(self.nodes)
+
+    def node(self, node_id: str) -> Node:
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        raise KeyError(node_id)
+
+
+def _topological_order(nodes: list[Node]) -> list[Node]:
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for node in nodes:
+        sorter.add(node.id, *(up.id for up in node.upstream))
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as error:
+        cycle = " -> ".join(error.args[1])
+        raise DefinitionError(
+            f"the pipeline has a cycle: {cycle}; a node cannot consume, directly or through "
+            "others, its own output"
+        ) from None
+    # Among nodes that are ready, keep declaration order, so runs read the same every time.
+    done: set[str] = set()
+    order: list[Node] = []
+    pending = list(nodes)
+    while pending:
+        ready = next(n for n in pending if all(up.id in done for up in n.upstream))
+        order.append(ready)
+        done.add(ready.id)
+        pending.remove(ready)
+    return order

@@ -1,0 +1,43 @@
+"""The two error kinds: definition errors raised before anything runs, execution errors after."""
+
+
+class PipelineError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class DefinitionError(PipelineError):
+    """The pipeline is wrong as declared (cycle, missing input, wrong type, bad parameter).
+
+    Raised before any component runs; the message names the component and the fix.
+    """
+
+
+class UserInputError(PipelineError):
+    """Bad input data or bad user code, found while a component runs.
+
+    Components raise it with a message that names the file, line, feature or function and says
+    what to do; the runner records it on the FAILED execution and shows it without a traceback.
+    """
+
+
+class ExecutionError(PipelineError):
+    """A component failed while running; carries the component id, execution id and cause."""
+
+    def __init__(self, component_id: str, execution_id: int, cause: BaseException):
+        self.component_id = component_id
+        self.execution_id = execution_id
+        self.cause = cause
+        super().__init__(
+            f"{component_id} failed (execution {execution_id}): {describe_error(cause)}"
+        )
+
+
+class LockHeldError(PipelineError):
+    """Another run holds the pipeline root's lock."""
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for a person: the message of expected errors, type and message of the rest."""
+    if isinstance(error, PipelineError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,225 @@
+"""The local runner: executes a validated pipeline in dependency order, recording it in MLMD.
+
+For each node: register a RUNNING execution with its inputs, let the component resolve what it
+needs for the cache key, reuse the outputs of an earlier identical execution (CACHED) or run the
+component into staging directories, rename them into place and publish them (COMPLETE). A failure
+is recorded FAILED, its staged and renamed output directories removed, and nothing downstream runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pipeline.artifacts import Artifact
+from pipeline.cache import cache_key, directory_fingerprint, params_fingerprint
+from pipeline.component import ExecutionContext, Node
+from pipeline.dag import Pipeline
+from pipeline.errors import ExecutionError, UserInputError, describe_error
+from pipeline.lock import RootLock
+from pipeline.metadata import Contexts, MetadataStore, custom
+
+STAGING_PREFIX = ".staging-"
+
+
+@dataclass
+class RunOptions:
+    """How to run: where artifacts and metadata go, caching, Beam flags, lock waiting, output."""
+
+    pipeline_root: str
+    metadata: str | None = None  # a sqlite path or a postgresql:// / mysql:// URL
+    enable_cache: bool = True
+    beam_args: list[str] = field(default_factory=list)
+    lock_wait_seconds: float = 0.0
+    log: Callable[[str], None] = print
+
+    @property
+    def metadata_spec(self) -> str:
+        return self.metadata or os.path.join(self.pipeline_root, "metadata.sqlite")
+
+
+@dataclass
+class StepResult:
+    node_id: str
+    status: str  # COMPLETE, CACHED, FAILED or SKIPPED
+    execution_id: int | None = None
+    seconds: float = 0.0
+    outputs: dict[str, Artifact] = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    steps: list[StepResult]
+    seconds: float
+    error: ExecutionError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def step(self, node_id: str) -> StepResult:
+        return next(s for s in self.steps if s.node_id == node_id)
+
+
+def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
+    """Runs `pipeline` once. Raises DefinitionError before anything runs, LockHeldError if another
+    run holds the root; a failing component ends the run with `RunResult.error` set."""
+    order = pipeline.validate()
+    root = os.path.abspath(options.pipeline_root)
+    os.makedirs(root, exist_ok=True)
+    run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(2)
+    started = time.monotonic()
+    with RootLock(root, run_id, options.lock_wait_seconds):
+        store = MetadataStore(options.metadata_spec)
+        _recover_interrupted(store, pipeline.name, root, run_id, options.log)
+        pipeline_ctx, run_ctx = store.start_run(pipeline.name, run_id, pipeline_root=root)
+        options.log(f"run {run_id} of pipeline {pipeline.name} (root {root})")
+        runner = _NodeRunner(pipeline, options, store, root, run_id, pipeline_ctx, run_ctx)
+        steps: list[StepResult] = []
+        error: ExecutionError | None = None
+        for index, node in enumerate(order, 1):
+            if error is not None:
+                steps.append(StepResult(node.id, "SKIPPED", note="an upstream step failed"))
+                continue
+            options.log(f"[{index}/{len(order)}] {node.id}")
+            try:
+                steps.append(runner.run(node))
+            except ExecutionError as failure:
+                error = failure
+                steps.append(StepResult(node.id, "FAILED", failure.execution_id, note=str(failure.cause)))
+        seconds = time.monotonic() - started
+        store.update_context(
+            run_ctx, status="FAILED" if error else "COMPLETE", end_time_ms=int(time.time() * 1000),
+            seconds=round(seconds, 3),
+        )
+    return RunResult(run_id, steps, seconds, error)
+
+
+class _NodeRunner:
+    def __init__(self, pipeline, options, store, root, run_id, pipeline_ctx, run_ctx):
+        self.pipeline = pipeline
+        self.options = options
+        self.store: MetadataStore = store
+        self.root = root
+        self.run_id = run_id
+        self.pipeline_ctx = pipeline_ctx
+        self.run_ctx = run_ctx
+        self.published: dict[tuple[str, str], Artifact] = {}
+
+    def run(self, node: Node) -> StepResult:
+        started = time.monotonic()
+        log = self.options.log
+        channels = {key: node.inputs.get(key) for key in node.component.inputs}
+        inputs = {
+            key: None if ch is None else self.published[(ch.producer.id, ch.key)]
+            for key, ch in channels.items()
+        }
+        contexts = Contexts(
+            self.pipeline_ctx, self.run_ctx, self.store.node_context(self.pipeline.name, node.id)
+        )
+        execution_id = self.store.start_execution(
+            node.component.name, contexts, inputs, node_id=node.id, run_id=self.run_id,
+            code_version=node.component.version,
+        )
+        final_uris = {key: self._uri(node, key, execution_id) for key in node.component.outputs}
+        self.store.update_execution(execution_id, output_uris=final_uris)
+        ctx = ExecutionContext(
+            pipeline_name=self.pipeline.name, pipeline_root=self.root, component_id=node.id,
+            execution_id=execution_id, run_id=self.run_id,
+            beam_args=[*self.pipeline.beam_args, *self.options.beam_args], store=self.store,
+            log=lambda message: log(f"      {message}"),
+        )
+        staging = {key: self._staging_uri(uri) for key, uri in final_uris.items()}
+        try:
+            if node.component.resolve is not None:
+                ctx.resolved = node.component.resolve(ctx, node.params, **inputs)
+            key = cache_key(node.component.name, node.component.version, node.params, inputs, ctx.resolved)
+            self.store.update_execution(
+                execution_id, cache_key=key, resolved=ctx.resolved,
+                parameters=params_fingerprint(node.params),
+            )
+            cached = self._lookup_cache(node, key)
+            if cached is not None:
+                earlier, outputs = cached
+                self.store.cache_execution(execution_id, contexts, outputs, cached_from=earlier)
+                self._remember(node, outputs)
+                seconds = time.monotonic() - started
+                log(f"      CACHED: reused the outputs of execution {earlier} ({seconds:.1f} s)")
+                return StepResult(node.id, "CACHED", execution_id, seconds, outputs, f"from {earlier}")
+            outputs = {key: cls(staging[key]) for key, cls in node.component.outputs.items()}
+            for uri in staging.values():
+                os.makedirs(uri)
+            node.component.run(ctx, node.params, **inputs, **outputs)
+            for key, artifact in outputs.items():
+                os.replace(staging[key], final_uris[key])
+                artifact.uri = final_uris[key]
+                artifact.custom_properties["fingerprint"] = directory_fingerprint(artifact.uri)
+            seconds = time.monotonic() - started
+            self.store.complete_execution(execution_id, contexts, outputs, seconds=round(seconds, 3))
+        except BaseException as error:  # noqa: BLE001 - recorded, cleaned up, re-raised
+            _remove_dirs([*staging.values(), *final_uris.values()])
+            detail = "" if isinstance(error, UserInputError) else traceback.format_exc()
+            self.store.fail_execution(execution_id, describe_error(error), traceback=detail)
+            log(f"      FAILED after {time.monotonic() - started:.1f} s")
+            if isinstance(error, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise ExecutionError(node.id, execution_id, error) from error
+        self._remember(node, outputs)
+        log(f"      COMPLETE in {seconds:.1f} s (execution {execution_id})")
+        return StepResult(node.id, "COMPLETE", execution_id, seconds, outputs)
+
+    def _lookup_cache(self, node: Node, key: str) -> tuple[int, dict[str, Artifact]] | None:
+        if not self.options.enable_cache:
+            return None
+        found = self.store.find_cached(self.pipeline.name, node.id, key)
+        if found is None:
+            return None
+        execution, outputs = found
+        missing = [a.uri for a in outputs.values() if "://" not in a.uri and not os.path.isdir(a.uri)]
+        if missing:
+            self.options.log(f"      cache miss: outputs of execution {execution.id} are gone ({missing[0]})")
+            return None
+        return execution.id, outputs
+
+    def _remember(self, node: Node, outputs: dict[str, Artifact]) -> None:
+        for key, artifact in outputs.items():
+            self.published[(node.id, key)] = artifact
+
+    def _uri(self, node: Node, key: str, execution_id: int | None) -> str:
+        return os.path.join(self.root, node.id, key, str(execution_id))
+
+    @staticmethod
+    def _staging_uri(final_uri: str) -> str:
+        parent, name = os.path.split(final_uri)
+        return os.path.join(parent, STAGING_PREFIX + name)
+
+
+def _recover_interrupted(store: MetadataStore, pipeline_name: str, root: str, run_id: str, log) -> None:
+    """Executions still RUNNING while we hold the lock were cut off (killed process, power loss):
+    record them FAILED with a note and remove whatever they had written."""
+    for execution in store.running_executions(pipeline_name):
+        uris = json.loads(custom(execution, "output_uris", "{}") or "{}")
+        _remove_dirs([*uris.values(), *(_NodeRunner._staging_uri(u) for u in uris.values())])
+        note = (
+            f"interrupted: the process running it stopped before it finished; "
+            f"found and closed by run {run_id}"
+        )
+        store.fail_execution(execution.id, note)
+        log(f"execution {execution.id} ({custom(execution, 'node_id')}) was interrupted; marked FAILED")
+    for run in store.pipeline_runs(pipeline_name):
+        if custom(run, "status") == "RUNNING":
+            store.update_context(run, status="INTERRUPTED")
+
+
+def _remove_dirs(paths: list[str]) -> None:
+    for path in paths:
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)

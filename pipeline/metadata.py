@@ -1,0 +1,328 @@
+"""ML Metadata: the store's connection settings and one facade over the records a run writes.
+
+Layout, as TFX keeps it: context types `pipeline`, `pipeline_run` (child of its pipeline) and
+`node` (named `<pipeline>.<node_id>`); one execution type per component; artifact types from
+`pipeline.artifacts`. An execution is put RUNNING with its INPUT events, then COMPLETE with its
+outputs (LIVE) and OUTPUT events in one `put_execution` call, or CACHED with OUTPUT events to the
+earlier outputs it reuses, or FAILED with its error in custom property `error`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+from pipeline.artifacts import ARTIFACT_TYPES, DOUBLE, INT, STRING, Artifact
+
+PIPELINE, PIPELINE_RUN, NODE = "pipeline", "pipeline_run", "node"
+_PROPERTY_TYPES = {INT: pb.INT, DOUBLE: pb.DOUBLE, STRING: pb.STRING}
+_STATE_NAMES = {value: name for name, value in pb.Execution.State.items()}
+
+
+def connection_config(spec: str) -> pb.ConnectionConfig:
+    """ConnectionConfig from a path or URL.
+
+    `path/to/metadata.sqlite` or `sqlite:///abs/path` -> sqlite (created when missing);
+    `postgresql://user:password@host:port/dbname` and `mysql://user:password@host:port/database`
+    -> the MLMD server backends.
+    """
+    config = pb.ConnectionConfig()
+    url = urllib.parse.urlparse(spec)
+    if url.scheme in ("", "sqlite", "file"):
+        config.sqlite.filename_uri = url.path if url.scheme else spec
+        config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    elif url.scheme in ("postgresql", "postgres"):
+        pg = config.postgresql
+        pg.host = url.hostname or "localhost"
+        pg.port = str(url.port or 5432)
+        pg.dbname = url.path.lstrip("/") or "mlmd"
+        pg.user = urllib.parse.unquote(url.username or "")
+        if url.password:
+            pg.password = urllib.parse.unquote(url.password)
+    elif url.scheme == "mysql":
+        my = config.mysql
+        my.host = url.hostname or "localhost"
+        my.port = url.port or 3306
+        my.database = url.path.lstrip("/") or "mlmd"
+        my.user = urllib.parse.unquote(url.username or "")
+        if url.password:
+            my.password = urllib.parse.unquote(url.password)
+    else:
+        raise ValueError(
+            f"metadata store {spec!r}: give a sqlite file path, or a postgresql:// or mysql:// URL"
+        )
+    return config
+
+
+def state_name(execution: pb.Execution) -> str:
+    return _STATE_NAMES[execution.last_known_state]
+
+
+def get_value(value: pb.Value) -> Any:
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind else None
+
+
+def set_value(value: pb.Value, python_value: Any) -> None:
+    if isinstance(python_value, bool) or isinstance(python_value, int):
+        value.int_value = int(python_value)
+    elif isinstance(python_value, float):
+        value.double_value = python_value
+    elif isinstance(python_value, str):
+        value.string_value = python_value
+    else:
+        value.string_value = json.dumps(python_value, sort_keys=True)
+
+
+def custom(proto: Any, name: str, default: Any = None) -> Any:
+    """A custom property of an artifact, execution or context proto, as a Python value."""
+    if name not in proto.custom_properties:
+        return default
+    return get_value(proto.custom_properties[name])
+
+
+@dataclass
+class Contexts:
+    pipeline: pb.Context
+    run: pb.Context
+    node: pb.Context
+
+    def all(self) -> list[pb.Context]:
+        return [self.pipeline, self.run, self.node]
+
+
+class MetadataStore:
+    """The records of runs: contexts, executions, artifacts and events, through MLMD's API."""
+
+    def __init__(self, spec: str):
+        self.spec = spec
+        self.mlmd = metadata_store.MetadataStore(connection_config(spec))
+        self._type_ids: dict[tuple[str, str], int] = {}
+
+    # ---- types -------------------------------------------------------------------------------
+
+    def artifact_type_id(self, cls: type[Artifact]) -> int:
+        key = ("artifact", cls.TYPE_NAME)
+        if key not in self._type_ids:
+            artifact_type = pb.ArtifactType(name=cls.TYPE_NAME)
+            for name, kind in cls.PROPERTIES.items():
+                artifact_type.properties[name] = _PROPERTY_TYPES[kind]
+            self._type_ids[key] = self.mlmd.put_artifact_type(artifact_type)
+        return self._type_ids[key]
+
+    def execution_type_id(self, name: str) -> int:
+        key = ("execution", name)
+        if key not in self._type_ids:
+            self._type_ids[key] = self.mlmd.put_execution_type(pb.ExecutionType(name=name))
+        return self._type_ids[key]
+
+    def context_type_id(self, name: str) -> int:
+        key = ("context", name)
+        if key not in self._type_ids:
+            self._type_ids[key] = self.mlmd.put_context_type(pb.ContextType(name=name))
+        return self._type_ids[key]
+
+    # ---- contexts ----------------------------------------------------------------------------
+
+    def get_or_create_context(self, type_name: str, name: str, **props: Any) -> pb.Context:
+        existing = self.mlmd.get_context_by_type_and_name(type_name, name)
+        if existing is not None:
+            return existing
+        context = pb.Context(type_id=self.context_type_id(type_name), name=name)
+        for key, value in props.items():
+            set_value(context.custom_properties[key], value)
+        [context.id] = self.mlmd.put_contexts([context])
+        return context
+
+    def start_run(self, pipeline_name: str, run_id: str, **props: Any) -> tuple[pb.Context, pb.Context]:
+        pipeline = self.get_or_create_context(PIPELINE, pipeline_name)
+        run = self.get_or_create_context(
+            PIPELINE_RUN, run_id, pipeline=pipeline_name, status="RUNNING",
+            start_time_ms=_now_ms(), **props
+        )
+        self.mlmd.put_parent_contexts([pb.ParentContext(child_id=run.id, parent_id=pipeline.id)])
+        return pipeline, run
+
+    def update_context(self, context: pb.Context, **props: Any) -> None:
+        for key, value in props.items():
+            set_value(context.custom_properties[key], value)
+        self.mlmd.put_contexts([context])
+
+    def node_context(self, pipeline_name: str, node_id: str) -> pb.Context:
+        return self.get_or_create_context(NODE, f"{pipeline_name}.{node_id}", node_id=node_id)
+
+    def pipeline_runs(self, pipeline_name: str) -> list[pb.Context]:
+        """The pipeline's runs, newest first."""
+        pipeline = self.mlmd.get_context_by_type_and_name(PIPELINE, pipeline_name)
+        if pipeline is None:
+            return []
+        runs = self.mlmd.get_children_contexts_by_context(pipeline.id)
+        return sorted(runs, key=lambda c: custom(c, "start_time_ms", 0), reverse=True)
+
+    def pipeline_names(self) -> list[str]:
+        return sorted(c.name for c in self.mlmd.get_contexts_by_type(PIPELINE))
+
+    # ---- executions --------------------------------------------------------------------------
+
+    def start_execution(
+        self, component: str, contexts: Contexts, inputs: dict[str, Artifact | None], **props: Any
+    ) -> int:
+        """Puts a RUNNING execution with its INPUT events; returns its id."""
+        execution = pb.Execution(
+            type_id=self.execution_type_id(component), last_known_state=pb.Execution.RUNNING
+        )
+        for key, value in props.items():
+            set_value(execution.custom_properties[key], value)
+        pairs = [
+            (self._existing(artifact), _event(pb.Event.INPUT, key))
+            for key, artifact in inputs.items()
+            if artifact is not None
+        ]
+        execution_id, _, _ = self.mlmd.put_execution(execution, pairs, contexts.all())
+        return execution_id
+
+    def update_execution(self, execution_id: int, **props: Any) -> None:
+        [execution] = self.mlmd.get_executions_by_id([execution_id])
+        for key, value in props.items():
+            set_value(execution.custom_properties[key], value)
+        self.mlmd.put_executions([execution])
+
+    def complete_execution(
+        self, execution_id: int, contexts: Contexts, outputs: dict[str, Artifact], **props: Any
+    ) -> None:
+        """Marks the execution COMPLETE and publishes its outputs LIVE, in one call."""
+        [execution] = self.mlmd.get_executions_by_id([execution_id])
+        execution.last_known_state = pb.Execution.COMPLETE
+        for key, value in props.items():
+            set_value(execution.custom_properties[key], value)
+        pairs = []
+        for key, artifact in outputs.items():
+            artifact.state = "LIVE"
+            pairs.append((self._to_proto(artifact), _event(pb.Event.OUTPUT, key)))
+        _, artifact_ids, _ = self.mlmd.put_execution(execution, pairs, contexts.all())
+        for artifact, artifact_id in zip(outputs.values(), artifact_ids):
+            artifact.id = artifact_id
+
+    def cache_execution(
+        self, execution_id: int, contexts: Contexts, outputs: dict[str, Artifact], **props: Any
+    ) -> None:
+        """Marks the execution CACHED, with OUTPUT events to the earlier outputs it reuses."""
+        [execution] = self.mlmd.get_executions_by_id([execution_id])
+        execution.last_known_state = pb.Execution.CACHED
+        for key, value in props.items():
+            set_value(execution.custom_properties[key], value)
+        pairs = [(self._existing(a), _event(pb.Event.OUTPUT, key)) for key, a in outputs.items()]
+        self.mlmd.put_execution(execution, pairs, contexts.all())
+
+    def fail_execution(self, execution_id: int, error: str, **props: Any) -> None:
+        [execution] = self.mlmd.get_executions_by_id([execution_id])
+        execution.last_known_state = pb.Execution.FAILED
+        set_value(execution.custom_properties["error"], error)
+        for key, value in props.items():
+            set_value(execution.custom_properties[key], value)
+        self.mlmd.put_executions([execution])
+
+    def running_executions(self, pipeline_name: str) -> list[pb.Execution]:
+        pipeline = self.mlmd.get_context_by_type_and_name(PIPELINE, pipeline_name)
+        if pipeline is None:
+            return []
+        return [
+            e
+            for e in self.mlmd.get_executions_by_context(pipeline.id)
+            if e.last_known_state == pb.Execution.RUNNING
+        ]
+
+    def find_cached(self, pipeline_name: str, node_id: str, cache_key: str) -> tuple[pb.Execution, dict[str, Artifact]] | None:
+        """The newest COMPLETE execution of this node with this cache key, and its outputs."""
+        query = (
+            f"custom_properties.cache_key.string_value = '{cache_key}' AND "
+            f"contexts_n.type = '{NODE}' AND contexts_n.name = '{pipeline_name}.{node_id}' AND "
+            "last_known_state = COMPLETE"
+        )
+        options = metadata_store.ListOptions(
+            filter_query=query, order_by=metadata_store.OrderByField.ID, is_asc=False, limit=1
+        )
+        executions = self.mlmd.get_executions(list_options=options)
+        if not executions:
+            return None
+        outputs = self.outputs_of(executions[0].id)
+        if any(a.state != "LIVE" for a in outputs.values()):
+            return None
+        return executions[0], outputs
+
+    def outputs_of(self, execution_id: int) -> dict[str, Artifact]:
+        return self._artifacts_of(execution_id, pb.Event.OUTPUT)
+
+    def inputs_of(self, execution_id: int) -> dict[str, Artifact]:
+        return self._artifacts_of(execution_id, pb.Event.INPUT)
+
+    def _artifacts_of(self, execution_id: int, kind: int) -> dict[str, Artifact]:
+        events = [e for e in self.mlmd.get_events_by_execution_ids([execution_id]) if e.type == kind]
+        artifacts = {a.id: a for a in self.artifacts_by_id([e.artifact_id for e in events])}
+        return {e.path.steps[0].key: artifacts[e.artifact_id] for e in events}
+
+    def producer_of(self, artifact_id: int) -> pb.Execution | None:
+        """The execution that first output this artifact (COMPLETE; later CACHED ones reuse it)."""
+        events = self.mlmd.get_events_by_artifact_ids([artifact_id])
+        ids = sorted(e.execution_id for e in events if e.type == pb.Event.OUTPUT)
+        return self.mlmd.get_executions_by_id(ids[:1])[0] if ids else None
+
+    # ---- artifacts ---------------------------------------------------------------------------
+
+    def artifacts_by_id(self, ids: list[int]) -> list[Artifact]:
+        if not ids:
+            return []
+        protos = self.mlmd.get_artifacts_by_id(ids)
+        type_ids = {p.type_id for p in protos}
+        names = {t.id: t.name for t in self.mlmd.get_artifact_types_by_id(list(type_ids))}
+        return [self._from_proto(p, names[p.type_id]) for p in protos]
+
+    def artifacts_by_uri(self, uri: str) -> list[Artifact]:
+        ids = [p.id for p in self.mlmd.get_artifacts_by_uri(uri)]
+        return self.artifacts_by_id(ids)
+
+    def _existing(self, artifact: Artifact) -> pb.Artifact:
+        if artifact.id is None:
+            raise ValueError(f"{artifact!r} has not been published")
+        [proto] = self.mlmd.get_artifacts_by_id([artifact.id])
+        return proto
+
+    def _to_proto(self, artifact: Artifact) -> pb.Artifact:
+        proto = pb.Artifact(
+            type_id=self.artifact_type_id(type(artifact)),
+            uri=artifact.uri,
+            state=pb.Artifact.State.Value(artifact.state),
+        )
+        for key, value in artifact.properties.items():
+            set_value(proto.properties[key], value)
+        for key, value in artifact.custom_properties.items():
+            set_value(proto.custom_properties[key], value)
+        return proto
+
+    @staticmethod
+    def _from_proto(proto: pb.Artifact, type_name: str) -> Artifact:
+        cls = ARTIFACT_TYPES.get(type_name, Artifact)
+        return cls(
+            proto.uri,
+            id=proto.id,
+            properties={k: get_value(v) for k, v in proto.properties.items()},
+            custom_properties={k: get_value(v) for k, v in proto.custom_properties.items()},
+            state=pb.Artifact.State.Name(proto.state),
+        )
+
+
+def _event(kind: int, key: str) -> pb.Event:
+    event = pb.Event(type=kind)
+    step = event.path.steps.add()
+    step.key = key
+    return event
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
