@@ -1,0 +1,56 @@
+"""Test helpers: read gzipped TFRecord files and decode tf.Examples without importing TensorFlow."""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import os
+import struct
+
+from pipeline.local_runner import RunOptions, run_pipeline
+
+
+def read_tfrecords(directory: str) -> list[bytes]:
+    """Every record of every `*.gz` TFRecord file in `directory` (framing read by hand)."""
+    records = []
+    for path in sorted(glob.glob(os.path.join(directory, "*.gz"))):
+        data = gzip.open(path).read()
+        offset = 0
+        while offset < len(data):
+            (length,) = struct.unpack_from("<Q", data, offset)
+            offset += 12
+            records.append(data[offset:offset + length])
+            offset += length + 4
+    return records
+
+
+def decode_examples(records: list[bytes]) -> list[dict]:
+    """tf.Examples as dicts of feature -> list of values; an absent feature is left out."""
+    from tfx_bsl.coders import example_coder
+
+    if not records:
+        return []
+    batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(records)
+    columns = batch.to_pydict()
+    rows = []
+    for i in range(batch.num_rows):
+        row = {}
+        for name, values in columns.items():
+            if values[i] is not None:
+                row[name] = [v.decode() if isinstance(v, bytes) else v for v in values[i]]
+        rows.append(row)
+    return rows
+
+
+def write_csv(path, text: str) -> str:
+    os.makedirs(os.path.dirname(str(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return str(path)
+
+
+def quiet_run(pipeline, root, **options):
+    lines: list[str] = []
+    result = run_pipeline(pipeline, RunOptions(pipeline_root=str(root), log=lines.append, **options))
+    result.log = lines
+    return result

@@ -1,0 +1,187 @@
+"""ExampleGen on inline CSV rows: types, missing values, splits, spans, and every bad-input case."""
+
+import os
+
+import pyarrow as pa
+import pytest
+
+from components import csv_to_examples as csv2ex
+from components.example_gen import ExampleGen, find_span
+from pipeline import Pipeline, UserInputError
+from tests.helpers import decode_examples, quiet_run, read_tfrecords, write_csv
+
+HEADER = "species,island,bill_length_mm,body_mass_g,sex\n"
+ROWS = [
+    "Adelie,Torgersen,39.1,3750,male",
+    "Adelie,Torgersen,NA,NA,NA",
+    "Gentoo,Biscoe,47.3,4725,",
+    "Chinstrap,Dream,46.5,3500,female",
+    "Gentoo,Biscoe,50.0,5700,male",
+    "Adelie,Dream,37.2,3900,female",
+]
+
+
+def make_span(tmp_path, span=1, rows=ROWS, header=HEADER, name="part.csv"):
+    return write_csv(tmp_path / "data" / f"span-{span}" / name, header + "\n".join(rows) + "\n")
+
+
+def run_gen(tmp_path, **params):
+    pattern = str(tmp_path / "data" / "span-{SPAN}" / "*.csv")
+    return quiet_run(Pipeline("eg", [ExampleGen(input_pattern=pattern, **params)]), tmp_path / "root")
+
+
+def all_examples(result):
+    examples = result.step("ExampleGen").outputs["examples"]
+    return {split: decode_examples(read_tfrecords(examples.split_uri(split))) for split in examples.split_names}
+
+
+def failure(result) -> str:
+    assert not result.ok, "the run should have failed"
+    return str(result.error)
+
+
+# ---- the batch functions ------------------------------------------------------------------
+
+
+def batch_of(rows: dict) -> csv2ex.CsvBatch:
+    return csv2ex.CsvBatch("f.csv", 0, pa.RecordBatch.from_pydict({k: pa.array(v, pa.string()) for k, v in rows.items()}))
+
+
+def test_type_inference_takes_the_narrowest_type_over_all_batches():
+    first = csv2ex.infer_types(batch_of({"a": ["1", None], "b": ["1.5", "2"], "c": ["x", "1"], "d": [None, None]}))
+    assert first == {"a": "int", "b": "float", "c": "string", "d": None}
+    second = csv2ex.infer_types(batch_of({"a": ["2.5", "3"], "b": ["-1e3", "nan"], "c": ["1", "2"], "d": [None, None]}))
+    assert csv2ex.merge_types([first, second]) == {"a": "float", "b": "float", "c": "string", "d": "string"}
+
+
+def test_parse_reports_each_bad_cell_with_its_row():
+    errors = csv2ex.parse_columns(batch_of({"n": ["1", "two", "3", None]}), {"n": "int"})
+    assert [(e.row, e.message) for e in errors] == [
+        (1, "column 'n' is int, but the value is 'two'; fix the value, or declare the column as string")
+    ]
+
+
+def test_missing_cells_become_absent_features_never_zero():
+    parsed = csv2ex.parse_columns(batch_of({"n": ["+1", None], "s": [None, "x"]}), {"n": "int", "s": "string"})
+    rows = decode_examples(csv2ex.encode_examples(parsed))
+    assert rows == [{"n": [1]}, {"s": ["x"]}]
+
+
+def test_split_is_a_stable_hash_of_the_row():
+    batch = batch_of({"a": [str(i) for i in range(3000)]})
+    buckets = csv2ex.split_buckets(batch.table, [2, 1])
+    assert (buckets == csv2ex.split_buckets(batch.table, [2, 1])).all()
+    assert 0.6 < (buckets == 0).mean() < 0.73
+    # A row's split depends on the row alone, not on its neighbours.
+    alone = csv2ex.split_buckets(batch_of({"a": ["1234"]}).table, [2, 1])
+    assert alone[0] == buckets[1234]
+
+
+# ---- the component through the runner -----------------------------------------------------
+
+
+def test_writes_typed_examples_split_and_recorded(tmp_path):
+    make_span(tmp_path)
+    result = run_gen(tmp_path)
+    assert result.ok, result.error
+    examples = result.step("ExampleGen").outputs["examples"]
+    assert examples.properties["span"] == 1 and examples.properties["version"] == 0
+    assert examples.split_names == ["train", "eval"]
+    rows = all_examples(result)
+    assert examples.get("row_count_train") == len(rows["train"])
+    assert examples.get("row_count_eval") == len(rows["eval"])
+    everything = sorted(rows["train"] + rows["eval"], key=lambda r: (r["species"], r["island"], r.get("body_mass_g", [0])))
+    assert len(everything) == len(ROWS)
+    missing = next(r for r in everything if r["island"] == ["Torgersen"] and "body_mass_g" not in r)
+    assert missing == {"species": ["Adelie"], "island": ["Torgersen"]}
+    gentoo = next(r for r in everything if r.get("body_mass_g") == [4725])
+    assert "sex" not in gentoo and gentoo["bill_length_mm"] == [pytest.approx(47.3)]
+    assert examples.get("input_fingerprint")
+    assert os.listdir(examples.split_uri("train")) == ["data_tfrecord-00000-of-00001.gz"]
+
+
+def test_declared_column_types_win_over_inference(tmp_path):
+    make_span(tmp_path)
+    result = run_gen(tmp_path, column_types={"body_mass_g": "float"})
+    rows = [r for split in all_examples(result).values() for r in split]
+    assert {type(r["body_mass_g"][0]) for r in rows if "body_mass_g" in r} == {float}
+
+
+def test_latest_span_by_default_or_the_one_asked(tmp_path):
+    make_span(tmp_path, span=3, rows=ROWS[:2])
+    make_span(tmp_path, span=12, rows=ROWS[:4])
+    assert find_span(str(tmp_path / "data" / "span-{SPAN}" / "*.csv"), None, None)[0] == 12
+    result = run_gen(tmp_path, span=3)
+    assert result.step("ExampleGen").outputs["examples"].properties["span"] == 3
+    assert sum(len(v) for v in all_examples(result).values()) == 2
+
+
+def test_span_and_version_placeholders(tmp_path):
+    for version in (1, 2):
+        write_csv(tmp_path / "d" / "span-5" / f"v{version}" / "a.csv", HEADER + ROWS[0] + "\n")
+    assert find_span(str(tmp_path / "d" / "span-{SPAN}" / "v{VERSION}" / "*.csv"), None, None)[:2] == (5, 2)
+
+
+def test_new_file_in_the_span_is_a_cache_miss(tmp_path):
+    make_span(tmp_path)
+    assert run_gen(tmp_path).ok
+    assert run_gen(tmp_path).step("ExampleGen").status == "CACHED"
+    make_span(tmp_path, rows=ROWS[:1], name="more.csv")
+    again = run_gen(tmp_path)
+    assert again.step("ExampleGen").status == "COMPLETE"
+    assert sum(len(v) for v in all_examples(again).values()) == len(ROWS) + 1
+
+
+def test_no_file_matches(tmp_path):
+    with pytest.raises(UserInputError, match=r"no file matches input pattern"):
+        find_span(str(tmp_path / "nothing-{SPAN}" / "*.csv"), None, None)
+    make_span(tmp_path, span=1)
+    assert "no file matches input pattern" in failure(run_gen(tmp_path, span=9))
+    assert "spans found: 1" in failure(run_gen(tmp_path, span=9))
+
+
+def test_headers_differ_between_files(tmp_path):
+    make_span(tmp_path, name="a.csv")
+    make_span(tmp_path, name="b.csv", header="species,island,bill_length_mm,sex,body_mass_g\n")
+    message = failure(run_gen(tmp_path))
+    assert "ExampleGen failed (execution" in message
+    assert "b.csv differs from that of" in message and "a.csv" in message
+
+
+def test_row_with_wrong_number_of_cells_names_file_and_line(tmp_path):
+    path = make_span(tmp_path, rows=[*ROWS[:3], "Adelie,Dream,1.0", *ROWS[3:]])
+    message = failure(run_gen(tmp_path))
+    assert f"{path}, line 5: expected 5 cells as in the header, found 3: 'Adelie,Dream,1.0'" in message
+    assert "1 bad row(s) in span 1; nothing was written" in message
+
+
+def test_value_that_does_not_parse_names_file_line_and_column(tmp_path):
+    path = make_span(tmp_path, rows=[*ROWS[:4], "Adelie,Dream,12.5,heavy,male"])
+    message = failure(run_gen(tmp_path, column_types={"body_mass_g": "int"}))
+    assert f"{path}, line 6: column 'body_mass_g' is int, but the value is 'heavy'" in message
+
+
+def test_empty_file(tmp_path):
+    make_span(tmp_path, name="a.csv")
+    empty = write_csv(tmp_path / "data" / "span-1" / "b.csv", "")
+    assert f"{empty} is empty; remove it, or give it a header line and rows" in failure(run_gen(tmp_path))
+
+
+def test_span_without_rows(tmp_path):
+    make_span(tmp_path, rows=[])
+    assert "span 1 has no data rows" in failure(run_gen(tmp_path))
+
+
+def test_bytes_that_are_not_utf8_name_the_line(tmp_path):
+    path = make_span(tmp_path)
+    with open(path, "ab") as f:
+        f.write(b"Adelie,Dr\xe9am,39.0,3000,male\n")
+    assert f"{path}, line 8: bytes that are not UTF-8" in failure(run_gen(tmp_path))
+
+
+def test_failed_generation_leaves_no_live_artifact_or_files(tmp_path):
+    make_span(tmp_path, rows=[*ROWS, "x,y"])
+    result = run_gen(tmp_path)
+    assert not result.ok
+    out = tmp_path / "root" / "ExampleGen" / "examples"
+    assert os.listdir(out) == []

@@ -1,0 +1,186 @@
+"""The local runner on a real sqlite MLMD store: records, caching, failure, staging, lock, recovery."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+from pipeline import LockHeldError
+from pipeline.lock import RootLock
+from pipeline.local_runner import RunOptions, run_pipeline
+from pipeline.metadata import MetadataStore, custom, state_name
+from tests.toy_components import toy_pipeline
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(root, **kwargs):
+    options = RunOptions(pipeline_root=str(root), log=lambda message: None,
+                         enable_cache=kwargs.pop("enable_cache", True))
+    return run_pipeline(toy_pipeline(**kwargs), options)
+
+
+def store_of(root) -> MetadataStore:
+    return MetadataStore(os.path.join(root, "metadata.sqlite"))
+
+
+def executions(root):
+    store = store_of(root)
+    return sorted(store.mlmd.get_executions(), key=lambda e: e.id)
+
+
+def test_outputs_land_at_root_component_output_execution(tmp_path):
+    result = run(tmp_path)
+    assert result.ok
+    step = result.step("Write")
+    uri = step.outputs["examples"].uri
+    assert uri == os.path.join(str(tmp_path), "Write", "examples", str(step.execution_id))
+    with open(os.path.join(uri, "Split-train", "data.txt")) as f:
+        assert f.read() == "hello"
+    assert not [p for p in os.listdir(os.path.dirname(uri)) if p.startswith(".staging")]
+
+
+def test_metadata_records_contexts_events_and_properties(tmp_path):
+    result = run(tmp_path)
+    store = store_of(tmp_path)
+    [run_ctx] = store.pipeline_runs("toy")
+    assert run_ctx.name == result.run_id and custom(run_ctx, "status") == "COMPLETE"
+    assert [c.name for c in store.mlmd.get_parent_contexts_by_context(run_ctx.id)] == ["toy"]
+    write, read = executions(tmp_path)
+    assert state_name(write) == state_name(read) == "COMPLETE"
+    contexts = {(store.mlmd.get_context_types_by_id([c.type_id])[0].name, c.name)
+                for c in store.mlmd.get_contexts_by_execution(read.id)}
+    assert contexts == {("pipeline", "toy"), ("pipeline_run", result.run_id), ("node", "toy.Read")}
+    examples = store.outputs_of(write.id)["examples"]
+    assert examples.state == "LIVE" and examples.properties["span"] == 1
+    assert examples.split_names == ["train"]
+    assert store.inputs_of(read.id)["examples"].id == examples.id
+    schema = store.outputs_of(read.id)["schema"]
+    assert store.producer_of(schema.id).id == read.id
+
+
+def test_second_identical_run_is_fully_cached(tmp_path):
+    first = run(tmp_path)
+    second = run(tmp_path)
+    assert [s.status for s in second.steps] == ["CACHED", "CACHED"]
+    assert second.step("Read").outputs["schema"].id == first.step("Read").outputs["schema"].id
+    cached = executions(tmp_path)[-1]
+    assert state_name(cached) == "CACHED"
+    assert custom(cached, "cached_from") == first.step("Read").execution_id
+    events = store_of(tmp_path).mlmd.get_events_by_execution_ids([cached.id])
+    assert {e.type for e in events} == {pb.Event.INPUT, pb.Event.OUTPUT}
+
+
+def test_changed_parameter_reruns_only_that_step(tmp_path):
+    run(tmp_path)
+    result = run(tmp_path, suffix="?")
+    assert [s.status for s in result.steps] == ["CACHED", "COMPLETE"]
+
+
+def test_changed_upstream_output_reruns_downstream(tmp_path):
+    run(tmp_path)
+    result = run(tmp_path, text="bye")
+    assert [s.status for s in result.steps] == ["COMPLETE", "COMPLETE"]
+
+
+def test_no_cache_runs_everything(tmp_path):
+    run(tmp_path)
+    result = run(tmp_path, enable_cache=False)
+    assert [s.status for s in result.steps] == ["COMPLETE", "COMPLETE"]
+
+
+def test_deleted_outputs_are_a_cache_miss(tmp_path):
+    import shutil
+
+    first = run(tmp_path)
+    shutil.rmtree(first.step("Write").outputs["examples"].uri)
+    assert run(tmp_path).step("Write").status == "COMPLETE"
+
+
+def test_failure_is_recorded_and_stops_downstream(tmp_path):
+    result = run(tmp_path, fail=True)
+    assert not result.ok
+    assert [s.status for s in result.steps] == ["FAILED", "SKIPPED"]
+    assert str(result.error) == (
+        f"Write failed (execution {result.error.execution_id}): asked to fail, line 7 of nothing"
+    )
+    [failed] = executions(tmp_path)
+    assert state_name(failed) == "FAILED"
+    assert custom(failed, "error") == "asked to fail, line 7 of nothing"
+    store = store_of(tmp_path)
+    assert store.outputs_of(failed.id) == {}
+    assert not [a for a in store.mlmd.get_artifacts() if a.state == pb.Artifact.LIVE]
+    assert os.listdir(os.path.join(tmp_path, "Write", "examples")) == []
+    assert custom(store.pipeline_runs("toy")[0], "status") == "FAILED"
+
+
+def test_unexpected_exception_keeps_its_traceback_in_metadata(tmp_path):
+    from pipeline import Component, Pipeline
+    from pipeline.artifacts import Examples
+    from tests.toy_components import WriteParams
+
+    def broken(ctx, params, examples):
+        return {}["missing"]
+
+    node = Component(name="Broken", run=broken, outputs={"examples": Examples}, parameters=WriteParams, version="1")()
+    result = run_pipeline(Pipeline("toy", [node]), RunOptions(str(tmp_path), log=lambda m: None))
+    assert "KeyError: 'missing'" in str(result.error)
+    [failed] = executions(tmp_path)
+    assert "in broken" in custom(failed, "traceback")
+
+
+def test_second_run_on_a_locked_root_refuses_with_the_holder(tmp_path):
+    with RootLock(str(tmp_path), "other-run"):
+        with pytest.raises(LockHeldError, match=r"another run holds the lock on .* \(run other-run, pid \d+"):
+            run(tmp_path)
+    assert run(tmp_path).ok
+
+
+def test_waiting_run_starts_when_the_lock_is_released(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from pipeline.lock import RootLock
+        with RootLock({str(tmp_path)!r}, "holder"):
+            print("locked", flush=True)
+            time.sleep(1.5)
+    """)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    started = time.monotonic()
+    options = RunOptions(pipeline_root=str(tmp_path), lock_wait_seconds=30, log=lambda m: None)
+    assert run_pipeline(toy_pipeline(), options).ok
+    assert time.monotonic() - started > 0.5
+    holder.wait()
+
+
+def test_killed_run_is_closed_by_the_next_one(tmp_path):
+    """SIGKILL in the middle of a step: the next run marks it FAILED, removes its staged output,
+    and finishes; no execution is left RUNNING."""
+    script = textwrap.dedent(f"""
+        from pipeline.local_runner import RunOptions, run_pipeline
+        from tests.toy_components import toy_pipeline
+        run_pipeline(toy_pipeline(sleep=60), RunOptions(pipeline_root={str(tmp_path)!r}))
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.DEVNULL)
+    marker = os.path.join(tmp_path, "write-started")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    staged = open(marker).read()
+    assert os.path.basename(staged).startswith(".staging-") and os.path.isdir(staged)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+
+    result = run(tmp_path)
+    assert result.ok
+    states = [state_name(e) for e in executions(tmp_path)]
+    assert states == ["FAILED", "COMPLETE", "COMPLETE"]
+    interrupted = executions(tmp_path)[0]
+    assert custom(interrupted, "error").startswith("interrupted: the process running it stopped")
+    assert not os.path.exists(staged)
+    runs = store_of(tmp_path).pipeline_runs("toy")
+    assert [custom(r, "status") for r in runs] == ["COMPLETE", "INTERRUPTED"]

@@ -1,0 +1,67 @@
+"""ML Metadata under the pinned protobuf 6, and the connection settings for each backend."""
+
+import google.protobuf
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+from pipeline.artifacts import Examples
+from pipeline.metadata import MetadataStore, connection_config
+
+
+def test_stack_runs_mlmd_with_protobuf_6():
+    # ml-metadata 1.17.1 declares protobuf<5; the lock pins 6.x, which TensorFlow 2.21 needs.
+    assert google.protobuf.__version__.startswith("6.")
+
+
+def test_put_get_filter_and_lineage_subgraph(tmp_path):
+    store = MetadataStore(str(tmp_path / "m.sqlite"))
+    examples = Examples("/data/examples/1", properties={"span": 7, "version": 0})
+    examples.split_names = ["train", "eval"]
+    examples.custom_properties["row_count_train"] = 5
+    pipeline_ctx, run_ctx = store.start_run("p", "run-1")
+    from pipeline.metadata import Contexts
+
+    contexts = Contexts(pipeline_ctx, run_ctx, store.node_context("p", "Gen"))
+    execution_id = store.start_execution("Gen", contexts, {}, node_id="Gen")
+    store.complete_execution(execution_id, contexts, {"examples": examples}, cache_key="k1")
+
+    [back] = store.artifacts_by_id([examples.id])
+    assert isinstance(back, Examples)
+    assert back.properties == {"span": 7, "version": 0, "split_names": '["train", "eval"]'}
+    assert back.custom_properties["row_count_train"] == 5
+    execution, outputs = store.find_cached("p", "Gen", "k1")
+    assert execution.id == execution_id and outputs["examples"].id == examples.id
+    assert store.find_cached("p", "Gen", "other") is None
+    assert store.find_cached("p", "Other", "k1") is None
+
+    options = metadata_store.ListOptions(filter_query="properties.span.int_value = 7")
+    assert [a.id for a in store.mlmd.get_artifacts(list_options=options)] == [examples.id]
+
+    query = metadata_store_pb2_lineage_options(examples.id)
+    subgraph = store.mlmd.get_lineage_subgraph(query)
+    assert [e.id for e in subgraph.executions] == [execution_id]
+
+
+def metadata_store_pb2_lineage_options(artifact_id):
+    options = pb.LineageSubgraphQueryOptions(max_num_hops=2)
+    options.starting_artifacts.filter_query = f"id = {artifact_id}"
+    return options
+
+
+def test_connection_config_for_each_backend(tmp_path):
+    sqlite = connection_config(str(tmp_path / "m.sqlite"))
+    assert sqlite.sqlite.filename_uri == str(tmp_path / "m.sqlite")
+    assert connection_config("sqlite:///tmp/x.sqlite").sqlite.filename_uri == "/tmp/x.sqlite"
+
+    pg = connection_config("postgresql://ml:s%40cret@db.local:5433/lineage").postgresql
+    assert (pg.host, pg.port, pg.dbname, pg.user, pg.password) == ("db.local", "5433", "lineage", "ml", "s@cret")
+
+    my = connection_config("mysql://ml:pw@db:3307/mlmd").mysql
+    assert (my.host, my.port, my.database, my.user, my.password) == ("db", 3307, "mlmd", "ml", "pw")
+
+
+def test_unknown_store_scheme_says_what_is_accepted():
+    import pytest
+
+    with pytest.raises(ValueError, match="give a sqlite file path, or a postgresql:// or mysql:// URL"):
+        connection_config("redis://localhost")

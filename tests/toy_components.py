@@ -1,0 +1,60 @@
+"""Two small pure-Python components for testing the orchestration core without TensorFlow or Beam."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from pipeline import Component, ExecutionContext, Input, UserInputError
+from pipeline.artifacts import Examples, Schema
+
+
+@dataclass(frozen=True)
+class WriteParams:
+    text: str = "hello"
+    fail: bool = False
+    sleep: float = 0.0
+
+
+def run_write(ctx: ExecutionContext, params: WriteParams, examples: Examples) -> None:
+    """Writes `text` to examples/Split-train/data.txt; fails or sleeps halfway when asked."""
+    os.makedirs(examples.split_uri("train"))
+    with open(os.path.join(examples.split_uri("train"), "data.txt"), "w") as f:
+        f.write(params.text)
+    if params.sleep:
+        with open(os.path.join(ctx.pipeline_root, "write-started"), "w") as f:
+            f.write(examples.uri)
+        time.sleep(params.sleep)
+    if params.fail:
+        raise UserInputError("asked to fail, line 7 of nothing")
+    examples.set("span", 1)
+    examples.split_names = ["train"]
+
+
+Write = Component(name="Write", run=run_write, outputs={"examples": Examples},
+                  parameters=WriteParams, version="1")
+
+
+@dataclass(frozen=True)
+class ReadParams:
+    suffix: str = "!"
+
+
+def run_read(ctx: ExecutionContext, params: ReadParams, examples: Examples, schema: Schema) -> None:
+    with open(os.path.join(examples.split_uri("train"), "data.txt")) as f:
+        text = f.read()
+    with open(os.path.join(schema.uri, "schema.pbtxt"), "w") as f:
+        f.write(f"# {text}{params.suffix}\n")
+
+
+Read = Component(name="Read", run=run_read, inputs={"examples": Input(Examples)},
+                 outputs={"schema": Schema}, parameters=ReadParams, version="1")
+
+
+def toy_pipeline(text: str = "hello", fail: bool = False, sleep: float = 0.0, suffix: str = "!"):
+    from pipeline import Pipeline
+
+    write = Write(text=text, fail=fail, sleep=sleep)
+    read = Read(examples=write.outputs["examples"], suffix=suffix)
+    return Pipeline(name="toy", nodes=[write, read])
