@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """The command line: run the penguin pipeline, list past runs, trace an artifact's lineage.
 
-    python runner.py run [--pipeline-root DIR] [--metadata PATH_OR_URL] [--span N] [--no-cache]
-                         [--data PATTERN] [--beam-arg=--runner=FlinkRunner ...] [--wait SECONDS]
-    python runner.py runs [--limit N]
-    python runner.py lineage ARTIFACT_ID_OR_URI
+python runner.py run [--pipeline-root DIR] [--metadata PATH_OR_URL] [--span N] [--no-cache]
+                     [--data PATTERN] [--beam-arg=--runner=FlinkRunner ...] [--wait SECONDS]
+python runner.py runs [--limit N]
+python runner.py lineage ARTIFACT_ID_OR_URI
 """
 
 from __future__ import annotations
@@ -27,21 +27,37 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runner.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--pipeline-root", default=os.environ.get("PIPELINE_ROOT", DEFAULT_ROOT),
-                        help="where artifacts go (default: runs/penguin, or $PIPELINE_ROOT)")
-    parser.add_argument("--metadata", default=os.environ.get("PIPELINE_METADATA"),
-                        help="MLMD store: a sqlite path or a postgresql:// or mysql:// URL "
-                             "(default: <pipeline-root>/metadata.sqlite, or $PIPELINE_METADATA)")
+    parser.add_argument(
+        "--pipeline-root",
+        default=os.environ.get("PIPELINE_ROOT", DEFAULT_ROOT),
+        help="where artifacts go (default: runs/penguin, or $PIPELINE_ROOT)",
+    )
+    parser.add_argument(
+        "--metadata",
+        default=os.environ.get("PIPELINE_METADATA"),
+        help="MLMD store: a sqlite path or a postgresql:// or mysql:// URL "
+        "(default: <pipeline-root>/metadata.sqlite, or $PIPELINE_METADATA)",
+    )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the pipeline")
     run.add_argument("--span", type=int, help="the span to ingest (default: the latest)")
     run.add_argument("--data", help="input pattern with {SPAN}, e.g. 'data/penguins/span-{SPAN}/*.csv'")
     run.add_argument("--no-cache", action="store_true", help="run every step, even if unchanged")
-    run.add_argument("--beam-arg", action="append", default=[], metavar="FLAG",
-                     help="a Beam pipeline option, repeatable: --beam-arg=--runner=FlinkRunner")
-    run.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                     help="wait this long for another run on the same root to finish (default: refuse)")
+    run.add_argument(
+        "--beam-arg",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="a Beam pipeline option, repeatable: --beam-arg=--runner=FlinkRunner",
+    )
+    run.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another run on the same root to finish (default: refuse)",
+    )
     run.set_defaults(command=cmd_run)
 
     listing = commands.add_parser("runs", help="list past runs and their steps")
@@ -65,8 +81,12 @@ def cmd_run(args) -> int:
 
     pipeline = create_pipeline(input_pattern=args.data or DATA_PATTERN, span=args.span)
     options = RunOptions(
-        pipeline_root=args.pipeline_root, metadata=args.metadata, enable_cache=not args.no_cache,
-        beam_args=args.beam_arg, lock_wait_seconds=args.wait, log=_log,
+        pipeline_root=args.pipeline_root,
+        metadata=args.metadata,
+        enable_cache=not args.no_cache,
+        beam_args=args.beam_arg,
+        lock_wait_seconds=args.wait,
+        log=_log,
     )
     try:
         result = run_pipeline(pipeline, options)
@@ -103,7 +123,9 @@ def cmd_runs(args) -> int:
         print(f"run {record.run_id}  {record.status:<11} started {started}  {seconds}")
         for step in record.steps:
             note = step.note.splitlines()[0][:70] if step.note else ""
-            print(f"    {step.node_id:<18} {step.state:<9} execution {step.execution_id:<5} {step.seconds:6.1f} s  {note}")
+            print(
+                f"    {step.node_id:<18} {step.state:<9} execution {step.execution_id:<5} {step.seconds:6.1f} s  {note}"
+            )
     return 0
 
 

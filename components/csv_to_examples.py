@@ -1,14 +1,16 @@
 """CSV rows to tf.Example, in Arrow record batches: reading, type inference, parsing, encoding, splitting.
 
-Everything here works on whole batches (pyarrow compute kernels and tfx-bsl's C++ encoder); no
-Python code runs per cell. Bad input is reported, never dropped: each function returns or raises
-`RowError`s naming the file, the line, the column and the value.
+A file is cut into chunks of whole lines; each chunk is parsed, typed, encoded and split as one
+Arrow record batch (pyarrow compute kernels and tfx-bsl's C++ encoder), so no Python code runs per
+cell. Bad input is reported, never dropped: `RowError`s name the file, the line, the column and
+the value.
 """
 
 from __future__ import annotations
 
-import hashlib
 import csv
+import io
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,55 +23,95 @@ ARROW_TYPES = {INT: pa.int64(), FLOAT: pa.float32(), STRING: pa.binary()}
 _ORDER = {INT: 0, FLOAT: 1, STRING: 2}
 _INT_RE = r"^[+-]?\d+$"
 _FLOAT_RE = r"^[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|(?i:inf|infinity|nan))$"
-BATCH_BYTES = 4 << 20
+CHUNK_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
 class RowError:
-    """One bad row or cell. `row` is the 0-based index of the data row in its file, `line` the
-    1-based physical line when known (the reader knows it for rows of the wrong width; for the
-    others `located()` finds it, on the error path only)."""
+    """One bad row or cell: the file, its 1-based physical line, and what is wrong."""
 
     path: str
+    line: int | None
     message: str
-    row: int | None = None
-    line: int | None = None
-
-    def located(self) -> RowError:
-        if self.line is not None or self.row is None:
-            return self
-        return RowError(self.path, self.message, self.row, line_of_data_row(self.path, self.row))
 
     def __str__(self) -> str:
         where = f"{self.path}, line {self.line}" if self.line else self.path
         return f"{where}: {self.message}"
 
 
-@dataclass
-class CsvBatch:
-    """Some consecutive data rows of one file, every column still text (nulls already nulls)."""
+@dataclass(frozen=True)
+class Chunk:
+    """Whole lines `[start, end)` (bytes) of one file, the first of them physical line `first_line`."""
 
     path: str
-    first_row: int
+    file_index: int
+    index: int
+    start: int
+    end: int
+    first_line: int
+
+
+def plan_chunks(path: str, file_index: int, target_bytes: int = CHUNK_BYTES) -> list[Chunk]:
+    """Cuts a file's data lines (the header excluded) into chunks of about `target_bytes`, each
+    ending at a newline, reading the file in blocks so memory stays bounded."""
+    size = os.path.getsize(path)
+    chunks = []
+    with open(path, "rb") as f:
+        header = f.readline()
+        start, line = len(header), 2
+        while start < size:
+            f.seek(min(start + target_bytes, size))
+            f.readline()
+            end = min(f.tell(), size) if start + target_bytes < size else size
+            f.seek(start)
+            lines = f.read(end - start).count(b"\n")
+            chunks.append(Chunk(path, file_index, len(chunks), start, end, line))
+            start, line = end, line + lines
+    return chunks
+
+
+@dataclass
+class CsvBatch:
+    """The rows of one chunk, every column still text (null markers already nulls)."""
+
+    chunk: Chunk
     table: pa.RecordBatch
+    raw: bytes
+
+    def line_of_row(self, row: int) -> int | None:
+        """The physical line of data row `row` (empty lines and rows of the wrong width are not
+        rows, as the reader counts). Only used to word an error."""
+        width = self.table.num_columns
+        seen = -1
+        for number, line in enumerate(self.raw.decode("utf-8").splitlines(), start=self.chunk.first_line):
+            if line.strip() and len(next(csv.reader([line]))) == width:
+                seen += 1
+                if seen == row:
+                    return number
+        return None
 
 
-def read_batches(path: str, header: list[str], null_values: list[str], block_size: int = BATCH_BYTES):
-    """Yields CsvBatch for every block of `path`, then the RowErrors of rows of the wrong width."""
-    bad_rows: list[RowError] = []
+def read_chunk(chunk: Chunk, header: list[str], null_values: list[str]) -> tuple[CsvBatch, list[RowError]]:
+    """Parses a chunk's lines into text columns; rows of the wrong width come back as errors."""
+    with open(chunk.path, "rb") as f:
+        f.seek(chunk.start)
+        raw = f.read(chunk.end - chunk.start)
+    errors: list[RowError] = []
 
     def on_invalid_row(row) -> str:
-        bad_rows.append(RowError(
-            path,
-            f"expected {row.expected_columns} cells as in the header, found {row.actual_columns}: "
-            f"{row.text[:120]!r}",
-            line=row.number,
-        ))
+        errors.append(
+            RowError(
+                chunk.path,
+                chunk.first_line + row.number - 1 if row.number is not None else None,
+                f"expected {row.expected_columns} cells as in the header, found {row.actual_columns}: "
+                f"{row.text[:120]!r}",
+            )
+        )
         return "skip"
 
-    reader = pcsv.open_csv(
-        path,
-        read_options=pcsv.ReadOptions(column_names=header, skip_rows=1, use_threads=False, block_size=block_size),
+    table = pcsv.read_csv(
+        io.BytesIO(raw),
+        read_options=pcsv.ReadOptions(column_names=header, use_threads=False, block_size=len(raw) + 1),
         parse_options=pcsv.ParseOptions(invalid_row_handler=on_invalid_row, ignore_empty_lines=True),
         convert_options=pcsv.ConvertOptions(
             column_types={name: pa.string() for name in header},
@@ -78,14 +120,8 @@ def read_batches(path: str, header: list[str], null_values: list[str], block_siz
             quoted_strings_can_be_null=False,
         ),
     )
-    first_row = 0
-    for batch in reader:
-        batch = pa.RecordBatch.from_arrays(
-            [_clean(column, null_values) for column in batch.columns], names=header
-        )
-        yield CsvBatch(path, first_row, batch)
-        first_row += batch.num_rows
-    yield from bad_rows
+    columns = [_clean(column.combine_chunks(), null_values) for column in table.columns]
+    return CsvBatch(chunk, pa.RecordBatch.from_arrays(columns, names=header), raw), errors
 
 
 def _clean(column: pa.Array, null_values: list[str]) -> pa.Array:
@@ -135,12 +171,14 @@ def parse_columns(batch: CsvBatch, types: dict[str, str]) -> pa.RecordBatch | li
         if not pc.all(ok).as_py():
             bad = np.flatnonzero(~ok.to_numpy(zero_copy_only=False))
             for index in bad[:3]:
-                errors.append(RowError(
-                    batch.path,
-                    f"column {name!r} is {kind}, but the value is {column[int(index)].as_py()!r}; "
-                    f"fix the value, or declare the column as string",
-                    row=batch.first_row + int(index),
-                ))
+                errors.append(
+                    RowError(
+                        batch.chunk.path,
+                        batch.line_of_row(int(index)),
+                        f"column {name!r} is {kind}, but the value is {column[int(index)].as_py()!r}; "
+                        f"fix the value, or declare the column as string",
+                    )
+                )
             continue
         unsigned = pc.replace_substring_regex(column, r"^\+", "")
         arrays.append(pc.cast(unsigned, ARROW_TYPES[kind]))
@@ -149,27 +187,29 @@ def parse_columns(batch: CsvBatch, types: dict[str, str]) -> pa.RecordBatch | li
     return pa.RecordBatch.from_arrays(arrays, names=batch.table.schema.names)
 
 
-def encode_examples(table: pa.RecordBatch) -> list[bytes]:
-    """Serialized tf.Example per row, in row order. A null cell becomes an absent feature: rows
-    are encoded in groups that share the same null columns, each group without those columns."""
+def encode_examples(table: pa.RecordBatch) -> np.ndarray:
+    """Serialized tf.Example per row, in row order, as an object array of bytes. A null cell
+    becomes an absent feature: rows are encoded in groups that share the same null columns, each
+    group without those columns."""
     from tfx_bsl.coders import example_coder
 
     n = table.num_rows
     valid = np.stack([c.is_valid().to_numpy(zero_copy_only=False) for c in table.columns], axis=1)
     patterns, group_of_row = np.unique(np.packbits(valid, axis=1), axis=0, return_inverse=True)
     group_of_row = group_of_row.reshape(-1)
-    examples: list[bytes] = [b""] * n
-    for group in range(len(patterns)):
-        rows = np.flatnonzero(group_of_row == group)
-        present = np.unpackbits(patterns[group])[: table.num_columns].astype(bool)
-        columns = [i for i in range(table.num_columns) if present[i]]
-        subset = table.take(pa.array(rows)) if len(rows) < n else table
-        lists = [_as_list_array(subset.column(i)) for i in columns]
-        encoded = example_coder.RecordBatchToExamples(
-            pa.RecordBatch.from_arrays(lists, names=[table.schema.names[i] for i in columns])
-        ) if columns else [b""] * len(rows)
-        for row, example in zip(rows.tolist(), encoded):
-            examples[row] = example
+    examples = np.empty(n, dtype=object)
+    for group, pattern in enumerate(patterns):
+        present = np.unpackbits(pattern)[: table.num_columns].astype(bool)
+        rows = np.flatnonzero(group_of_row == group) if len(patterns) > 1 else np.arange(n)
+        subset = table.take(pa.array(rows)) if len(patterns) > 1 else table
+        names = [name for name, keep in zip(table.schema.names, present) if keep]
+        lists = [_as_list_array(subset.column(name)) for name in names]
+        encoded = (
+            example_coder.RecordBatchToExamples(pa.RecordBatch.from_arrays(lists, names=names))
+            if names
+            else [b""] * len(rows)
+        )
+        examples[rows] = encoded
     return examples
 
 
@@ -179,31 +219,44 @@ def _as_list_array(values: pa.Array) -> pa.Array:
 
 
 def split_buckets(text: pa.RecordBatch, weights: list[int]) -> np.ndarray:
-    """The split index of each row, from a hash of its cells as written in the file: the same row
-    lands in the same split on every run and every runner."""
+    """The split index of each row, from a 64-bit hash of its cells as written in the file: the
+    same row lands in the same split on every run, machine and runner."""
     joined = pc.binary_join_element_wise(
         *text.columns, "\x1f", null_handling="replace", null_replacement="\x00"
     ).cast(pa.binary())
-    total = sum(weights)
-    bounds = np.cumsum(weights)
-    buckets = np.fromiter(
-        (int.from_bytes(hashlib.md5(cell).digest()[:8], "little") % total for cell in joined.to_pylist()),
-        dtype=np.int64,
-        count=len(joined),
-    )
-    return np.searchsorted(bounds, buckets, side="right")
+    hashes = row_hashes(joined)
+    return np.searchsorted(np.cumsum(weights), hashes % np.uint64(sum(weights)), side="right")
 
 
-def line_of_data_row(path: str, row: int) -> int | None:
-    """The 1-based physical line of data row `row`, counting rows as the reader does (header,
-    empty lines and rows of the wrong width skipped). Only used to word an error."""
-    with open(path, encoding="utf-8", errors="replace", newline="") as f:
-        width = len(next(csv.reader([next(f, "")]), []))
-        seen = -1
-        for number, line in enumerate(f, start=2):
-            if line.strip() and len(next(csv.reader([line]))) == width:
-                seen += 1
-                if seen == row:
-                    return number
-    return None
+_PRIME = np.uint64(0x100000001B3)
+_HASH_BLOCK_BYTES = 1 << 20
 
+
+def row_hashes(values: pa.BinaryArray) -> np.ndarray:
+    """A polynomial hash of each value's bytes (mod 2**64), finished with splitmix64's mixer.
+    Vectorized with numpy, in blocks of about 1 MB so temporaries stay small. No value is empty."""
+    n = len(values)
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int32, count=n + 1, offset=values.offset * 4)
+    data = np.frombuffer(values.buffers()[2], dtype=np.uint8)
+    out = np.empty(n, dtype=np.uint64)
+    longest = int(np.max(np.diff(offsets))) if n else 0
+    powers = np.concatenate([[np.uint64(1)], np.cumprod(np.full(longest, _PRIME, dtype=np.uint64))])
+    first = 0
+    while first < n:
+        last = int(np.searchsorted(offsets, offsets[first] + _HASH_BLOCK_BYTES, side="right")) - 1
+        last = min(max(last, first + 1), n)
+        starts = offsets[first:last]
+        lengths = np.diff(offsets[first : last + 1])
+        block = data[starts[0] : offsets[last]].astype(np.uint64) + np.uint64(1)
+        position = np.arange(len(block)) - np.repeat(starts - starts[0], lengths)
+        out[first:last] = np.add.reduceat(block * powers[position], starts - starts[0])
+        first = last
+    return _mix64(out)
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    z = z ^ (z >> np.uint64(30))
+    z = z * np.uint64(0xBF58476D1CE4E5B9)
+    z = z ^ (z >> np.uint64(27))
+    z = z * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))

@@ -52,17 +52,26 @@ def resolve_span(ctx: ExecutionContext, params: ExampleGenParams, schema: Schema
                 "all files of a span must have the same columns in the same order"
             )
         files.append({"path": path, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
-    ctx.log(f"span {span}, version {version}: {len(files)} file(s), "
-            f"{sum(f['bytes'] for f in files) / 1e6:.1f} MB, columns {', '.join(header)}")
+    ctx.log(
+        f"span {span}, version {version}: {len(files)} file(s), "
+        f"{sum(f['bytes'] for f in files) / 1e6:.1f} MB, columns {', '.join(header)}"
+    )
     fingerprint = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
-    return {"span": span, "version": version, "files": files, "header": header,
-            "input_fingerprint": fingerprint}
+    return {
+        "span": span,
+        "version": version,
+        "files": files,
+        "header": header,
+        "input_fingerprint": fingerprint,
+    }
 
 
 def find_span(pattern: str, span: int | None, version: int | None) -> tuple[int, int, list[str]]:
     """(span, version, sorted file paths) for the requested or latest span and version."""
     if "{SPAN}" not in pattern:
-        raise UserInputError(f"input pattern {pattern!r} needs a {{SPAN}} placeholder, e.g. data/span-{{SPAN}}/*.csv")
+        raise UserInputError(
+            f"input pattern {pattern!r} needs a {{SPAN}} placeholder, e.g. data/span-{{SPAN}}/*.csv"
+        )
     regex = re.compile(_pattern_regex(pattern))
     found: dict[tuple[int, int], list[str]] = {}
     for path in glob.glob(pattern.replace("{SPAN}", "*").replace("{VERSION}", "*")):
@@ -71,7 +80,9 @@ def find_span(pattern: str, span: int | None, version: int | None) -> tuple[int,
             key = (int(match["span"]), int(match.groupdict().get("version") or 0))
             found.setdefault(key, []).append(path)
     if not found:
-        raise UserInputError(f"no file matches input pattern {pattern!r}; check the path and the {{SPAN}} placeholder")
+        raise UserInputError(
+            f"no file matches input pattern {pattern!r}; check the path and the {{SPAN}} placeholder"
+        )
     spans = sorted({s for s, _ in found})
     chosen_span = spans[-1] if span is None else span
     versions = sorted(v for s, v in found if s == chosen_span)
@@ -87,7 +98,13 @@ def find_span(pattern: str, span: int | None, version: int | None) -> tuple[int,
 
 def _pattern_regex(pattern: str) -> str:
     parts = re.split(r"(\{SPAN\}|\{VERSION\}|\*\*|\*|\?)", pattern)
-    table = {"{SPAN}": r"(?P<span>\d+)", "{VERSION}": r"(?P<version>\d+)", "**": ".*", "*": "[^/]*", "?": "[^/]"}
+    table = {
+        "{SPAN}": r"(?P<span>\d+)",
+        "{VERSION}": r"(?P<version>\d+)",
+        "**": ".*",
+        "*": "[^/]*",
+        "?": "[^/]",
+    }
     return "".join(table.get(part, re.escape(part)) for part in parts)
 
 
@@ -99,14 +116,16 @@ def _header_of(path: str, data: bytes) -> list[str]:
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
         raise UserInputError(
-            f"{path}, line {line}: bytes that are not UTF-8 ({data[error.start:error.start + 4]!r}); "
+            f"{path}, line {line}: bytes that are not UTF-8 ({data[error.start : error.start + 4]!r}); "
             "save the file as UTF-8"
         ) from None
     first_line = data.split(b"\n", 1)[0].decode("utf-8").strip("\r\ufeff")
     header = [name.strip() for name in next(csv.reader([first_line]))]
     duplicates = sorted({n for n in header if header.count(n) > 1})
     if duplicates or "" in header:
-        raise UserInputError(f"{path}, line 1: the header has {'duplicate columns ' + str(duplicates) if duplicates else 'an empty column name'}")
+        raise UserInputError(
+            f"{path}, line 1: the header has {'duplicate columns ' + str(duplicates) if duplicates else 'an empty column name'}"
+        )
     return header
 
 
@@ -131,7 +150,9 @@ def schema_column_types(schema: Schema | None) -> dict[str, str]:
     return {f.name: names[f.type] for f in proto.feature if f.type in names}
 
 
-def run_example_gen(ctx: ExecutionContext, params: ExampleGenParams, schema: Schema | None, examples: Examples) -> None:
+def run_example_gen(
+    ctx: ExecutionContext, params: ExampleGenParams, schema: Schema | None, examples: Examples
+) -> None:
     from components.example_gen_beam import write_examples
 
     resolved = ctx.resolved
@@ -144,7 +165,9 @@ def run_example_gen(ctx: ExecutionContext, params: ExampleGenParams, schema: Sch
     if report.errors:
         shown = "\n  ".join(str(e) for e in report.errors[:10])
         more = f"\n  ... and {len(report.errors) - 10} more" if len(report.errors) > 10 else ""
-        raise UserInputError(f"{len(report.errors)} bad row(s) in span {resolved['span']}; nothing was written:\n  {shown}{more}")
+        raise UserInputError(
+            f"{len(report.errors)} bad row(s) in span {resolved['span']}; nothing was written:\n  {shown}{more}"
+        )
     total = sum(report.counts.values())
     if total == 0:
         raise UserInputError(f"span {resolved['span']} has no data rows (files: {', '.join(paths)})")
@@ -157,7 +180,9 @@ def run_example_gen(ctx: ExecutionContext, params: ExampleGenParams, schema: Sch
     examples.custom_properties["input_pattern"] = params.input_pattern
     examples.custom_properties["column_types"] = json.dumps(report.types)
     counts = ", ".join(f"{s} {report.counts.get(s, 0)}" for s in params.splits)
-    ctx.log(f"wrote {total} examples ({counts}); types: {', '.join(f'{k}={v}' for k, v in report.types.items())}")
+    ctx.log(
+        f"wrote {total} examples ({counts}); types: {', '.join(f'{k}={v}' for k, v in report.types.items())}"
+    )
 
 
 ExampleGen = Component(

@@ -1,11 +1,13 @@
-"""ExampleGen's Beam pipeline: read CSV batches, settle column types, encode, split, write TFRecords.
+"""ExampleGen's Beam pipeline: chunks of CSV lines in, gzipped TFRecord shards and a report out.
 
-    files ─ReadCsv─▶ text batches ─Spread─▶ ─InferTypes─▶ types (side input, when not all declared)
-                                          └─Encode─▶ one output per split ─Write[split]─▶ TFRecord.gz
-    bad rows and per-split counts ─Report─▶ a JSON-lines report read back after the run
+    chunks ─Spread─▶ ─InferTypes─▶ ─MergeTypes─▶ types (a side input; skipped when all declared)
+                   └─Encode─▶ (reads, types, encodes and splits a chunk; writes one shard per split)
+                              ─▶ bad rows and per-split counts ─WriteReport─▶ JSON lines
 
-Bad rows never stop a worker midway: they flow to the report, and ExampleGen fails the whole
-step afterwards, naming each one, so nothing is dropped silently and nothing half-written stays.
+Only chunk descriptions, column types and report lines cross a stage boundary: the rows stay
+inside the fused Encode step, so memory is bounded by the chunk size, not the data size. Bad rows
+never stop a worker midway: they flow to the report, and ExampleGen fails the whole step
+afterwards, naming each one, so nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -18,13 +20,11 @@ from collections import Counter
 from dataclasses import dataclass
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
 
 from components import csv_to_examples as csv2ex
+from components.tfrecord import write_gzipped
 from pipeline import ExecutionContext
 from pipeline.artifacts import Examples
-
-_ERRORS, _COUNTS = "errors", "counts"
 
 
 @dataclass
@@ -34,39 +34,36 @@ class Report:
     types: dict[str, str]
 
 
-class _ReadCsv(beam.DoFn):
-    def __init__(self, header: list[str], null_values: list[str]):
-        self.header = header
-        self.null_values = null_values
-
-    def process(self, path: str):
-        for item in csv2ex.read_batches(path, self.header, self.null_values):
-            if isinstance(item, csv2ex.RowError):
-                yield beam.pvalue.TaggedOutput(_ERRORS, item)
-            else:
-                yield item
+def _infer_chunk(chunk: csv2ex.Chunk, header: list[str], null_values: list[str]) -> dict:
+    batch, _ = csv2ex.read_chunk(chunk, header, null_values)
+    return csv2ex.infer_types(batch)
 
 
 class _Encode(beam.DoFn):
-    def __init__(self, declared: dict[str, str], splits: list[str], weights: list[int]):
+    """Reads one chunk and writes `Split-<split>/data_tfrecord-<file>-<chunk>.gz` for each split."""
+
+    def __init__(self, header, null_values, declared, splits: dict[str, int], examples_uri: str):
+        self.header = header
+        self.null_values = null_values
         self.declared = declared
         self.splits = splits
-        self.weights = weights
+        self.examples_uri = examples_uri
 
-    def process(self, batch: csv2ex.CsvBatch, inferred: dict[str, str] | None = None):
-        types = {**(inferred or {}), **self.declared}
-        parsed = csv2ex.parse_columns(batch, types)
+    def process(self, chunk: csv2ex.Chunk, inferred: dict[str, str] | None = None):
+        batch, errors = csv2ex.read_chunk(chunk, self.header, self.null_values)
+        parsed = csv2ex.parse_columns(batch, {**(inferred or {}), **self.declared})
         if isinstance(parsed, list):
-            for error in parsed:
-                yield beam.pvalue.TaggedOutput(_ERRORS, error)
+            errors += parsed
+        if errors:
+            yield from ({"error": [e.path, e.line, e.message]} for e in errors)
             return
         examples = csv2ex.encode_examples(parsed)
-        buckets = csv2ex.split_buckets(batch.table, self.weights)
+        buckets = csv2ex.split_buckets(batch.table, list(self.splits.values()))
         for index, split in enumerate(self.splits):
-            rows = (buckets == index).nonzero()[0]
-            yield beam.pvalue.TaggedOutput(_COUNTS, (split, len(rows)))
-            for row in rows.tolist():
-                yield beam.pvalue.TaggedOutput(split, examples[row])
+            records = examples[buckets == index]
+            name = f"data_tfrecord-{chunk.file_index:05d}-{chunk.index:05d}.gz"
+            write_gzipped(os.path.join(self.examples_uri, f"Split-{split}", name), records)
+            yield {"split": split, "count": len(records)}
 
 
 class _MergeTypes(beam.CombineFn):
@@ -83,13 +80,6 @@ class _MergeTypes(beam.CombineFn):
         return accumulator
 
 
-def _report_line(item) -> str:
-    if isinstance(item, csv2ex.RowError):
-        return json.dumps({"error": [item.path, item.message, item.row, item.line]})
-    split, count = item
-    return json.dumps({"split": split, "count": count})
-
-
 def write_examples(
     ctx: ExecutionContext,
     paths: list[str],
@@ -100,46 +90,38 @@ def write_examples(
     examples: Examples,
 ) -> Report:
     """Runs the Beam pipeline; returns the bad rows, the rows per split and the column types."""
-    split_names = list(splits)
+    chunks = [chunk for i, path in enumerate(paths) for chunk in csv2ex.plan_chunks(path, i)]
     report_prefix = os.path.join(examples.uri, ".report", "lines")
     types_prefix = os.path.join(examples.uri, ".report", "types")
     input_bytes = sum(os.path.getsize(p) for p in paths)
-    to_infer = [c for c in header if c not in declared]
+    ctx.log(f"{len(chunks)} chunk(s) of up to {csv2ex.CHUNK_BYTES >> 20} MB")
     with ctx.beam_pipeline(input_bytes=input_bytes) as p:
-        read = (
-            p
-            | "ListFiles" >> beam.Create(paths)
-            | "ReadCsv" >> beam.ParDo(_ReadCsv(header, null_values)).with_outputs(_ERRORS, main="batches")
-        )
-        batches = read.batches | "Spread" >> beam.Reshuffle()
+        spread = p | "Chunks" >> beam.Create(chunks) | "Spread" >> beam.Reshuffle()
         side = {}
-        if to_infer:
+        if any(c not in declared for c in header):
             inferred = (
-                batches
-                | "InferTypes" >> beam.Map(csv2ex.infer_types)
+                spread
+                | "InferTypes" >> beam.Map(_infer_chunk, header, null_values)
                 | "MergeTypes" >> beam.CombineGlobally(_MergeTypes())
             )
-            inferred | "KeepTypes" >> beam.Map(json.dumps) | "WriteTypes" >> beam.io.WriteToText(types_prefix)
-            side["inferred"] = beam.pvalue.AsSingleton(inferred)
-        encoded = batches | "Encode" >> beam.ParDo(
-            _Encode(declared, split_names, list(splits.values())), **side
-        ).with_outputs(_ERRORS, _COUNTS, *split_names)
-        for split in split_names:
-            encoded[split] | f"Write[{split}]" >> beam.io.WriteToTFRecord(
-                os.path.join(examples.split_uri(split), "data_tfrecord"),
-                file_name_suffix=".gz",
-                compression_type=CompressionTypes.GZIP,
+            _ = (
+                inferred
+                | "TypesAsJson" >> beam.Map(json.dumps)
+                | "WriteTypes" >> beam.io.WriteToText(types_prefix)
             )
-        (
-            (read[_ERRORS], encoded[_ERRORS], encoded[_COUNTS])
-            | "Gather" >> beam.Flatten()
-            | "Format" >> beam.Map(_report_line)
+            side["inferred"] = beam.pvalue.AsSingleton(inferred)
+        _ = (
+            spread
+            | "Encode" >> beam.ParDo(_Encode(header, null_values, declared, splits, examples.uri), **side)
+            | "ReportAsJson" >> beam.Map(json.dumps)
             | "WriteReport" >> beam.io.WriteToText(report_prefix)
         )
     return _read_report(report_prefix, types_prefix, declared, header)
 
 
-def _read_report(report_prefix: str, types_prefix: str, declared: dict[str, str], header: list[str]) -> Report:
+def _read_report(
+    report_prefix: str, types_prefix: str, declared: dict[str, str], header: list[str]
+) -> Report:
     errors, counts = [], Counter()
     for line in _lines(report_prefix):
         item = json.loads(line)
@@ -151,8 +133,7 @@ def _read_report(report_prefix: str, types_prefix: str, declared: dict[str, str]
     for line in _lines(types_prefix):
         inferred.update(json.loads(line))
     types = {c: declared.get(c) or inferred.get(c, csv2ex.STRING) for c in header}
-    errors.sort(key=lambda e: (e.path, e.row if e.row is not None else -1, e.line or 0))
-    errors = [e.located() for e in errors[:20]] + errors[20:]
+    errors.sort(key=lambda e: (e.path, e.line or 0))
     shutil.rmtree(os.path.dirname(report_prefix), ignore_errors=True)
     return Report(errors, dict(counts), types)
 

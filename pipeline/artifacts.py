@@ -86,8 +86,8 @@ class _SplitArtifact(Artifact):
 class Examples(_SplitArtifact):
     """tf.Example records of one span, split.
 
-    Layout: `Split-<split>/data_tfrecord-<shard>-of-<n>.gz`, gzipped TFRecord files of
-    serialized tf.Example. Properties: span, version, split_names (a JSON list, as in TFX).
+    Layout: `Split-<split>/data_tfrecord-*.gz`, gzipped TFRecord files of serialized tf.Example
+    (read them all with that glob). Properties: span, version, split_names (a JSON list, as in TFX).
     Custom properties: `row_count_<split>`, `input_fingerprint`, `input_pattern`.
     """
 

@@ -27,9 +27,7 @@ class ExecutionError(PipelineError):
         self.component_id = component_id
         self.execution_id = execution_id
         self.cause = cause
-        super().__init__(
-            f"{component_id} failed (execution {execution_id}): {describe_error(cause)}"
-        )
+        super().__init__(f"{component_id} failed (execution {execution_id}): {describe_error(cause)}")
 
 
 class LockHeldError(PipelineError):

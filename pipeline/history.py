@@ -42,14 +42,20 @@ def runs(store: MetadataStore, pipeline_name: str, limit: int = 20) -> list[RunR
                 e.id,
                 state_name(e),
                 (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000,
-                custom(e, "error", "") or (f"from execution {custom(e, 'cached_from')}" if custom(e, "cached_from") else ""),
+                custom(e, "error", "")
+                or (f"from execution {custom(e, 'cached_from')}" if custom(e, "cached_from") else ""),
             )
             for e in executions
         ]
-        records.append(RunRecord(
-            run.name, custom(run, "status", "?"), custom(run, "start_time_ms", 0) / 1000,
-            custom(run, "seconds"), steps,
-        ))
+        records.append(
+            RunRecord(
+                run.name,
+                custom(run, "status", "?"),
+                custom(run, "start_time_ms", 0) / 1000,
+                custom(run, "seconds"),
+                steps,
+            )
+        )
     return records
 
 
@@ -94,11 +100,16 @@ def format_lineage(node: LineageNode, indent: str = "", label: str = "") -> list
     a = node.artifact
     props = {**a.properties, **{k: v for k, v in a.custom_properties.items() if k != "fingerprint"}}
     shown = ", ".join(f"{k}={_short(v)}" for k, v in sorted(props.items()))
-    lines = [f"{indent}{label}{a.TYPE_NAME} #{a.id} {a.state} {a.uri}" + (f"\n{indent}    {shown}" if shown else "")]
+    lines = [
+        f"{indent}{label}{a.TYPE_NAME} #{a.id} {a.state} {a.uri}"
+        + (f"\n{indent}    {shown}" if shown else "")
+    ]
     if node.execution is not None:
         e = node.execution
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.create_time_since_epoch / 1000))
-        lines.append(f"{indent}  <- {node.component} execution {e.id} ({state_name(e)}, run {custom(e, 'run_id')}, {when})")
+        lines.append(
+            f"{indent}  <- {node.component} execution {e.id} ({state_name(e)}, run {custom(e, 'run_id')}, {when})"
+        )
         resolved = custom(e, "resolved")
         if resolved:
             lines.extend(_resolved_lines(resolved, indent + "     "))

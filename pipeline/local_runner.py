@@ -97,7 +97,9 @@ def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
                 steps.append(StepResult(node.id, "FAILED", failure.execution_id, note=str(failure.cause)))
         seconds = time.monotonic() - started
         store.update_context(
-            run_ctx, status="FAILED" if error else "COMPLETE", end_time_ms=int(time.time() * 1000),
+            run_ctx,
+            status="FAILED" if error else "COMPLETE",
+            end_time_ms=int(time.time() * 1000),
             seconds=round(seconds, 3),
         )
     return RunResult(run_id, steps, seconds, error)
@@ -126,15 +128,23 @@ class _NodeRunner:
             self.pipeline_ctx, self.run_ctx, self.store.node_context(self.pipeline.name, node.id)
         )
         execution_id = self.store.start_execution(
-            node.component.name, contexts, inputs, node_id=node.id, run_id=self.run_id,
+            node.component.name,
+            contexts,
+            inputs,
+            node_id=node.id,
+            run_id=self.run_id,
             code_version=node.component.version,
         )
         final_uris = {key: self._uri(node, key, execution_id) for key in node.component.outputs}
         self.store.update_execution(execution_id, output_uris=final_uris)
         ctx = ExecutionContext(
-            pipeline_name=self.pipeline.name, pipeline_root=self.root, component_id=node.id,
-            execution_id=execution_id, run_id=self.run_id,
-            beam_args=[*self.pipeline.beam_args, *self.options.beam_args], store=self.store,
+            pipeline_name=self.pipeline.name,
+            pipeline_root=self.root,
+            component_id=node.id,
+            execution_id=execution_id,
+            run_id=self.run_id,
+            beam_args=[*self.pipeline.beam_args, *self.options.beam_args],
+            store=self.store,
             log=lambda message: log(f"      {message}"),
         )
         staging = {key: self._staging_uri(uri) for key, uri in final_uris.items()}
@@ -143,7 +153,9 @@ class _NodeRunner:
                 ctx.resolved = node.component.resolve(ctx, node.params, **inputs)
             key = cache_key(node.component.name, node.component.version, node.params, inputs, ctx.resolved)
             self.store.update_execution(
-                execution_id, cache_key=key, resolved=ctx.resolved,
+                execution_id,
+                cache_key=key,
+                resolved=ctx.resolved,
                 parameters=params_fingerprint(node.params),
             )
             cached = self._lookup_cache(node, key)

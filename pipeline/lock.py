@@ -44,8 +44,12 @@ class RootLock:
                     ) from None
                 time.sleep(0.2)
         os.ftruncate(fd, 0)
-        holder = {"run_id": self.run_id, "pid": os.getpid(), "host": socket.gethostname(),
-                  "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        holder = {
+            "run_id": self.run_id,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
         os.pwrite(fd, json.dumps(holder).encode(), 0)
         self._fd = fd
         return self

@@ -143,8 +143,7 @@ class MetadataStore:
     def start_run(self, pipeline_name: str, run_id: str, **props: Any) -> tuple[pb.Context, pb.Context]:
         pipeline = self.get_or_create_context(PIPELINE, pipeline_name)
         run = self.get_or_create_context(
-            PIPELINE_RUN, run_id, pipeline=pipeline_name, status="RUNNING",
-            start_time_ms=_now_ms(), **props
+            PIPELINE_RUN, run_id, pipeline=pipeline_name, status="RUNNING", start_time_ms=_now_ms(), **props
         )
         self.mlmd.put_parent_contexts([pb.ParentContext(child_id=run.id, parent_id=pipeline.id)])
         return pipeline, run
@@ -238,7 +237,9 @@ class MetadataStore:
             if e.last_known_state == pb.Execution.RUNNING
         ]
 
-    def find_cached(self, pipeline_name: str, node_id: str, cache_key: str) -> tuple[pb.Execution, dict[str, Artifact]] | None:
+    def find_cached(
+        self, pipeline_name: str, node_id: str, cache_key: str
+    ) -> tuple[pb.Execution, dict[str, Artifact]] | None:
         """The newest COMPLETE execution of this node with this cache key, and its outputs."""
         query = (
             f"custom_properties.cache_key.string_value = '{cache_key}' AND "

@@ -19,7 +19,7 @@ def read_tfrecords(directory: str) -> list[bytes]:
         while offset < len(data):
             (length,) = struct.unpack_from("<Q", data, offset)
             offset += 12
-            records.append(data[offset:offset + length])
+            records.append(data[offset : offset + length])
             offset += length + 4
     return records
 
@@ -28,9 +28,9 @@ def decode_examples(records: list[bytes]) -> list[dict]:
     """tf.Examples as dicts of feature -> list of values; an absent feature is left out."""
     from tfx_bsl.coders import example_coder
 
-    if not records:
+    if len(records) == 0:
         return []
-    batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(records)
+    batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(list(records))
     columns = batch.to_pydict()
     rows = []
     for i in range(batch.num_rows):

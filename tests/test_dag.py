@@ -14,7 +14,9 @@ def test_valid_pipeline_orders_producers_first():
 
 
 def test_unknown_parameter_is_named_with_a_suggestion():
-    with pytest.raises(DefinitionError, match=r"Write: unknown parameter or input 'txt'; did you mean 'text'\?"):
+    with pytest.raises(
+        DefinitionError, match=r"Write: unknown parameter or input 'txt'; did you mean 'text'\?"
+    ):
         Write(txt="x")
 
 
@@ -24,14 +26,19 @@ def test_parameter_of_wrong_type():
 
 
 def test_missing_required_input():
-    with pytest.raises(DefinitionError, match=r"Read: required input 'examples' \(Examples\) is not connected"):
+    with pytest.raises(
+        DefinitionError, match=r"Read: required input 'examples' \(Examples\) is not connected"
+    ):
         Pipeline("p", [Read()]).validate()
 
 
 def test_mistyped_input():
     write = Write()
     read = Read(examples=write.outputs["examples"])
-    with pytest.raises(DefinitionError, match=r"Read2: input 'examples' takes Examples, but Read.outputs\['schema'\] gives Schema"):
+    with pytest.raises(
+        DefinitionError,
+        match=r"Read2: input 'examples' takes Examples, but Read.outputs\['schema'\] gives Schema",
+    ):
         Read(id="Read2", examples=read.outputs["schema"])
 
 
@@ -48,7 +55,9 @@ def test_duplicate_node_ids():
 def test_input_from_node_outside_the_pipeline():
     write = Write()
     read = Read(examples=write.outputs["examples"])
-    with pytest.raises(DefinitionError, match=r"Read: input 'examples' comes from Write, which is not in pipeline 'p'"):
+    with pytest.raises(
+        DefinitionError, match=r"Read: input 'examples' comes from Write, which is not in pipeline 'p'"
+    ):
         Pipeline("p", [read]).validate()
 
 
@@ -60,8 +69,14 @@ def test_cycle_is_reported_with_its_path():
     def passthrough(ctx, params, examples, copy):
         pass
 
-    Pass = Component(name="Pass", run=passthrough, inputs={"examples": Input(Examples)},
-                     outputs={"copy": Examples}, parameters=WriteParams, version="1")
+    Pass = Component(
+        name="Pass",
+        run=passthrough,
+        inputs={"examples": Input(Examples)},
+        outputs={"copy": Examples},
+        parameters=WriteParams,
+        version="1",
+    )
     a = Pass(id="A")
     b = Pass(id="B", examples=a.outputs["copy"])
     a.connect("examples", b.outputs["copy"])
@@ -77,5 +92,7 @@ def test_run_function_must_match_declaration():
     def wrong(ctx, params, out):
         pass
 
-    with pytest.raises(DefinitionError, match=r"Bad: run function .*wrong must take exactly \['ctx', 'examples', 'params'\]"):
+    with pytest.raises(
+        DefinitionError, match=r"Bad: run function .*wrong must take exactly \['ctx', 'examples', 'params'\]"
+    ):
         Component(name="Bad", run=wrong, outputs={"examples": Examples}, parameters=WriteParams, version="1")

@@ -32,7 +32,9 @@ def run_gen(tmp_path, **params):
 
 def all_examples(result):
     examples = result.step("ExampleGen").outputs["examples"]
-    return {split: decode_examples(read_tfrecords(examples.split_uri(split))) for split in examples.split_names}
+    return {
+        split: decode_examples(read_tfrecords(examples.split_uri(split))) for split in examples.split_names
+    }
 
 
 def failure(result) -> str:
@@ -44,27 +46,65 @@ def failure(result) -> str:
 
 
 def batch_of(rows: dict) -> csv2ex.CsvBatch:
-    return csv2ex.CsvBatch("f.csv", 0, pa.RecordBatch.from_pydict({k: pa.array(v, pa.string()) for k, v in rows.items()}))
+    """A chunk of file f.csv starting at line 2, holding `rows` (column -> cells, None = missing)."""
+    lines = [",".join("" if v is None else v for v in row) for row in zip(*rows.values())]
+    table = pa.RecordBatch.from_pydict({k: pa.array(v, pa.string()) for k, v in rows.items()})
+    return csv2ex.CsvBatch(csv2ex.Chunk("f.csv", 0, 0, 0, 0, 2), table, "\n".join(lines).encode())
 
 
 def test_type_inference_takes_the_narrowest_type_over_all_batches():
-    first = csv2ex.infer_types(batch_of({"a": ["1", None], "b": ["1.5", "2"], "c": ["x", "1"], "d": [None, None]}))
+    first = csv2ex.infer_types(
+        batch_of({"a": ["1", None], "b": ["1.5", "2"], "c": ["x", "1"], "d": [None, None]})
+    )
     assert first == {"a": "int", "b": "float", "c": "string", "d": None}
-    second = csv2ex.infer_types(batch_of({"a": ["2.5", "3"], "b": ["-1e3", "nan"], "c": ["1", "2"], "d": [None, None]}))
+    second = csv2ex.infer_types(
+        batch_of({"a": ["2.5", "3"], "b": ["-1e3", "nan"], "c": ["1", "2"], "d": [None, None]})
+    )
     assert csv2ex.merge_types([first, second]) == {"a": "float", "b": "float", "c": "string", "d": "string"}
 
 
 def test_parse_reports_each_bad_cell_with_its_row():
     errors = csv2ex.parse_columns(batch_of({"n": ["1", "two", "3", None]}), {"n": "int"})
-    assert [(e.row, e.message) for e in errors] == [
-        (1, "column 'n' is int, but the value is 'two'; fix the value, or declare the column as string")
+    assert [str(e) for e in errors] == [
+        "f.csv, line 3: column 'n' is int, but the value is 'two'; fix the value, or declare the column as string"
     ]
 
 
 def test_missing_cells_become_absent_features_never_zero():
-    parsed = csv2ex.parse_columns(batch_of({"n": ["+1", None], "s": [None, "x"]}), {"n": "int", "s": "string"})
+    parsed = csv2ex.parse_columns(
+        batch_of({"n": ["+1", None], "s": [None, "x"]}), {"n": "int", "s": "string"}
+    )
     rows = decode_examples(csv2ex.encode_examples(parsed))
     assert rows == [{"n": [1]}, {"s": ["x"]}]
+
+
+def test_chunks_cover_every_line_once_and_end_at_newlines(tmp_path):
+    path = make_span(tmp_path, rows=[f"Adelie,Dream,{i}.5,{i},male" for i in range(1000)])
+    chunks = csv2ex.plan_chunks(path, 0, target_bytes=1000)
+    assert len(chunks) > 10
+    data = open(path, "rb").read()
+    assert chunks[0].start == len(HEADER) and chunks[-1].end == len(data)
+    assert all(a.end == b.start for a, b in zip(chunks, chunks[1:]))
+    assert all(data[c.end - 1 : c.end] == b"\n" for c in chunks)
+    assert [c.first_line for c in chunks] == [2 + data[: c.start].count(b"\n") - 1 for c in chunks]
+    rows = sum(csv2ex.read_chunk(c, HEADER.strip().split(","), ["NA"])[0].table.num_rows for c in chunks)
+    assert rows == 1000
+
+
+def test_row_hash_is_the_documented_polynomial_hash():
+    """Pinned to its definition, so a row's split never changes across versions and machines."""
+    import numpy as np
+
+    def reference(value: bytes) -> int:
+        h = sum((byte + 1) * pow(0x100000001B3, i, 2**64) for i, byte in enumerate(value)) % 2**64
+        for shift, factor in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+            h = ((h ^ (h >> shift)) * factor) % 2**64
+        return h ^ (h >> 31)
+
+    values = [b"Adelie\x1fDream\x1f39.5", b"\x00", b"x" * 300]
+    hashes = csv2ex.row_hashes(pa.array(values * 2, pa.binary()))
+    assert hashes.tolist() == [reference(v) for v in values] * 2
+    assert hashes.dtype == np.uint64
 
 
 def test_split_is_a_stable_hash_of_the_row():
@@ -90,14 +130,16 @@ def test_writes_typed_examples_split_and_recorded(tmp_path):
     rows = all_examples(result)
     assert examples.get("row_count_train") == len(rows["train"])
     assert examples.get("row_count_eval") == len(rows["eval"])
-    everything = sorted(rows["train"] + rows["eval"], key=lambda r: (r["species"], r["island"], r.get("body_mass_g", [0])))
+    everything = sorted(
+        rows["train"] + rows["eval"], key=lambda r: (r["species"], r["island"], r.get("body_mass_g", [0]))
+    )
     assert len(everything) == len(ROWS)
     missing = next(r for r in everything if r["island"] == ["Torgersen"] and "body_mass_g" not in r)
     assert missing == {"species": ["Adelie"], "island": ["Torgersen"]}
     gentoo = next(r for r in everything if r.get("body_mass_g") == [4725])
     assert "sex" not in gentoo and gentoo["bill_length_mm"] == [pytest.approx(47.3)]
     assert examples.get("input_fingerprint")
-    assert os.listdir(examples.split_uri("train")) == ["data_tfrecord-00000-of-00001.gz"]
+    assert os.listdir(examples.split_uri("train")) == ["data_tfrecord-00000-00000.gz"]
 
 
 def test_declared_column_types_win_over_inference(tmp_path):

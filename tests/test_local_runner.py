@@ -11,8 +11,8 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from pipeline import LockHeldError
-from pipeline.lock import RootLock
 from pipeline.local_runner import RunOptions, run_pipeline
+from pipeline.lock import RootLock
 from pipeline.metadata import MetadataStore, custom, state_name
 from tests.toy_components import toy_pipeline
 
@@ -20,8 +20,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(root, **kwargs):
-    options = RunOptions(pipeline_root=str(root), log=lambda message: None,
-                         enable_cache=kwargs.pop("enable_cache", True))
+    options = RunOptions(
+        pipeline_root=str(root), log=lambda message: None, enable_cache=kwargs.pop("enable_cache", True)
+    )
     return run_pipeline(toy_pipeline(**kwargs), options)
 
 
@@ -53,8 +54,10 @@ def test_metadata_records_contexts_events_and_properties(tmp_path):
     assert [c.name for c in store.mlmd.get_parent_contexts_by_context(run_ctx.id)] == ["toy"]
     write, read = executions(tmp_path)
     assert state_name(write) == state_name(read) == "COMPLETE"
-    contexts = {(store.mlmd.get_context_types_by_id([c.type_id])[0].name, c.name)
-                for c in store.mlmd.get_contexts_by_execution(read.id)}
+    contexts = {
+        (store.mlmd.get_context_types_by_id([c.type_id])[0].name, c.name)
+        for c in store.mlmd.get_contexts_by_execution(read.id)
+    }
     assert contexts == {("pipeline", "toy"), ("pipeline_run", result.run_id), ("node", "toy.Read")}
     examples = store.outputs_of(write.id)["examples"]
     assert examples.state == "LIVE" and examples.properties["span"] == 1
@@ -127,7 +130,9 @@ def test_unexpected_exception_keeps_its_traceback_in_metadata(tmp_path):
     def broken(ctx, params, examples):
         return {}["missing"]
 
-    node = Component(name="Broken", run=broken, outputs={"examples": Examples}, parameters=WriteParams, version="1")()
+    node = Component(
+        name="Broken", run=broken, outputs={"examples": Examples}, parameters=WriteParams, version="1"
+    )()
     result = run_pipeline(Pipeline("toy", [node]), RunOptions(str(tmp_path), log=lambda m: None))
     assert "KeyError: 'missing'" in str(result.error)
     [failed] = executions(tmp_path)
@@ -142,13 +147,22 @@ def test_second_run_on_a_locked_root_refuses_with_the_holder(tmp_path):
 
 
 def test_waiting_run_starts_when_the_lock_is_released(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import time
         from pipeline.lock import RootLock
         with RootLock({str(tmp_path)!r}, "holder"):
             print("locked", flush=True)
             time.sleep(1.5)
-    """)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "locked"
     started = time.monotonic()
     options = RunOptions(pipeline_root=str(tmp_path), lock_wait_seconds=30, log=lambda m: None)

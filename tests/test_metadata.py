@@ -54,7 +54,13 @@ def test_connection_config_for_each_backend(tmp_path):
     assert connection_config("sqlite:///tmp/x.sqlite").sqlite.filename_uri == "/tmp/x.sqlite"
 
     pg = connection_config("postgresql://ml:s%40cret@db.local:5433/lineage").postgresql
-    assert (pg.host, pg.port, pg.dbname, pg.user, pg.password) == ("db.local", "5433", "lineage", "ml", "s@cret")
+    assert (pg.host, pg.port, pg.dbname, pg.user, pg.password) == (
+        "db.local",
+        "5433",
+        "lineage",
+        "ml",
+        "s@cret",
+    )
 
     my = connection_config("mysql://ml:pw@db:3307/mlmd").mysql
     assert (my.host, my.port, my.database, my.user, my.password) == ("db", 3307, "mlmd", "ml", "pw")

@@ -32,8 +32,9 @@ def run_write(ctx: ExecutionContext, params: WriteParams, examples: Examples) ->
     examples.split_names = ["train"]
 
 
-Write = Component(name="Write", run=run_write, outputs={"examples": Examples},
-                  parameters=WriteParams, version="1")
+Write = Component(
+    name="Write", run=run_write, outputs={"examples": Examples}, parameters=WriteParams, version="1"
+)
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,14 @@ def run_read(ctx: ExecutionContext, params: ReadParams, examples: Examples, sche
         f.write(f"# {text}{params.suffix}\n")
 
 
-Read = Component(name="Read", run=run_read, inputs={"examples": Input(Examples)},
-                 outputs={"schema": Schema}, parameters=ReadParams, version="1")
+Read = Component(
+    name="Read",
+    run=run_read,
+    inputs={"examples": Input(Examples)},
+    outputs={"schema": Schema},
+    parameters=ReadParams,
+    version="1",
+)
 
 
 def toy_pipeline(text: str = "hello", fail: bool = False, sleep: float = 0.0, suffix: str = "!"):

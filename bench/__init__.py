@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): throughput, scaling with data size, peak memory."""

@@ -1,0 +1,48 @@
+"""Runs a command while sampling the resident memory of its whole process tree (Beam workers included)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+
+
+def _tree_rss_bytes(pid: int) -> int:
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ppid, pages = int(fields[1]), int(fields[21])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+        rss[int(entry)] = pages * page
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        total += rss.get(current, 0)
+        stack.extend(children.get(current, []))
+    return total
+
+
+def run_measured(command: list[str], cwd: str, env: dict | None = None) -> tuple[float, int, str]:
+    """(wall seconds, peak RSS of the process tree in bytes, combined output)."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    peak = 0
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
+    reader.start()
+    while process.poll() is None:
+        peak = max(peak, _tree_rss_bytes(process.pid))
+        time.sleep(0.1)
+    reader.join()
+    return time.monotonic() - started, peak, "".join(output)

@@ -1,0 +1,112 @@
+"""`runner.py` as a user runs it, in a subprocess, on a small copy of the embedded data."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from pipeline.metadata import MetadataStore, custom, state_name
+from tests.helpers import decode_examples, read_tfrecords
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def runner(*args, check=True):
+    done = subprocess.run([sys.executable, "runner.py", *args], cwd=REPO, capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise AssertionError(
+            f"runner.py {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        )
+    return done
+
+
+@pytest.fixture
+def small_data(tmp_path):
+    """The first 30 rows of spans 2007 and 2008, in the layout of data/."""
+    for span in ("2007", "2008"):
+        src = os.path.join(REPO, "data", "penguins", f"span-{span}", "penguins.csv")
+        os.makedirs(tmp_path / "data" / f"span-{span}")
+        with open(src) as f:
+            lines = f.readlines()[:31]
+        with open(tmp_path / "data" / f"span-{span}" / "penguins.csv", "w") as f:
+            f.writelines(lines)
+    return str(tmp_path / "data" / "span-{SPAN}" / "*.csv")
+
+
+def test_run_records_examples_and_a_second_run_is_cached(tmp_path, small_data):
+    root = str(tmp_path / "root")
+    first = runner("--pipeline-root", root, "run", "--data", small_data)
+    assert re.search(r"ExampleGen\s+COMPLETE", first.stdout)
+    assert "span 2008, version 0: 1 file(s)" in first.stdout
+
+    store = MetadataStore(os.path.join(root, "metadata.sqlite"))
+    [execution] = store.mlmd.get_executions()
+    examples = store.outputs_of(execution.id)["examples"]
+    assert examples.uri == os.path.join(root, "ExampleGen", "examples", str(execution.id))
+    assert examples.properties["span"] == 2008
+    rows = decode_examples(read_tfrecords(examples.split_uri("train"))) + decode_examples(
+        read_tfrecords(examples.split_uri("eval"))
+    )
+    assert len(rows) == 30 == examples.get("row_count_train") + examples.get("row_count_eval")
+    assert {r["year"][0] for r in rows} == {2008}
+
+    second = runner("--pipeline-root", root, "run", "--data", small_data)
+    assert re.search(r"ExampleGen\s+CACHED", second.stdout)
+    # A fully cached run does not pay for importing TensorFlow or Beam.
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, runner; rc = runner.main(['--pipeline-root', sys.argv[1], 'run', '--data', sys.argv[2]]);"
+            "print('heavy:', 'tensorflow' in sys.modules, 'apache_beam' in sys.modules, rc)",
+            root,
+            small_data,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert "heavy: False False 0" in probe.stdout
+    latest = max(store.mlmd.get_executions(), key=lambda e: e.id)
+    assert state_name(latest) == "CACHED" and custom(latest, "cached_from") == execution.id
+
+    runs = runner("--pipeline-root", root, "runs").stdout
+    assert runs.count("COMPLETE    started") == 3
+    assert re.search(rf"ExampleGen\s+CACHED\s+execution {latest.id}\s", runs)
+
+    lineage = runner("--pipeline-root", root, "lineage", str(examples.id)).stdout
+    assert f"Examples #{examples.id} LIVE {examples.uri}" in lineage
+    assert f"<- ExampleGen execution {execution.id} (COMPLETE" in lineage
+    assert "span-2008/penguins.csv" in lineage and "sha256" in lineage
+    assert runner("--pipeline-root", root, "lineage", examples.uri).stdout == lineage
+
+
+def test_earlier_span_and_no_cache(tmp_path, small_data):
+    root = str(tmp_path / "root")
+    out = runner("--pipeline-root", root, "run", "--data", small_data, "--span", "2007", "--no-cache").stdout
+    assert "span 2007" in out and re.search(r"ExampleGen\s+COMPLETE", out)
+
+
+def test_bad_input_exits_non_zero_with_a_short_message(tmp_path, small_data):
+    with open(small_data.replace("{SPAN}", "2008").replace("*", "penguins"), "a") as f:
+        f.write("Adelie,Dream,1,2\n")
+    done = runner("--pipeline-root", str(tmp_path / "root"), "run", "--data", small_data, check=False)
+    assert done.returncode == 1
+    assert re.search(r"error: ExampleGen failed \(execution \d+\): 1 bad row\(s\) in span 2008", done.stderr)
+    assert "line 32: expected 8 cells as in the header, found 4" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_overlapping_run_refuses_with_exit_75(tmp_path, small_data):
+    from pipeline.lock import RootLock
+
+    root = tmp_path / "root"
+    os.makedirs(root)
+    with RootLock(str(root), "cron-1"):
+        done = runner("--pipeline-root", str(root), "run", "--data", small_data, check=False)
+    assert done.returncode == 75
+    assert "not started: another run holds the lock" in done.stderr and "cron-1" in done.stderr
+    shutil.rmtree(root)
