@@ -1,0 +1,23 @@
+"""Beam options: the user's flags pass through untouched; local defaults only fill gaps."""
+
+from pipeline.beam import MULTI_PROCESS_MIN_BYTES, pipeline_options
+
+
+def test_other_runner_flags_pass_through_without_direct_defaults():
+    options = pipeline_options(["--runner=FlinkRunner", "--flink_master=localhost:8081"]).get_all_options()
+    assert options["runner"] == "FlinkRunner"
+    assert options["flink_master"] == "localhost:8081"
+    assert options["direct_running_mode"] == "in_memory"  # Beam's own default, not ours
+    assert options["direct_num_workers"] == 1
+
+
+def test_direct_runner_uses_worker_processes_for_large_inputs_only():
+    small = pipeline_options([], input_bytes=1000).get_all_options()
+    large = pipeline_options([], input_bytes=MULTI_PROCESS_MIN_BYTES).get_all_options()
+    assert small["direct_running_mode"] == "in_memory"
+    assert large["direct_running_mode"] == "multi_processing" and large["direct_num_workers"] >= 1
+
+
+def test_explicit_running_mode_wins():
+    options = pipeline_options(["--direct_running_mode", "multi_threading"], input_bytes=1 << 40)
+    assert options.get_all_options()["direct_running_mode"] == "multi_threading"
