@@ -141,13 +141,12 @@ def schema_column_types(schema: Schema | None) -> dict[str, str]:
     """Column types declared by a Schema artifact (INT -> int, FLOAT -> float, BYTES -> string)."""
     if schema is None:
         return {}
-    from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    with open(os.path.join(schema.uri, "schema.pbtxt")) as f:
-        proto = text_format.Parse(f.read(), schema_pb2.Schema())
+    from components.schema_gen import load_schema
+
     names = {schema_pb2.INT: "int", schema_pb2.FLOAT: "float", schema_pb2.BYTES: "string"}
-    return {f.name: names[f.type] for f in proto.feature if f.type in names}
+    return {f.name: names[f.type] for f in load_schema(schema).feature if f.type in names}
 
 
 def run_example_gen(

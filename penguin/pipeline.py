@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 
+import schemas
 from components.example_gen import ExampleGen
+from components.schema_gen import ImportSchemaGen
 from pipeline import Pipeline
 
 PIPELINE_NAME = "penguin"
@@ -17,7 +19,10 @@ def create_pipeline(
     span: int | None = None,
     name: str = PIPELINE_NAME,
     beam_args: list[str] | None = None,
+    schema_file: str = schemas.PENGUIN_SCHEMA,
 ) -> Pipeline:
-    """The penguin pipeline over the CSV files of `input_pattern` (latest span unless `span`)."""
-    example_gen = ExampleGen(input_pattern=input_pattern, span=span)
-    return Pipeline(name=name, nodes=[example_gen], beam_args=list(beam_args or []))
+    """The penguin pipeline over the CSV files of `input_pattern` (latest span unless `span`),
+    typed and validated by the curated schema in `schema_file`."""
+    schema_gen = ImportSchemaGen(schema_file=schema_file)
+    example_gen = ExampleGen(input_pattern=input_pattern, span=span, schema=schema_gen.outputs["schema"])
+    return Pipeline(name=name, nodes=[schema_gen, example_gen], beam_args=list(beam_args or []))
