@@ -76,7 +76,7 @@ def _metadata_spec(args) -> str:
 
 def cmd_run(args) -> int:
     from penguin.pipeline import DATA_PATTERN, create_pipeline
-    from pipeline.errors import DefinitionError, LockHeldError
+    from pipeline.errors import DefinitionError, LockHeldError, RunBlocked
     from pipeline.local_runner import RunOptions, run_pipeline
 
     pipeline = create_pipeline(input_pattern=args.data or DATA_PATTERN, span=args.span)
@@ -102,7 +102,12 @@ def cmd_run(args) -> int:
         execution = "" if step.execution_id is None else str(step.execution_id)
         note = step.note.splitlines()[0] if step.note else ""
         print(f"{step.node_id:<20} {step.status:<9} {execution:>9} {step.seconds:>8.1f}  {note[:60]}")
-    print(f"run {result.run_id}: {'COMPLETE' if result.ok else 'FAILED'} in {result.seconds:.1f} s")
+    for step in result.steps:
+        for artifact in step.outputs.values():
+            if artifact.custom_properties.get("page"):
+                print(f"{step.node_id} page: {os.path.join(artifact.uri, artifact.custom_properties['page'])}")
+    status = "COMPLETE" if result.ok else "BLOCKED" if isinstance(result.error, RunBlocked) else "FAILED"
+    print(f"run {result.run_id}: {status} in {result.seconds:.1f} s")
     if not result.ok:
         print(f"\nerror: {result.error}", file=sys.stderr)
         return EXIT_FAILED

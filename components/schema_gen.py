@@ -80,10 +80,9 @@ class SchemaGenParams:
 def run_schema_gen(
     ctx: ExecutionContext, params: SchemaGenParams, statistics: ExampleStatistics, schema: Schema
 ) -> None:
-    from components.statistics import infer_schema, load_statistics
+    from components.statistics import load_statistics
 
-    stats = load_statistics(statistics, params.split)
-    proto = infer_schema(stats, max_domain_size=params.max_domain_size)
+    proto = infer_schema(load_statistics(statistics, params.split), max_domain_size=params.max_domain_size)
     write_schema(schema, proto)
     schema.custom_properties["source"] = "inferred"
     ctx.log(f"inferred {len(proto.feature)} features from the {params.split} split's statistics")
@@ -97,3 +96,41 @@ SchemaGen = Component(
     parameters=SchemaGenParams,
     version="1",
 )
+
+
+def infer_schema(dataset, max_domain_size: int = 20):
+    """A Schema from one split's DatasetFeatureStatistics: each feature's type; presence (required
+    when nothing is missing, otherwise optional with the observed fraction, rounded down); value
+    counts; a string domain when there are at most `max_domain_size` distinct values; the observed
+    range of numeric features."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    from tensorflow_metadata.proto.v0 import statistics_pb2 as stats_pb
+
+    from components.statistics import feature_stats
+
+    types = {stats_pb.FeatureNameStatistics.INT: schema_pb2.INT, stats_pb.FeatureNameStatistics.FLOAT: schema_pb2.FLOAT}
+    schema = schema_pb2.Schema()
+    for name, stats in sorted(feature_stats(dataset).items()):
+        feature = schema.feature.add(name=name, type=types.get(stats.type, schema_pb2.BYTES))
+        strings = stats.HasField("string_stats")
+        common = stats.string_stats.common_stats if strings else stats.num_stats.common_stats
+        fraction = common.num_non_missing / dataset.num_examples if dataset.num_examples else 0.0
+        feature.presence.min_count = 1
+        if common.num_missing == 0 and common.min_num_values == common.max_num_values == 1:
+            feature.presence.min_fraction = 1.0
+            feature.shape.dim.add(size=1)
+        else:
+            feature.presence.min_fraction = int(fraction * 100) / 100
+            feature.value_count.min = common.min_num_values
+            feature.value_count.max = common.max_num_values
+        if strings and 0 < stats.string_stats.unique <= max_domain_size:
+            values = sorted(b.label for b in stats.string_stats.rank_histogram.buckets)
+            schema.string_domain.add(name=name, value=values)
+            feature.domain = name
+        elif not strings and common.num_non_missing:
+            if feature.type == schema_pb2.INT:
+                feature.int_domain.min = int(stats.num_stats.min)
+                feature.int_domain.max = int(stats.num_stats.max)
+            else:
+                feature.float_domain.min, feature.float_domain.max = stats.num_stats.min, stats.num_stats.max
+    return schema

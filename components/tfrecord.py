@@ -38,3 +38,29 @@ def write_gzipped(path: str, records: list[bytes]) -> None:
     ):
         f.write(frame(records))
     os.replace(temporary, path)
+
+
+def read_gzipped(path: str, batch_size: int = 20_000):
+    """Yields lists of up to `batch_size` records from a gzipped TFRecord file. Lengths are read
+    from the framing; CRCs are not checked (gzip's own CRC covers the file), but a truncated file
+    raises ValueError naming it."""
+    with gzip.open(path, "rb") as f:
+        try:
+            data = f.read()
+        except (EOFError, OSError) as error:
+            raise ValueError(f"{path} is not a complete gzip file ({error})") from None
+    records, offset, end = [], 0, len(data)
+    while offset < end:
+        if offset + 12 > end:
+            raise ValueError(f"{path} is truncated at byte {offset} of its TFRecord data")
+        (length,) = struct.unpack_from("<Q", data, offset)
+        start = offset + 12
+        offset = start + length + 4
+        if offset > end:
+            raise ValueError(f"{path} is truncated in a record at byte {start}")
+        records.append(data[start : start + length])
+        if len(records) == batch_size:
+            yield records
+            records = []
+    if records:
+        yield records

@@ -6,7 +6,9 @@ import os
 
 import schemas
 from components.example_gen import ExampleGen
+from components.example_validator import ExampleValidator
 from components.schema_gen import ImportSchemaGen
+from components.statistics_gen import StatisticsGen
 from pipeline import Pipeline
 
 PIPELINE_NAME = "penguin"
@@ -25,4 +27,11 @@ def create_pipeline(
     typed and validated by the curated schema in `schema_file`."""
     schema_gen = ImportSchemaGen(schema_file=schema_file)
     example_gen = ExampleGen(input_pattern=input_pattern, span=span, schema=schema_gen.outputs["schema"])
-    return Pipeline(name=name, nodes=[schema_gen, example_gen], beam_args=list(beam_args or []))
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+    example_validator = ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"],
+        drift_exclude=("year",),
+    )
+    nodes = [schema_gen, example_gen, statistics_gen, example_validator]
+    return Pipeline(name=name, nodes=nodes, beam_args=list(beam_args or []))

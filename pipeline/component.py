@@ -211,6 +211,12 @@ class ExecutionContext:
     resolved: dict[str, Any] = field(default_factory=dict)
     store: Any = None
     log: Callable[[str], None] = print
+    blocked: str | None = None
+
+    def block_run(self, reason: str) -> None:
+        """Lets a gate stop the run: its outputs are still published (COMPLETE), the decision is
+        recorded on the execution, and no downstream step runs."""
+        self.blocked = reason
 
     def beam_pipeline(self, *, input_bytes: int = 0):
         """A Beam pipeline with the run's options; see `pipeline.beam.pipeline_options`."""

@@ -30,6 +30,16 @@ class ExecutionError(PipelineError):
         super().__init__(f"{component_id} failed (execution {execution_id}): {describe_error(cause)}")
 
 
+class RunBlocked(PipelineError):
+    """A gate (such as ExampleValidator) completed and decided the run must not go on."""
+
+    def __init__(self, component_id: str, execution_id: int, reason: str):
+        self.component_id = component_id
+        self.execution_id = execution_id
+        self.reason = reason
+        super().__init__(f"{component_id} stopped the run (execution {execution_id}): {reason}")
+
+
 class LockHeldError(PipelineError):
     """Another run holds the pipeline root's lock."""
 

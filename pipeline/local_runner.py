@@ -21,7 +21,7 @@ from pipeline.artifacts import Artifact
 from pipeline.cache import cache_key, directory_fingerprint, params_fingerprint
 from pipeline.component import ExecutionContext, Node
 from pipeline.dag import Pipeline
-from pipeline.errors import ExecutionError, UserInputError, describe_error
+from pipeline.errors import ExecutionError, RunBlocked, UserInputError, describe_error
 from pipeline.lock import RootLock
 from pipeline.metadata import Contexts, MetadataStore, custom
 
@@ -47,7 +47,7 @@ class RunOptions:
 @dataclass
 class StepResult:
     node_id: str
-    status: str  # COMPLETE, CACHED, FAILED or SKIPPED
+    status: str  # COMPLETE, CACHED, FAILED, SKIPPED, or BLOCKED (a gate completed and said stop)
     execution_id: int | None = None
     seconds: float = 0.0
     outputs: dict[str, Artifact] = field(default_factory=dict)
@@ -59,7 +59,7 @@ class RunResult:
     run_id: str
     steps: list[StepResult]
     seconds: float
-    error: ExecutionError | None = None
+    error: ExecutionError | RunBlocked | None = None
 
     @property
     def ok(self) -> bool:
@@ -84,17 +84,21 @@ def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
         options.log(f"run {run_id} of pipeline {pipeline.name} (root {root})")
         runner = _NodeRunner(pipeline, options, store, root, run_id, pipeline_ctx, run_ctx)
         steps: list[StepResult] = []
-        error: ExecutionError | None = None
+        error: ExecutionError | RunBlocked | None = None
         for index, node in enumerate(order, 1):
             if error is not None:
-                steps.append(StepResult(node.id, "SKIPPED", note="an upstream step failed"))
+                steps.append(StepResult(node.id, "SKIPPED", note=f"{error.component_id} stopped the run"))
                 continue
             options.log(f"[{index}/{len(order)}] {node.id}")
             try:
-                steps.append(runner.run(node))
+                step = runner.run(node)
             except ExecutionError as failure:
                 error = failure
                 steps.append(StepResult(node.id, "FAILED", failure.execution_id, note=str(failure.cause)))
+                continue
+            steps.append(step)
+            if step.status == "BLOCKED":
+                error = RunBlocked(node.id, step.execution_id, step.note)
         seconds = time.monotonic() - started
         store.update_context(
             run_ctx,
@@ -160,11 +164,13 @@ class _NodeRunner:
             )
             cached = self._lookup_cache(node, key)
             if cached is not None:
-                earlier, outputs = cached
-                self.store.cache_execution(execution_id, contexts, outputs, cached_from=earlier)
+                earlier, outputs, blocked = cached
+                self.store.cache_execution(execution_id, contexts, outputs, cached_from=earlier, blocked=blocked)
                 self._remember(node, outputs)
                 seconds = time.monotonic() - started
                 log(f"      CACHED: reused the outputs of execution {earlier} ({seconds:.1f} s)")
+                if blocked:
+                    return StepResult(node.id, "BLOCKED", execution_id, seconds, outputs, blocked)
                 return StepResult(node.id, "CACHED", execution_id, seconds, outputs, f"from {earlier}")
             outputs = {key: cls(staging[key]) for key, cls in node.component.outputs.items()}
             for uri in staging.values():
@@ -175,7 +181,9 @@ class _NodeRunner:
                 artifact.uri = final_uris[key]
                 artifact.custom_properties["fingerprint"] = directory_fingerprint(artifact.uri)
             seconds = time.monotonic() - started
-            self.store.complete_execution(execution_id, contexts, outputs, seconds=round(seconds, 3))
+            self.store.complete_execution(
+                execution_id, contexts, outputs, seconds=round(seconds, 3), blocked=ctx.blocked or ""
+            )
         except BaseException as error:  # noqa: BLE001 - recorded, cleaned up, re-raised
             _remove_dirs([*staging.values(), *final_uris.values()])
             detail = "" if isinstance(error, UserInputError) else traceback.format_exc()
@@ -186,9 +194,11 @@ class _NodeRunner:
             raise ExecutionError(node.id, execution_id, error) from error
         self._remember(node, outputs)
         log(f"      COMPLETE in {seconds:.1f} s (execution {execution_id})")
+        if ctx.blocked:
+            return StepResult(node.id, "BLOCKED", execution_id, seconds, outputs, ctx.blocked)
         return StepResult(node.id, "COMPLETE", execution_id, seconds, outputs)
 
-    def _lookup_cache(self, node: Node, key: str) -> tuple[int, dict[str, Artifact]] | None:
+    def _lookup_cache(self, node: Node, key: str) -> tuple[int, dict[str, Artifact], str] | None:
         if not self.options.enable_cache:
             return None
         found = self.store.find_cached(self.pipeline.name, node.id, key)
@@ -199,7 +209,7 @@ class _NodeRunner:
         if missing:
             self.options.log(f"      cache miss: outputs of execution {execution.id} are gone ({missing[0]})")
             return None
-        return execution.id, outputs
+        return execution.id, outputs, custom(execution, "blocked", "")
 
     def _remember(self, node: Node, outputs: dict[str, Artifact]) -> None:
         for key, artifact in outputs.items():

@@ -257,6 +257,16 @@ class MetadataStore:
             return None
         return executions[0], outputs
 
+    def live_artifacts(self, cls: type[Artifact], pipeline_name: str, condition: str = "") -> list[Artifact]:
+        """LIVE artifacts of a type in a pipeline, oldest first; `condition` is an extra MLMD
+        filter-query clause, such as `properties.span.int_value < 2009`."""
+        query = (
+            f"type = '{cls.TYPE_NAME}' AND state = LIVE AND contexts_p.type = '{PIPELINE}' AND "
+            f"contexts_p.name = '{pipeline_name}'" + (f" AND {condition}" if condition else "")
+        )
+        found = self.mlmd.get_artifacts(list_options=metadata_store.ListOptions(filter_query=query))
+        return self.artifacts_by_id(sorted(a.id for a in found))
+
     def outputs_of(self, execution_id: int) -> dict[str, Artifact]:
         return self._artifacts_of(execution_id, pb.Event.OUTPUT)
 

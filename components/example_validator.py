@@ -1,0 +1,110 @@
+"""ExampleValidator: the data gate. Statistics against the schema and the previous span; anomalies stop the run."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from pipeline import Component, ExecutionContext, Input, UserInputError
+from pipeline.artifacts import ExampleAnomalies, ExampleStatistics, Schema
+
+ANOMALIES_FILE = "SchemaDiff.pb"
+PAGE_FILE = "statistics.html"
+
+
+@dataclass(frozen=True)
+class ExampleValidatorParams:
+    """warn_only: anomaly kinds reported as warnings instead of stopping the run (see
+    components.anomalies.KINDS). categorical_drift_linf / numeric_drift_stddevs: drift thresholds
+    against the previous span (between the penguin spans they reach 0.20 and 0.6 at most).
+    drift_splits: the splits compared for drift (train: the largest, so the least noisy).
+    drift_exclude: features not checked for drift (such as the span key itself)."""
+
+    warn_only: tuple = ()
+    categorical_drift_linf: float = 0.25
+    numeric_drift_stddevs: float = 1.0
+    drift_splits: tuple = ("train",)
+    drift_exclude: tuple = ()
+
+
+def resolve_previous_span(
+    ctx: ExecutionContext, params: ExampleValidatorParams, statistics: ExampleStatistics, schema: Schema
+) -> dict:
+    """Finds the statistics of the latest earlier span in MLMD; its id joins the cache key."""
+    from components.anomalies import KINDS
+
+    unknown = sorted(set(params.warn_only) - set(KINDS))
+    if unknown:
+        raise UserInputError(f"warn_only: unknown anomaly kind(s) {unknown}; kinds: {', '.join(KINDS)}")
+    span = statistics.get("span", 0)
+    earlier = ctx.store.live_artifacts(ExampleStatistics, ctx.pipeline_name, f"properties.span.int_value < {span}")
+    if not earlier:
+        return {"previous_statistics_id": None}
+    previous = max(earlier, key=lambda a: (a.get("span"), a.id))
+    return {"previous_statistics_id": previous.id, "previous_span": previous.get("span")}
+
+
+def run_example_validator(
+    ctx: ExecutionContext,
+    params: ExampleValidatorParams,
+    statistics: ExampleStatistics,
+    schema: Schema,
+    anomalies: ExampleAnomalies,
+) -> None:
+    from components import anomalies as checks
+    from components.schema_gen import load_schema
+    from components.statistics import load_statistics
+    from components.stats_page import write_page
+
+    schema_proto = load_schema(schema)
+    previous = None
+    if ctx.resolved.get("previous_statistics_id") is not None:
+        [previous] = ctx.store.artifacts_by_id([ctx.resolved["previous_statistics_id"]])
+    all_findings, datasets = [], {}
+    for split in statistics.split_names:
+        datasets[split] = load_statistics(statistics, split)
+        findings = checks.check_split(split, datasets[split], schema_proto)
+        if previous is not None and split in previous.split_names and split in params.drift_splits:
+            findings += checks.check_drift(
+                split, datasets[split], load_statistics(previous, split),
+                params.categorical_drift_linf, params.numeric_drift_stddevs, tuple(params.drift_exclude),
+            )
+        for finding in findings:
+            finding.warning = finding.kind in params.warn_only
+        _write_split(anomalies, split, checks.to_proto(findings, schema_proto))
+        all_findings += findings
+    blocking = [f for f in all_findings if not f.warning]
+    anomalies.split_names = statistics.split_names
+    anomalies.set("span", statistics.get("span", 0))
+    anomalies.custom_properties.update(
+        anomaly_count=len(blocking), warning_count=len(all_findings) - len(blocking),
+        decision="BLOCKED" if blocking else "PASSED", page=PAGE_FILE,
+        previous_span=ctx.resolved.get("previous_span") or 0,
+    )
+    write_page(os.path.join(anomalies.uri, PAGE_FILE), datasets, all_findings, statistics.get("span"))
+    for finding in all_findings:
+        ctx.log(str(finding))
+    compared = f", compared with span {ctx.resolved['previous_span']}" if previous is not None else ""
+    ctx.log(f"{len(blocking)} anomalies, {len(all_findings) - len(blocking)} warnings{compared}")
+    if blocking:
+        listed = "\n  ".join(str(f) for f in blocking)
+        ctx.block_run(f"{len(blocking)} data anomalies; fix the data or the schema "
+                      f"(or list the kind in warn_only):\n  {listed}")
+
+
+def _write_split(anomalies: ExampleAnomalies, split: str, proto) -> None:
+    directory = anomalies.split_uri(split)
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, ANOMALIES_FILE), "wb") as f:
+        f.write(proto.SerializeToString())
+
+
+ExampleValidator = Component(
+    name="ExampleValidator",
+    run=run_example_validator,
+    inputs={"statistics": Input(ExampleStatistics), "schema": Input(Schema)},
+    outputs={"anomalies": ExampleAnomalies},
+    parameters=ExampleValidatorParams,
+    version="1",
+    resolve=resolve_previous_span,
+)

@@ -1,0 +1,83 @@
+"""StatisticsGen: one Beam pass over every split of an Examples artifact, TFDV's statistics protos out."""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+
+from pipeline import Component, ExecutionContext, Input, UserInputError
+from pipeline.artifacts import Examples, ExampleStatistics
+
+
+@dataclass(frozen=True)
+class StatisticsGenParams:
+    """No parameters yet: every split of the input is summarized."""
+
+
+def _shard_accumulator(item: tuple[str, str]):
+    from components.statistics import SplitAccumulator, decode_examples
+    from components.tfrecord import read_gzipped
+
+    split, path = item
+    acc = SplitAccumulator()
+    try:
+        for records in read_gzipped(path):
+            acc.add_batch(decode_examples(records))
+    except ValueError as error:
+        raise UserInputError(str(error)) from None
+    return split, acc
+
+
+def run_statistics_gen(
+    ctx: ExecutionContext, params: StatisticsGenParams, examples: Examples, statistics: ExampleStatistics
+) -> None:
+    import apache_beam as beam
+
+    from components.statistics import SplitAccumulator, save_statistics, to_proto
+
+    shards = [
+        (split, path)
+        for split in examples.split_names
+        for path in sorted(glob.glob(os.path.join(examples.split_uri(split), "*.gz")))
+    ]
+    if not shards:
+        raise UserInputError(f"{examples.uri} holds no TFRecord files; was it written by ExampleGen?")
+    input_bytes = sum(os.path.getsize(path) for _, path in shards) * 5
+
+    def write(item):
+        split, acc = item
+        save_statistics(statistics.uri, split, to_proto(split, acc))
+
+    with ctx.beam_pipeline(input_bytes=input_bytes) as p:
+        _ = (
+            p
+            | "Shards" >> beam.Create(shards)
+            | "Spread" >> beam.Reshuffle()
+            | "Summarize" >> beam.Map(_shard_accumulator)
+            | "MergeShards" >> beam.CombinePerKey(lambda accs: _merge(accs, SplitAccumulator))
+            | "WriteStats" >> beam.Map(write)
+        )
+    missing = [s for s in examples.split_names if not os.path.exists(os.path.join(statistics.split_uri(s)))]
+    if missing:
+        raise UserInputError(f"no statistics were produced for split(s) {missing}")
+    statistics.split_names = examples.split_names
+    statistics.set("span", examples.get("span", 0))
+    ctx.log(f"statistics for splits {', '.join(examples.split_names)} of span {examples.get('span')}")
+
+
+def _merge(accumulators, empty):
+    merged = empty()
+    for acc in accumulators:
+        merged.merge(acc)
+    return merged
+
+
+StatisticsGen = Component(
+    name="StatisticsGen",
+    run=run_statistics_gen,
+    inputs={"examples": Input(Examples)},
+    outputs={"statistics": ExampleStatistics},
+    parameters=StatisticsGenParams,
+    version="1",
+)

@@ -1,0 +1,123 @@
+"""User code: a function from a module file or a callable, loaded once, with errors that name it.
+
+    fn = user_function("preprocessing_fn", module_file="penguin/module.py")   # or function=fn
+    fn(inputs)   # an exception inside becomes a UserInputError naming the function, file and line
+
+Every problem is a `UserInputError` (the runner records the execution FAILED with the message and
+shows it without a traceback): a missing file, a syntax error (file and line), an import that
+raises, a file without the function, a function that raises when called.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from pipeline.errors import UserInputError
+
+_MODULES: dict[tuple[str, str], ModuleType] = {}
+
+
+def user_function(
+    name: str, *, module_file: str | None = None, function: Callable | None = None
+) -> UserFunction:
+    """The function `name` from `module_file`, or `function` itself: exactly one must be given."""
+    if (module_file is None) == (function is None):
+        raise UserInputError(f"give {name} either as a module file path or as a callable, not both or neither")
+    if function is not None:
+        return UserFunction(function, name, _source_of(function))
+    return UserFunction(load_function(module_file, name), name, os.path.abspath(module_file))
+
+
+def load_function(module_file: str, name: str) -> Callable:
+    """`name` from the module at `module_file`; the module runs once per file content."""
+    function = getattr(load_module(module_file), name, None)
+    if not callable(function):
+        raise UserInputError(
+            f"{module_file} has no function {name!r}; define `def {name}(...)` at the top level of that file"
+        )
+    return function
+
+
+def load_module(module_file: str) -> ModuleType:
+    """Imports `module_file` under a name of its own; cached by path and content."""
+    path = os.path.abspath(module_file)
+    try:
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+    except OSError as error:
+        raise UserInputError(
+            f"cannot read module file {module_file}: {error.strerror}; check the path "
+            f"(relative paths start at {os.getcwd()})"
+        ) from None
+    key = (path, digest)
+    if key not in _MODULES:
+        _MODULES[key] = _import(path, digest)
+    return _MODULES[key]
+
+
+def _import(path: str, digest: str) -> ModuleType:
+    stem = os.path.splitext(os.path.basename(path))[0]
+    module_name = f"user_module_{stem}_{digest[:12]}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    # Registered so that inspect, pickle and tracebacks can find the module by name.
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as error:
+        del sys.modules[module_name]
+        raise UserInputError(f"{path}, line {error.lineno}: syntax error: {error.msg}") from None
+    except Exception as error:
+        del sys.modules[module_name]
+        raise UserInputError(
+            f"importing {path}{_line(error, path)} raised {_describe(error)}; fix the module"
+        ) from error
+    return module
+
+
+class UserFunction:
+    """A user's function; calling it calls the function, and turns an exception raised inside into
+    a UserInputError that names the function, its file and the deepest line in that file."""
+
+    def __init__(self, function: Callable, name: str, source: str):
+        self.function = function
+        self.name = name
+        self.source = source
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self.function(*args, **kwargs)
+        except UserInputError as error:
+            # Raised by our code the function called (such as a feature lookup): say where.
+            raise UserInputError(f"{self._where(error)}: {error}") from error
+        except Exception as error:
+            raise UserInputError(f"{self._where(error)} raised {_describe(error)}") from error
+
+    def _where(self, error: BaseException) -> str:
+        return f"{self.name} in {self.source}{_line(error, self.source)}"
+
+    def __repr__(self) -> str:
+        return f"UserFunction({self.name} in {self.source})"
+
+
+def _source_of(function: Callable) -> str:
+    code = getattr(function, "__code__", None)
+    return os.path.abspath(code.co_filename) if code else repr(function)
+
+
+def _describe(error: BaseException) -> str:
+    message = str(error)
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def _line(error: BaseException, path: str) -> str:
+    """`, line N` for the deepest frame of the traceback that is in `path`, else nothing."""
+    lines = [f.lineno for f in traceback.extract_tb(error.__traceback__) if f.filename == path]
+    return f", line {lines[-1]}" if lines else ""
