@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, default=10)
     listing.set_defaults(command=cmd_runs)
 
+    infer = commands.add_parser(
+        "infer-schema", help="print a schema inferred from a span (a start for a curated one)"
+    )
+    infer.add_argument("--span", type=int, help="the span to read (default: the latest)")
+    infer.add_argument("--data", help="input pattern with {SPAN} (default: the embedded data)")
+    infer.set_defaults(command=cmd_infer_schema)
+
     lineage = commands.add_parser("lineage", help="where an artifact came from")
     lineage.add_argument("artifact", help="an artifact id or URI")
     lineage.set_defaults(command=cmd_lineage)
@@ -105,12 +112,33 @@ def cmd_run(args) -> int:
     for step in result.steps:
         for artifact in step.outputs.values():
             if artifact.custom_properties.get("page"):
-                print(f"{step.node_id} page: {os.path.join(artifact.uri, artifact.custom_properties['page'])}")
+                print(
+                    f"{step.node_id} page: {os.path.join(artifact.uri, artifact.custom_properties['page'])}"
+                )
     status = "COMPLETE" if result.ok else "BLOCKED" if isinstance(result.error, RunBlocked) else "FAILED"
     print(f"run {result.run_id}: {status} in {result.seconds:.1f} s")
     if not result.ok:
         print(f"\nerror: {result.error}", file=sys.stderr)
         return EXIT_FAILED
+    return 0
+
+
+def cmd_infer_schema(args) -> int:
+    """Runs ExampleGen -> StatisticsGen -> SchemaGen under <pipeline-root>/infer-schema and prints
+    the inferred schema on stdout (progress goes to stderr)."""
+    from components.schema_gen import SCHEMA_FILE
+    from penguin.pipeline import DATA_PATTERN, create_schema_pipeline
+    from pipeline.local_runner import RunOptions, run_pipeline
+
+    pipeline = create_schema_pipeline(input_pattern=args.data or DATA_PATTERN, span=args.span)
+    root = os.path.join(args.pipeline_root, "infer-schema")
+    result = run_pipeline(pipeline, RunOptions(pipeline_root=root, log=lambda m: print(m, file=sys.stderr)))
+    if not result.ok:
+        print(f"error: {result.error}", file=sys.stderr)
+        return EXIT_FAILED
+    schema = result.step("SchemaGen").outputs["schema"]
+    with open(os.path.join(schema.uri, SCHEMA_FILE)) as f:
+        sys.stdout.write(f.read())
     return 0
 
 

@@ -49,11 +49,21 @@ def check_split(split: str, dataset, schema) -> list[Finding]:
     declared = {f.name: f for f in schema.feature}
     domains = {d.name: list(d.value) for d in schema.string_domain}
     for name in sorted(set(stats) - set(declared)):
-        findings.append(Finding(split, name, "new_column", "no such column (not in the schema)", "a new column",
-                                _top(stats[name])))
+        findings.append(
+            Finding(
+                split,
+                name,
+                "new_column",
+                "no such column (not in the schema)",
+                "a new column",
+                _top(stats[name]),
+            )
+        )
     for name, feature in declared.items():
         if name not in stats:
-            findings.append(Finding(split, name, "missing_column", "the column to be present", "no such column"))
+            findings.append(
+                Finding(split, name, "missing_column", "the column to be present", "no such column")
+            )
             continue
         findings.extend(_check_feature(split, name, feature, stats[name], dataset.num_examples, domains))
     return findings
@@ -69,24 +79,54 @@ def _check_feature(split, name, feature, stats, num_examples, domains) -> list[F
     if found_type not in compatible.get(expected_type, (expected_type,)):
         return [Finding(split, name, "wrong_type", expected_type, found_type, _top(stats))]
     findings = []
-    common = stats.string_stats.common_stats if stats.HasField("string_stats") else stats.num_stats.common_stats
+    common = (
+        stats.string_stats.common_stats if stats.HasField("string_stats") else stats.num_stats.common_stats
+    )
     present = common.num_non_missing / num_examples if num_examples else 1.0
     if feature.presence.min_fraction and present < feature.presence.min_fraction:
-        findings.append(Finding(split, name, "too_many_missing",
-                                f"present in at least {feature.presence.min_fraction:.0%} of examples",
-                                f"present in {present:.1%} ({common.num_missing} missing of {num_examples})"))
-    high = feature.value_count.max if feature.HasField("value_count") else (1 if feature.HasField("shape") else 0)
+        findings.append(
+            Finding(
+                split,
+                name,
+                "too_many_missing",
+                f"present in at least {feature.presence.min_fraction:.0%} of examples",
+                f"present in {present:.1%} ({common.num_missing} missing of {num_examples})",
+            )
+        )
+    high = (
+        feature.value_count.max
+        if feature.HasField("value_count")
+        else (1 if feature.HasField("shape") else 0)
+    )
     if high and common.max_num_values > high:
-        findings.append(Finding(split, name, "value_count", f"at most {high} value(s) per example",
-                                f"up to {common.max_num_values}"))
+        findings.append(
+            Finding(
+                split,
+                name,
+                "value_count",
+                f"at most {high} value(s) per example",
+                f"up to {common.max_num_values}",
+            )
+        )
     domain = list(feature.string_domain.value) or domains.get(feature.domain, [])
     if domain and stats.HasField("string_stats"):
         unexpected = [b.label for b in stats.string_stats.rank_histogram.buckets if b.label not in domain]
         if unexpected:
-            findings.append(Finding(split, name, "unexpected_value", f"one of {domain}",
-                                    f"{len(unexpected)} other value(s)", [repr(v) for v in unexpected]))
-    bounds = feature.float_domain if feature.HasField("float_domain") else (
-        feature.int_domain if feature.HasField("int_domain") else None)
+            findings.append(
+                Finding(
+                    split,
+                    name,
+                    "unexpected_value",
+                    f"one of {domain}",
+                    f"{len(unexpected)} other value(s)",
+                    [repr(v) for v in unexpected],
+                )
+            )
+    bounds = (
+        feature.float_domain
+        if feature.HasField("float_domain")
+        else (feature.int_domain if feature.HasField("int_domain") else None)
+    )
     if bounds is not None and stats.HasField("num_stats") and common.num_non_missing:
         findings.extend(_check_range(split, name, bounds, stats))
     return findings
@@ -101,8 +141,16 @@ def _check_range(split, name, bounds, stats) -> list[Finding]:
     extremes = {c.name: ast.literal_eval(c.str) for c in stats.custom_stats if c.name.endswith("_values")}
     candidates = extremes.get("smallest_values", []) + extremes.get("largest_values", [])
     offenders = sorted({v for v in candidates if v < low or v > high})
-    return [Finding(split, name, "out_of_range", f"values in [{low:g}, {high:g}]",
-                    f"min {num.min:g}, max {num.max:g}", [f"{v:g}" for v in offenders])]
+    return [
+        Finding(
+            split,
+            name,
+            "out_of_range",
+            f"values in [{low:g}, {high:g}]",
+            f"min {num.min:g}, max {num.max:g}",
+            [f"{v:g}" for v in offenders],
+        )
+    ]
 
 
 def _top(stats) -> list[str]:
@@ -111,8 +159,9 @@ def _top(stats) -> list[str]:
     return []
 
 
-def check_drift(split: str, current, previous, linf_threshold: float, stddevs: float,
-                exclude: tuple = ()) -> list[Finding]:
+def check_drift(
+    split: str, current, previous, linf_threshold: float, stddevs: float, exclude: tuple = ()
+) -> list[Finding]:
     """Drift of `current` from `previous` (DatasetFeatureStatistics of two spans, same split):
     a categorical feature whose value distribution moved by more than `linf_threshold` (L-infinity
     distance), a numeric one whose mean moved by more than `stddevs` of the previous std dev."""
@@ -125,16 +174,28 @@ def check_drift(split: str, current, previous, linf_threshold: float, stddevs: f
         if a.HasField("string_stats") and b.HasField("string_stats"):
             distance, value = _linf(a.string_stats, b.string_stats)
             if distance > linf_threshold:
-                findings.append(Finding(split, name, "categorical_drift",
-                                        f"an L-infinity distance of at most {linf_threshold:g} from the previous span",
-                                        f"{distance:.3f} (largest change in {value!r})"))
+                findings.append(
+                    Finding(
+                        split,
+                        name,
+                        "categorical_drift",
+                        f"an L-infinity distance of at most {linf_threshold:g} from the previous span",
+                        f"{distance:.3f} (largest change in {value!r})",
+                    )
+                )
         elif a.HasField("num_stats") and b.HasField("num_stats") and b.num_stats.std_dev > 0:
             moved = abs(a.num_stats.mean - b.num_stats.mean) / b.num_stats.std_dev
             if moved > stddevs:
-                findings.append(Finding(split, name, "numeric_drift",
-                                        f"a mean within {stddevs:g} std dev of the previous span's "
-                                        f"{b.num_stats.mean:.4g} (std dev {b.num_stats.std_dev:.4g})",
-                                        f"mean {a.num_stats.mean:.4g}, {moved:.2f} std dev away"))
+                findings.append(
+                    Finding(
+                        split,
+                        name,
+                        "numeric_drift",
+                        f"a mean within {stddevs:g} std dev of the previous span's "
+                        f"{b.num_stats.mean:.4g} (std dev {b.num_stats.std_dev:.4g})",
+                        f"mean {a.num_stats.mean:.4g}, {moved:.2f} std dev away",
+                    )
+                )
     return findings
 
 
@@ -157,7 +218,9 @@ def to_proto(findings: list[Finding], schema):
     for finding in findings:
         info = result.anomaly_info[finding.feature]
         info.path.step[:] = [finding.feature]
-        info.severity = anomalies_pb2.AnomalyInfo.WARNING if finding.warning else anomalies_pb2.AnomalyInfo.ERROR
+        info.severity = (
+            anomalies_pb2.AnomalyInfo.WARNING if finding.warning else anomalies_pb2.AnomalyInfo.ERROR
+        )
         reason = info.reason.add(type=anomalies_pb2.AnomalyInfo.Type.Value(KINDS[finding.kind]))
         reason.short_description = finding.kind
         reason.description = str(finding)

@@ -37,7 +37,9 @@ def resolve_previous_span(
     if unknown:
         raise UserInputError(f"warn_only: unknown anomaly kind(s) {unknown}; kinds: {', '.join(KINDS)}")
     span = statistics.get("span", 0)
-    earlier = ctx.store.live_artifacts(ExampleStatistics, ctx.pipeline_name, f"properties.span.int_value < {span}")
+    earlier = ctx.store.live_artifacts(
+        ExampleStatistics, ctx.pipeline_name, f"properties.span.int_value < {span}"
+    )
     if not earlier:
         return {"previous_statistics_id": None}
     previous = max(earlier, key=lambda a: (a.get("span"), a.id))
@@ -66,8 +68,12 @@ def run_example_validator(
         findings = checks.check_split(split, datasets[split], schema_proto)
         if previous is not None and split in previous.split_names and split in params.drift_splits:
             findings += checks.check_drift(
-                split, datasets[split], load_statistics(previous, split),
-                params.categorical_drift_linf, params.numeric_drift_stddevs, tuple(params.drift_exclude),
+                split,
+                datasets[split],
+                load_statistics(previous, split),
+                params.categorical_drift_linf,
+                params.numeric_drift_stddevs,
+                tuple(params.drift_exclude),
             )
         for finding in findings:
             finding.warning = finding.kind in params.warn_only
@@ -77,8 +83,10 @@ def run_example_validator(
     anomalies.split_names = statistics.split_names
     anomalies.set("span", statistics.get("span", 0))
     anomalies.custom_properties.update(
-        anomaly_count=len(blocking), warning_count=len(all_findings) - len(blocking),
-        decision="BLOCKED" if blocking else "PASSED", page=PAGE_FILE,
+        anomaly_count=len(blocking),
+        warning_count=len(all_findings) - len(blocking),
+        decision="BLOCKED" if blocking else "PASSED",
+        page=PAGE_FILE,
         previous_span=ctx.resolved.get("previous_span") or 0,
     )
     write_page(os.path.join(anomalies.uri, PAGE_FILE), datasets, all_findings, statistics.get("span"))
@@ -88,8 +96,10 @@ def run_example_validator(
     ctx.log(f"{len(blocking)} anomalies, {len(all_findings) - len(blocking)} warnings{compared}")
     if blocking:
         listed = "\n  ".join(str(f) for f in blocking)
-        ctx.block_run(f"{len(blocking)} data anomalies; fix the data or the schema "
-                      f"(or list the kind in warn_only):\n  {listed}")
+        ctx.block_run(
+            f"{len(blocking)} data anomalies; fix the data or the schema "
+            f"(or list the kind in warn_only):\n  {listed}"
+        )
 
 
 def _write_split(anomalies: ExampleAnomalies, split: str, proto) -> None:

@@ -108,7 +108,10 @@ def infer_schema(dataset, max_domain_size: int = 20):
 
     from components.statistics import feature_stats
 
-    types = {stats_pb.FeatureNameStatistics.INT: schema_pb2.INT, stats_pb.FeatureNameStatistics.FLOAT: schema_pb2.FLOAT}
+    types = {
+        stats_pb.FeatureNameStatistics.INT: schema_pb2.INT,
+        stats_pb.FeatureNameStatistics.FLOAT: schema_pb2.FLOAT,
+    }
     schema = schema_pb2.Schema()
     for name, stats in sorted(feature_stats(dataset).items()):
         feature = schema.feature.add(name=name, type=types.get(stats.type, schema_pb2.BYTES))

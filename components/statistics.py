@@ -183,8 +183,11 @@ def to_proto(name: str, acc: SplitAccumulator):
         f = acc.features[feature_name]
         feature = dataset.features.add()
         feature.path.step.append(feature_name)
-        feature.type = {INT: stats_pb.FeatureNameStatistics.INT, FLOAT: stats_pb.FeatureNameStatistics.FLOAT,
-                        STRING: stats_pb.FeatureNameStatistics.STRING}[f.kind]
+        feature.type = {
+            INT: stats_pb.FeatureNameStatistics.INT,
+            FLOAT: stats_pb.FeatureNameStatistics.FLOAT,
+            STRING: stats_pb.FeatureNameStatistics.STRING,
+        }[f.kind]
         stats = feature.string_stats if f.kind == STRING else feature.num_stats
         _fill_common(stats.common_stats, f, acc.num_examples)
         if f.kind == STRING:
@@ -227,7 +230,9 @@ def _fill_numbers(stats, f: FeatureAccumulator, stats_pb) -> None:
     quantiles = stats.histograms.add(type=stats_pb.Histogram.QUANTILES, num_nan=f.nans)
     deciles = np.interp(np.linspace(0, 1, HISTOGRAM_BUCKETS + 1), np.linspace(0, 1, len(points)), points)
     for i in range(HISTOGRAM_BUCKETS):
-        quantiles.buckets.add(low_value=deciles[i], high_value=deciles[i + 1], sample_count=f.count / HISTOGRAM_BUCKETS)
+        quantiles.buckets.add(
+            low_value=deciles[i], high_value=deciles[i + 1], sample_count=f.count / HISTOGRAM_BUCKETS
+        )
 
 
 def _quantile_points(f: FeatureAccumulator) -> np.ndarray:
@@ -246,7 +251,9 @@ def _fill_strings(stats, f: FeatureAccumulator) -> None:
         value = item["values"].decode("utf-8", errors="replace")
         if rank < TOP_VALUES:
             stats.top_values.add(value=value, frequency=item["counts"])
-        stats.rank_histogram.buckets.add(low_rank=rank, high_rank=rank, label=value, sample_count=item["counts"])
+        stats.rank_histogram.buckets.add(
+            low_rank=rank, high_rank=rank, label=value, sample_count=item["counts"]
+        )
 
 
 def save_statistics(uri: str, split: str, dataset) -> None:

@@ -57,10 +57,17 @@ def _feature_section(name: str, per_split: dict, datasets: dict) -> str:
             common = stats.num_stats.common_stats
             [hist] = [h for h in stats.num_stats.histograms if h.type == 0] or [None]
             if hist is not None and hist.buckets:
-                ax.bar([b.low_value for b in hist.buckets], [b.sample_count for b in hist.buckets],
-                       width=[b.high_value - b.low_value or 1 for b in hist.buckets], align="edge", color=colour)
-            notes.append(f"{split}: mean {stats.num_stats.mean:.4g}, std {stats.num_stats.std_dev:.4g}, "
-                         f"min {stats.num_stats.min:.4g}, max {stats.num_stats.max:.4g}")
+                ax.bar(
+                    [b.low_value for b in hist.buckets],
+                    [b.sample_count for b in hist.buckets],
+                    width=[b.high_value - b.low_value or 1 for b in hist.buckets],
+                    align="edge",
+                    color=colour,
+                )
+            notes.append(
+                f"{split}: mean {stats.num_stats.mean:.4g}, std {stats.num_stats.std_dev:.4g}, "
+                f"min {stats.num_stats.min:.4g}, max {stats.num_stats.max:.4g}"
+            )
         ax.set_title(f"{split}: {common.num_missing} missing of {datasets[split].num_examples}", fontsize=9)
         ax.tick_params(labelsize=8)
     fig.tight_layout()
@@ -68,8 +75,10 @@ def _feature_section(name: str, per_split: dict, datasets: dict) -> str:
     fig.savefig(buffer, format="png", dpi=80)
     plt.close(fig)
     image = base64.b64encode(buffer.getvalue()).decode()
-    return (f"<section><h3>{html.escape(name)}</h3><p>{html.escape('; '.join(notes))}</p>"
-            f"<img alt='{html.escape(name)}' src='data:image/png;base64,{image}'></section>")
+    return (
+        f"<section><h3>{html.escape(name)}</h3><p>{html.escape('; '.join(notes))}</p>"
+        f"<img alt='{html.escape(name)}' src='data:image/png;base64,{image}'></section>"
+    )
 
 
 _PAGE = """<!doctype html>

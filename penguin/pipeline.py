@@ -7,7 +7,7 @@ import os
 import schemas
 from components.example_gen import ExampleGen
 from components.example_validator import ExampleValidator
-from components.schema_gen import ImportSchemaGen
+from components.schema_gen import ImportSchemaGen, SchemaGen
 from components.statistics_gen import StatisticsGen
 from pipeline import Pipeline
 
@@ -35,3 +35,11 @@ def create_pipeline(
     )
     nodes = [schema_gen, example_gen, statistics_gen, example_validator]
     return Pipeline(name=name, nodes=nodes, beam_args=list(beam_args or []))
+
+
+def create_schema_pipeline(input_pattern: str = DATA_PATTERN, span: int | None = None) -> Pipeline:
+    """ExampleGen (types inferred) -> StatisticsGen -> SchemaGen: a starting point for a curated schema."""
+    example_gen = ExampleGen(input_pattern=input_pattern, span=span)
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"])
+    return Pipeline(name=f"{PIPELINE_NAME}-infer-schema", nodes=[example_gen, statistics_gen, schema_gen])

@@ -102,7 +102,7 @@ def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
         seconds = time.monotonic() - started
         store.update_context(
             run_ctx,
-            status="FAILED" if error else "COMPLETE",
+            status="BLOCKED" if isinstance(error, RunBlocked) else "FAILED" if error else "COMPLETE",
             end_time_ms=int(time.time() * 1000),
             seconds=round(seconds, 3),
         )
@@ -165,7 +165,9 @@ class _NodeRunner:
             cached = self._lookup_cache(node, key)
             if cached is not None:
                 earlier, outputs, blocked = cached
-                self.store.cache_execution(execution_id, contexts, outputs, cached_from=earlier, blocked=blocked)
+                self.store.cache_execution(
+                    execution_id, contexts, outputs, cached_from=earlier, blocked=blocked
+                )
                 self._remember(node, outputs)
                 seconds = time.monotonic() - started
                 log(f"      CACHED: reused the outputs of execution {earlier} ({seconds:.1f} s)")

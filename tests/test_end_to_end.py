@@ -25,12 +25,13 @@ def runner(*args, check=True):
 
 @pytest.fixture
 def small_data(tmp_path):
-    """The first 30 rows of spans 2007 and 2008, in the layout of data/."""
+    """Every fourth row of spans 2007 and 2008 (27 and 28 rows), in the layout of data/."""
     for span in ("2007", "2008"):
         src = os.path.join(REPO, "data", "penguins", f"span-{span}", "penguins.csv")
         os.makedirs(tmp_path / "data" / f"span-{span}")
         with open(src) as f:
-            lines = f.readlines()[:31]
+            header, *rows = f.readlines()
+            lines = [header, *rows[2::4]]
         with open(tmp_path / "data" / f"span-{span}" / "penguins.csv", "w") as f:
             f.writelines(lines)
     return str(tmp_path / "data" / "span-{SPAN}" / "*.csv")
@@ -42,15 +43,18 @@ def test_run_records_examples_and_a_second_run_is_cached(tmp_path, small_data):
     assert re.search(r"ExampleGen\s+COMPLETE", first.stdout)
     assert "span 2008, version 0: 1 file(s)" in first.stdout
 
+    assert re.search(r"ExampleValidator\s+COMPLETE", first.stdout)
+    assert re.search(r"ExampleValidator page: .*/statistics.html", first.stdout)
     store = MetadataStore(os.path.join(root, "metadata.sqlite"))
-    [execution] = store.mlmd.get_executions()
+    types = {t.id: t.name for t in store.mlmd.get_execution_types()}
+    [execution] = [e for e in store.mlmd.get_executions() if types[e.type_id] == "ExampleGen"]
     examples = store.outputs_of(execution.id)["examples"]
     assert examples.uri == os.path.join(root, "ExampleGen", "examples", str(execution.id))
     assert examples.properties["span"] == 2008
     rows = decode_examples(read_tfrecords(examples.split_uri("train"))) + decode_examples(
         read_tfrecords(examples.split_uri("eval"))
     )
-    assert len(rows) == 30 == examples.get("row_count_train") + examples.get("row_count_eval")
+    assert len(rows) == 28 == examples.get("row_count_train") + examples.get("row_count_eval")
     assert {r["year"][0] for r in rows} == {2008}
 
     second = runner("--pipeline-root", root, "run", "--data", small_data)
@@ -70,8 +74,11 @@ def test_run_records_examples_and_a_second_run_is_cached(tmp_path, small_data):
         text=True,
     )
     assert "heavy: False False 0" in probe.stdout
-    latest = max(store.mlmd.get_executions(), key=lambda e: e.id)
+    latest = max(
+        (e for e in store.mlmd.get_executions() if types[e.type_id] == "ExampleGen"), key=lambda e: e.id
+    )
     assert state_name(latest) == "CACHED" and custom(latest, "cached_from") == execution.id
+    assert all(state_name(e) == "CACHED" for e in store.mlmd.get_executions() if e.id > execution.id + 3)
 
     runs = runner("--pipeline-root", root, "runs").stdout
     assert runs.count("COMPLETE    started") == 3
@@ -80,6 +87,7 @@ def test_run_records_examples_and_a_second_run_is_cached(tmp_path, small_data):
     lineage = runner("--pipeline-root", root, "lineage", str(examples.id)).stdout
     assert f"Examples #{examples.id} LIVE {examples.uri}" in lineage
     assert f"<- ExampleGen execution {execution.id} (COMPLETE" in lineage
+    assert "schema: Schema #" in lineage and "<- ImportSchemaGen execution" in lineage
     assert "span-2008/penguins.csv" in lineage and "sha256" in lineage
     assert runner("--pipeline-root", root, "lineage", examples.uri).stdout == lineage
 
@@ -96,7 +104,7 @@ def test_bad_input_exits_non_zero_with_a_short_message(tmp_path, small_data):
     done = runner("--pipeline-root", str(tmp_path / "root"), "run", "--data", small_data, check=False)
     assert done.returncode == 1
     assert re.search(r"error: ExampleGen failed \(execution \d+\): 1 bad row\(s\) in span 2008", done.stderr)
-    assert "line 32: expected 8 cells as in the header, found 4" in done.stderr
+    assert "line 30: expected 8 cells as in the header, found 4" in done.stderr
     assert "Traceback" not in done.stderr
 
 
@@ -110,3 +118,15 @@ def test_overlapping_run_refuses_with_exit_75(tmp_path, small_data):
     assert done.returncode == 75
     assert "not started: another run holds the lock" in done.stderr and "cron-1" in done.stderr
     shutil.rmtree(root)
+
+
+def test_infer_schema_prints_a_schema_to_start_a_curated_one(tmp_path, small_data):
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    done = runner("--pipeline-root", str(tmp_path / "root"), "infer-schema", "--data", small_data)
+    schema = text_format.Parse(done.stdout, schema_pb2.Schema())
+    features = {f.name: f for f in schema.feature}
+    assert len(features) == 8 and features["species"].domain == "species"
+    assert {d.name: list(d.value) for d in schema.string_domain}["island"] == ["Biscoe", "Dream", "Torgersen"]
+    assert "SchemaGen" in done.stderr

@@ -64,7 +64,11 @@ def test_string_statistics_match_counting():
     values = [v for v in ROWS["island"] if v is not None]
     assert strings.common_stats.num_missing == 1
     assert strings.unique == len(set(values)) == 3
-    assert [(v.value, v.frequency) for v in strings.top_values] == [("Biscoe", 4), ("Dream", 2), ("Torgersen", 1)]
+    assert [(v.value, v.frequency) for v in strings.top_values] == [
+        ("Biscoe", 4),
+        ("Dream", 2),
+        ("Torgersen", 1),
+    ]
     assert strings.avg_length == pytest.approx(np.mean([len(v) for v in values]))
 
 
@@ -74,10 +78,12 @@ def test_accumulator_size_does_not_grow_with_the_row_count():
         acc = SplitAccumulator()
         for start in range(0, rows, 20_000):
             ids = range(start, start + 20_000)
-            table = pa.RecordBatch.from_pydict({
-                "id": pa.array([[f"user-{i}".encode()] for i in ids], pa.large_list(pa.large_binary())),
-                "x": pa.array([[float(i)] for i in ids], pa.large_list(pa.float32())),
-            })
+            table = pa.RecordBatch.from_pydict(
+                {
+                    "id": pa.array([[f"user-{i}".encode()] for i in ids], pa.large_list(pa.large_binary())),
+                    "x": pa.array([[float(i)] for i in ids], pa.large_list(pa.float32())),
+                }
+            )
             acc.add_batch(table)
         sizes[rows] = len(pickle.dumps(acc))
         stats = feature_stats(to_proto("train", acc))

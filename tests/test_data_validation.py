@@ -1,0 +1,224 @@
+"""The data gate end to end: the penguin pipeline's first steps on crafted spans.
+
+Span 1 is the real 2007 data; span 2 is the real 2008 data, altered per test. The clean data
+passes; each kind of anomaly stops the run before anything downstream, with a readable message,
+a LIVE ExampleAnomalies artifact and the BLOCKED decision in ML Metadata.
+"""
+
+import csv
+import os
+import re
+
+import pytest
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+import schemas
+from components import anomalies as checks
+from components.example_gen import ExampleGen
+from components.example_validator import ExampleValidator
+from components.schema_gen import ImportSchemaGen, read_schema_file
+from components.statistics_gen import StatisticsGen
+from pipeline import Pipeline
+from pipeline.metadata import MetadataStore, custom
+from tests.helpers import quiet_run
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def real_rows(year: int) -> tuple[list[str], list[list[str]]]:
+    with open(os.path.join(REPO, "data", "penguins", f"span-{year}", "penguins.csv"), newline="") as f:
+        rows = list(csv.reader(f))
+    return rows[0], rows[1:]
+
+
+def write_span(root, span: int, header: list[str], rows: list[list[str]]) -> None:
+    os.makedirs(root / "data" / f"span-{span}", exist_ok=True)
+    with open(root / "data" / f"span-{span}" / "penguins.csv", "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def gate_pipeline(root, **validator_params) -> Pipeline:
+    schema = ImportSchemaGen(schema_file=schemas.PENGUIN_SCHEMA)
+    gen = ExampleGen(
+        input_pattern=str(root / "data" / "span-{SPAN}" / "*.csv"), schema=schema.outputs["schema"]
+    )
+    stats = StatisticsGen(examples=gen.outputs["examples"])
+    validator = ExampleValidator(
+        statistics=stats.outputs["statistics"],
+        schema=schema.outputs["schema"],
+        drift_exclude=("year",),
+        **validator_params,
+    )
+    return Pipeline("gate", [schema, gen, stats, validator])
+
+
+def run_spans(tmp_path, alter, **validator_params):
+    """Runs span 1 (real 2007 rows), then span 2 (2008 rows changed by `alter`)."""
+    header, rows = real_rows(2007)
+    write_span(tmp_path, 1, header, rows)
+    first = quiet_run(gate_pipeline(tmp_path, **validator_params), tmp_path / "root")
+    assert first.ok, first.error
+    header, rows = real_rows(2008)
+    header, rows = alter(header, [list(r) for r in rows])
+    write_span(tmp_path, 2, header, rows)
+    return quiet_run(gate_pipeline(tmp_path, **validator_params), tmp_path / "root")
+
+
+def blocked_message(result) -> str:
+    assert not result.ok
+    assert result.step("ExampleValidator").status == "BLOCKED"
+    assert re.match(
+        r"ExampleValidator stopped the run \(execution \d+\): \d+ data anomalies", str(result.error)
+    )
+    return str(result.error)
+
+
+def test_clean_spans_pass_including_drift_checks(tmp_path):
+    result = run_spans(tmp_path, lambda header, rows: (header, rows))
+    assert result.ok, result.error
+    anomalies = result.step("ExampleValidator").outputs["anomalies"]
+    assert anomalies.get("decision") == "PASSED" and anomalies.get("previous_span") == 1
+    assert "0 anomalies, 0 warnings, compared with span 1" in "\n".join(result.log)
+    proto = anomalies_pb2.Anomalies.FromString(
+        open(os.path.join(anomalies.split_uri("train"), "SchemaDiff.pb"), "rb").read()
+    )
+    assert not proto.anomaly_info
+
+
+def test_new_island_value(tmp_path):
+    def alter(header, rows):
+        rows[5][1] = rows[9][1] = "Atlantis"
+        return header, rows
+
+    message = blocked_message(run_spans(tmp_path, alter))
+    assert "unexpected_value: feature 'island'" in message
+    assert (
+        "expected one of ['Biscoe', 'Dream', 'Torgersen'], found 1 other value(s); e.g. 'Atlantis'" in message
+    )
+
+
+def test_column_removed(tmp_path):
+    def alter(header, rows):
+        index = header.index("flipper_length_mm")
+        return [h for i, h in enumerate(header) if i != index], [
+            [c for i, c in enumerate(r) if i != index] for r in rows
+        ]
+
+    message = blocked_message(run_spans(tmp_path, alter))
+    assert (
+        "missing_column: feature 'flipper_length_mm', split train: expected the column to be present"
+        in message
+    )
+
+
+def test_new_column(tmp_path):
+    message = blocked_message(run_spans(tmp_path, lambda h, rows: (h + ["tag"], [r + ["x"] for r in rows])))
+    assert "new_column: feature 'tag'" in message
+
+
+def test_string_in_a_numeric_column_stops_at_ingestion_with_the_line(tmp_path):
+    def alter(header, rows):
+        rows[3][header.index("body_mass_g")] = "heavy"
+        return header, rows
+
+    result = run_spans(tmp_path, alter)
+    assert result.step("ExampleGen").status == "FAILED"
+    assert "line 5: column 'body_mass_g' is int, but the value is 'heavy'" in str(result.error)
+
+
+def test_out_of_range_values_are_shown(tmp_path):
+    def alter(header, rows):
+        rows[0][header.index("body_mass_g")] = "12000"
+        return header, rows
+
+    message = blocked_message(run_spans(tmp_path, alter))
+    assert re.search(
+        r"out_of_range: feature 'body_mass_g', split (train|eval): expected values in \[2000, 7000\], "
+        r"found min \d+, max 12000; e.g. 12000",
+        message,
+    )
+
+
+def test_too_many_missing(tmp_path):
+    def alter(header, rows):
+        for row in rows[:40]:
+            row[header.index("sex")] = "NA"
+        return header, rows
+
+    message = blocked_message(run_spans(tmp_path, alter))
+    assert (
+        "too_many_missing: feature 'sex', split train: expected present in at least 85% of examples"
+        in message
+    )
+
+
+def test_drifted_span(tmp_path):
+    def alter(header, rows):
+        bill = header.index("bill_length_mm")
+        for row in rows:
+            row[1] = "Biscoe"
+            if row[bill] != "NA":
+                row[bill] = f"{float(row[bill]) + 12:.1f}"
+        return header, rows
+
+    message = blocked_message(run_spans(tmp_path, alter))
+    assert (
+        "categorical_drift: feature 'island', split train: expected an L-infinity distance of at most 0.25"
+        in message
+    )
+    assert "numeric_drift: feature 'bill_length_mm', split train: expected a mean within 1 std dev" in message
+
+
+def test_warn_only_lets_the_run_go_on_and_records_the_warning(tmp_path):
+    def alter(header, rows):
+        rows[5][1] = "Atlantis"
+        return header, rows
+
+    result = run_spans(tmp_path, alter, warn_only=("unexpected_value",))
+    assert result.ok, result.error
+    anomalies = result.step("ExampleValidator").outputs["anomalies"]
+    assert anomalies.get("warning_count") == 1 and anomalies.get("decision") == "PASSED"
+
+
+def test_blocked_decision_is_recorded_and_stays_blocked_when_cached(tmp_path):
+    def alter(header, rows):
+        rows[5][1] = "Atlantis"
+        return header, rows
+
+    result = run_spans(tmp_path, alter)
+    blocked_message(result)
+    store = MetadataStore(str(tmp_path / "root" / "metadata.sqlite"))
+    anomalies = result.step("ExampleValidator").outputs["anomalies"]
+    [stored] = store.artifacts_by_id([anomalies.id])
+    assert stored.state == "LIVE" and stored.get("decision") == "BLOCKED" and stored.get("anomaly_count") == 1
+    execution = store.mlmd.get_executions_by_id([result.step("ExampleValidator").execution_id])[0]
+    assert custom(execution, "blocked").startswith("1 data anomalies")
+    assert custom(store.pipeline_runs("gate")[0], "status") == "BLOCKED"
+    page = os.path.join(anomalies.uri, "statistics.html")
+    assert "Atlantis" in open(page).read() and open(page).read().count("data:image/png;base64,") == 8
+
+    again = quiet_run(gate_pipeline(tmp_path), tmp_path / "root")
+    assert again.step("ExampleValidator").status == "BLOCKED" and not again.ok
+
+
+def test_wrong_type_is_an_anomaly_when_ingestion_inferred_the_type():
+    from tests.test_statistics import statistics_of
+
+    schema = read_schema_file(schemas.PENGUIN_SCHEMA)
+    dataset = statistics_of({"mass": ["1", "2"], "bill": ["1.5", "2"], "island": ["Dream", "Dream"]})
+    for feature in dataset.features:
+        feature.path.step[:] = [
+            {"mass": "body_mass_g", "bill": "sex", "island": "island"}[feature.path.step[0]]
+        ]
+    findings = {f.kind: f for f in checks.check_split("train", dataset, schema)}
+    assert (
+        str(findings["wrong_type"])
+        == "[anomaly] wrong_type: feature 'sex', split train: expected BYTES, found FLOAT"
+    )
+
+
+@pytest.mark.parametrize("kind", sorted(checks.KINDS))
+def test_every_anomaly_kind_maps_to_a_tfdv_type(kind):
+    assert anomalies_pb2.AnomalyInfo.Type.Value(checks.KINDS[kind]) > 0
