@@ -29,7 +29,9 @@ def user_function(
 ) -> UserFunction:
     """The function `name` from `module_file`, or `function` itself: exactly one must be given."""
     if (module_file is None) == (function is None):
-        raise UserInputError(f"give {name} either as a module file path or as a callable, not both or neither")
+        raise UserInputError(
+            f"give {name} either as a module file path or as a callable, not both or neither"
+        )
     if function is not None:
         return UserFunction(function, name, _source_of(function))
     return UserFunction(load_function(module_file, name), name, os.path.abspath(module_file))
@@ -37,10 +39,17 @@ def user_function(
 
 def load_function(module_file: str, name: str) -> Callable:
     """`name` from the module at `module_file`; the module runs once per file content."""
-    function = getattr(load_module(module_file), name, None)
+    module = load_module(module_file)
+    function = getattr(module, name, None)
     if not callable(function):
+        defined = [
+            k
+            for k, v in vars(module).items()
+            if callable(v) and getattr(v, "__module__", "") == module.__name__
+        ]
         raise UserInputError(
-            f"{module_file} has no function {name!r}; define `def {name}(...)` at the top level of that file"
+            f"{module_file} has no function {name!r} (it defines: {', '.join(defined) or 'none'}); "
+            f"define `def {name}(...)` at the top level of that file"
         )
     return function
 
@@ -76,9 +85,7 @@ def _import(path: str, digest: str) -> ModuleType:
         raise UserInputError(f"{path}, line {error.lineno}: syntax error: {error.msg}") from None
     except Exception as error:
         del sys.modules[module_name]
-        raise UserInputError(
-            f"importing {path}{_line(error, path)} raised {_describe(error)}; fix the module"
-        ) from error
+        raise UserInputError(f"{_raised(f'importing {path}', error, path)}; fix the module") from error
     return module
 
 
@@ -96,12 +103,11 @@ class UserFunction:
             return self.function(*args, **kwargs)
         except UserInputError as error:
             # Raised by our code the function called (such as a feature lookup): say where.
-            raise UserInputError(f"{self._where(error)}: {error}") from error
+            raise UserInputError(
+                f"{self.name} in {self.source}{_line(error, self.source)}: {error}"
+            ) from error
         except Exception as error:
-            raise UserInputError(f"{self._where(error)} raised {_describe(error)}") from error
-
-    def _where(self, error: BaseException) -> str:
-        return f"{self.name} in {self.source}{_line(error, self.source)}"
+            raise UserInputError(_raised(f"{self.name} in {self.source}", error, self.source)) from error
 
     def __repr__(self) -> str:
         return f"UserFunction({self.name} in {self.source})"
@@ -112,9 +118,12 @@ def _source_of(function: Callable) -> str:
     return os.path.abspath(code.co_filename) if code else repr(function)
 
 
-def _describe(error: BaseException) -> str:
+def _raised(subject: str, error: BaseException, path: str) -> str:
+    """`<subject>, line N, raised Type: message`, the line left out when not found in `path`."""
+    line = _line(error, path)
     message = str(error)
-    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+    described = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    return f"{subject}{line}{',' if line else ''} raised {described}"
 
 
 def _line(error: BaseException, path: str) -> str:

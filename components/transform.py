@@ -1,0 +1,119 @@
+"""Transform: a user's `preprocessing_fn` run by tensorflow-transform on Beam, analyzed on the
+train split and applied to every split; its graph is what the exported model embeds for serving."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from components.schema_gen import load_schema
+from pipeline import Component, DefinitionError, ExecutionContext, Input, UserInputError
+from pipeline.artifacts import Examples, Schema, TransformGraph
+from pipeline.usercode import UserFunction, user_function
+
+CODE_VERSION = "1"
+FUNCTION_NAME = "preprocessing_fn"
+TEMP_DIR = ".tft-temp"
+
+
+@dataclass(frozen=True)
+class TransformParams:
+    """Give one of module_file (a Python file that defines `preprocessing_fn(inputs) -> outputs`;
+    its content is part of the cache key) or preprocessing_fn (the function; the source of its
+    module is). analyze_splits: the splits the analyzers (means, vocabularies, ...) see; every
+    split is transformed with what they computed."""
+
+    module_file: str | None = field(default=None, metadata={"module_file": True})
+    preprocessing_fn: Callable | None = None
+    analyze_splits: list = field(default_factory=lambda: ["train"])
+
+    def __post_init__(self):
+        if (self.module_file is None) == (self.preprocessing_fn is None):
+            raise DefinitionError(
+                "Transform: give exactly one of module_file='path/to/module.py' (defining "
+                "preprocessing_fn) or preprocessing_fn=<a function>"
+            )
+        if not self.analyze_splits:
+            raise DefinitionError("Transform: analyze_splits must name at least one split, e.g. ['train']")
+
+
+class SchemaFeatures(dict):
+    """The raw features handed to `preprocessing_fn`; reading one the schema lacks says so."""
+
+    def __missing__(self, name):
+        raise UserInputError(
+            f"reads feature {name!r}, which is not in the schema (features: {', '.join(sorted(self))}); "
+            "add it to the schema or stop reading it"
+        )
+
+
+def checked_preprocessing_fn(function: UserFunction) -> Callable:
+    """`function` as TFT calls it: raw features in a SchemaFeatures, its result checked."""
+
+    def preprocessing_fn(inputs):
+        outputs = function(SchemaFeatures(inputs))
+        if not isinstance(outputs, dict) or not outputs:
+            raise UserInputError(
+                f"{function.name} in {function.source} returned {type(outputs).__name__}; "
+                "it must return a non-empty dict of feature name -> tensor"
+            )
+        return outputs
+
+    return preprocessing_fn
+
+
+def run_transform(
+    ctx: ExecutionContext,
+    params: TransformParams,
+    examples: Examples,
+    schema: Schema,
+    transform_graph: TransformGraph,
+    transformed_examples: Examples,
+) -> None:
+    function = user_function(FUNCTION_NAME, module_file=params.module_file, function=params.preprocessing_fn)
+    from components.transform_beam import transform_splits
+
+    missing = [s for s in params.analyze_splits if s not in examples.split_names]
+    if missing:
+        raise UserInputError(
+            f"analyze_splits names {missing}, which the examples do not have (splits: {examples.split_names})"
+        )
+    ctx.log(f"{function.name} from {function.source}; analyzing {', '.join(params.analyze_splits)}")
+    temp_dir = os.path.join(transform_graph.uri, TEMP_DIR)
+    try:
+        counts = transform_splits(
+            ctx,
+            checked_preprocessing_fn(function),
+            load_schema(schema),
+            examples,
+            list(params.analyze_splits),
+            transform_graph.uri,
+            transformed_examples,
+            temp_dir,
+        )
+    finally:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    _describe_outputs(examples, transformed_examples, transform_graph, counts, params)
+    summary = ", ".join(f"{s} {counts.get(s, 0)}" for s in examples.split_names)
+    ctx.log(f"transformed {sum(counts.values())} examples ({summary})")
+
+
+def _describe_outputs(examples, transformed_examples, transform_graph, counts, params) -> None:
+    transformed_examples.set("span", examples.properties["span"])
+    transformed_examples.set("version", examples.properties["version"])
+    transformed_examples.split_names = examples.split_names
+    for split in examples.split_names:
+        transformed_examples.custom_properties[f"row_count_{split}"] = counts.get(split, 0)
+    transform_graph.custom_properties["analyze_splits"] = ",".join(params.analyze_splits)
+
+
+Transform = Component(
+    name="Transform",
+    run=run_transform,
+    inputs={"examples": Input(Examples), "schema": Input(Schema)},
+    outputs={"transform_graph": TransformGraph, "transformed_examples": Examples},
+    parameters=TransformParams,
+    version=CODE_VERSION,
+)

@@ -1,0 +1,117 @@
+"""Transform's Beam pipeline: tensorflow-transform analyzes some splits and transforms every split.
+
+    Split-train ─Read─▶ ─Analyze─▶ transform_fn ─WriteTransformFn─▶ transform_fn/, transformed_metadata/
+    Split-<s>   ─Read[s]─▶ ─Transform[s]─▶ ─Encode[s]─▶ ─Write[s]─▶ Split-<s>/data_tfrecord-*.gz
+                                       └─Count[s]─▶ rows per split ─WriteCounts─▶ JSON lines
+
+Records travel as Arrow record batches, read by tfx-bsl's TFXIO with the raw schema, and stay
+batches through the transform until they are encoded as tf.Examples for writing.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from collections import Counter
+from collections.abc import Callable
+
+import apache_beam as beam
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+from tfx_bsl.coders import example_coder
+from tfx_bsl.public import tfxio
+
+from pipeline import ExecutionContext
+from pipeline.artifacts import Examples
+
+EXAMPLES_GLOB = "data_tfrecord-*.gz"
+
+
+def transform_splits(
+    ctx: ExecutionContext,
+    preprocessing_fn: Callable,
+    raw_schema,
+    examples: Examples,
+    analyze_splits: list[str],
+    output_dir: str,
+    transformed_examples: Examples,
+    temp_dir: str,
+) -> dict[str, int]:
+    """Writes TFT's output (and the raw schema under `metadata/`) to `output_dir` and each split's
+    transformed examples under `transformed_examples`; returns the rows written per split."""
+    counts_prefix = os.path.join(temp_dir, "counts", "part")
+    inputs = {split: os.path.join(examples.split_uri(split), EXAMPLES_GLOB) for split in examples.split_names}
+    input_bytes = sum(os.path.getsize(path) for pattern in inputs.values() for path in glob.glob(pattern))
+    with ctx.beam_pipeline(input_bytes=input_bytes) as p, tft_beam.Context(temp_dir=temp_dir):
+        analyzed = _tfxio([inputs[split] for split in analyze_splits], raw_schema)
+        transform_fn = (
+            p | "ReadAnalyzed" >> analyzed.BeamSource(),
+            analyzed.TensorAdapterConfig(),
+        ) | "Analyze" >> tft_beam.AnalyzeDataset(preprocessing_fn)
+        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(output_dir)
+        counts = [
+            _transform_split(
+                p, split, pattern, raw_schema, transform_fn, transformed_examples.split_uri(split)
+            )
+            for split, pattern in inputs.items()
+        ]
+        _ = (
+            counts
+            | "AllSplits" >> beam.Flatten()
+            | "SumCounts" >> beam.CombinePerKey(sum)
+            | "CountsAsJson" >> beam.Map(json.dumps)
+            | "WriteCounts" >> beam.io.WriteToText(counts_prefix)
+        )
+    metadata_io.write_metadata(
+        dataset_metadata.DatasetMetadata(raw_schema),
+        os.path.join(output_dir, tft.TFTransformOutput.RAW_METADATA_DIR),
+    )
+    return _read_counts(counts_prefix)
+
+
+def _tfxio(patterns: list[str], raw_schema) -> tfxio.TFExampleRecord:
+    return tfxio.TFExampleRecord(
+        file_pattern=patterns, schema=raw_schema, telemetry_descriptors=["Transform"]
+    )
+
+
+def _transform_split(p, split, pattern, raw_schema, transform_fn, output_uri):
+    """Transforms one split and writes it; returns a PCollection of (split, rows in a batch)."""
+    source = _tfxio([pattern], raw_schema)
+    transformed, _ = (
+        (p | f"Read[{split}]" >> source.BeamSource(), source.TensorAdapterConfig()),
+        transform_fn,
+    ) | f"Transform[{split}]" >> tft_beam.TransformDataset(output_record_batches=True)
+    _ = (
+        transformed
+        | f"Encode[{split}]" >> beam.ParDo(_EncodeExamples())
+        | f"Write[{split}]"
+        >> beam.io.WriteToTFRecord(
+            os.path.join(output_uri, EXAMPLES_GLOB.split("-")[0]),
+            file_name_suffix=".gz",
+            compression_type=beam.io.filesystem.CompressionTypes.GZIP,
+        )
+    )
+    return transformed | f"Count[{split}]" >> beam.Map(lambda batch: (split, batch[0].num_rows))
+
+
+class _EncodeExamples(beam.DoFn):
+    """(record batch, passthrough features) -> the batch's rows as serialized tf.Examples."""
+
+    def setup(self):
+        self.encoder = example_coder.RecordBatchToExamplesEncoder()
+
+    def process(self, batch_and_passthrough):
+        yield from self.encoder.encode(batch_and_passthrough[0])
+
+
+def _read_counts(prefix: str) -> dict[str, int]:
+    counts: Counter = Counter()
+    for path in sorted(glob.glob(prefix + "*")):
+        with open(path) as f:
+            for line in f:
+                split, rows = json.loads(line)
+                counts[split] += rows
+    return dict(counts)
