@@ -1,0 +1,37 @@
+"""A custom estimator for TensorFlow 2.21 and Keras 3, keeping what tf.estimator users relied on:
+model_fn with TRAIN/EVAL/PREDICT modes, heads for a build_fn, train_and_evaluate with early
+stopping, checkpoints that resume, and SavedModel export with TF Serving's signatures."""
+
+from components.estimator import metrics
+from components.estimator.estimator import Estimator, RunConfig, get_global_step
+from components.estimator.heads import ClassificationHead, RegressionHead, model_fn_from_build_fn
+from components.estimator.spec import (
+    SERVING_DEFAULT,
+    ClassificationOutput,
+    EstimatorSpec,
+    ModeKeys,
+    PredictOutput,
+    RegressionOutput,
+)
+from components.estimator.training import EarlyStopping, EvalSpec, TrainResult, TrainSpec, train_and_evaluate
+
+__all__ = [
+    "SERVING_DEFAULT",
+    "ClassificationHead",
+    "ClassificationOutput",
+    "EarlyStopping",
+    "Estimator",
+    "EstimatorSpec",
+    "EvalSpec",
+    "ModeKeys",
+    "PredictOutput",
+    "RegressionHead",
+    "RegressionOutput",
+    "RunConfig",
+    "TrainResult",
+    "TrainSpec",
+    "get_global_step",
+    "metrics",
+    "model_fn_from_build_fn",
+    "train_and_evaluate",
+]
