@@ -25,7 +25,6 @@ import tensorflow as tf
 from components.estimator.spec import EstimatorSpec, ModeKeys
 from pipeline.errors import UserInputError
 
-
 _CURRENT: contextvars.ContextVar = contextvars.ContextVar("estimator")
 
 
