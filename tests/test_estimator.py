@@ -123,9 +123,10 @@ def test_multi_head_model_has_a_signature_per_head(tmp_path):
 
     heads = {"kind": ClassificationHead(3, CLASSES, name="kind"), "size": RegressionHead(name="size")}
     size = X[:, 0].astype(np.float32)
-    data = lambda: (
-        tf.data.Dataset.from_tensor_slices(({"x": X}, {"kind": Y, "size": size})).repeat().batch(32)
-    )  # noqa: E731
+
+    def data():
+        return tf.data.Dataset.from_tensor_slices(({"x": X}, {"kind": Y, "size": size})).repeat().batch(32)
+
     estimator = Estimator(model_fn_from_build_fn(build, heads, serving_head="kind"), str(tmp_path / "m"))
     estimator.train(data, max_steps=20, **QUIET)
     assert {"kind/accuracy", "size/mean_absolute_error", "loss"} <= set(
@@ -255,9 +256,9 @@ def test_nan_loss_stops_with_its_step(tmp_path):
 
 
 def test_label_outside_the_vocabulary(tmp_path):
-    bad = lambda: tf.data.Dataset.from_tensor_slices(
-        ({"x": X[:8]}, np.array([0, 1, 2, 3, 0, 1, 2, 0]))
-    ).batch(8)  # noqa: E731
+    def bad():
+        return tf.data.Dataset.from_tensor_slices(({"x": X[:8]}, np.array([0, 1, 2, 3, 0, 1, 2, 0]))).batch(8)
+
     estimator = classifier(str(tmp_path))
     with pytest.raises(
         UserInputError, match=r"build_fn in .*: classification head: a label is outside the label vocabulary"
