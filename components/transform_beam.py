@@ -23,6 +23,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx_bsl.coders import example_coder
 from tfx_bsl.public import tfxio
 
+from components.tfrecord import frame
 from pipeline import ExecutionContext
 from pipeline.artifacts import Examples
 
@@ -87,24 +88,36 @@ def _transform_split(p, split, pattern, raw_schema, transform_fn, output_uri):
     _ = (
         transformed
         | f"Encode[{split}]" >> beam.ParDo(_EncodeExamples())
-        | f"Write[{split}]"
-        >> beam.io.WriteToTFRecord(
-            os.path.join(output_uri, EXAMPLES_GLOB.split("-")[0]),
-            file_name_suffix=".gz",
-            compression_type=beam.io.filesystem.CompressionTypes.GZIP,
-        )
+        | f"Write[{split}]" >> beam.io.Write(_FramedRecordsSink(os.path.join(output_uri, "data_tfrecord")))
     )
     return transformed | f"Count[{split}]" >> beam.Map(lambda batch: (split, batch[0].num_rows))
 
 
 class _EncodeExamples(beam.DoFn):
-    """(record batch, passthrough features) -> the batch's rows as serialized tf.Examples."""
+    """(record batch, passthrough features) -> the batch's rows as tf.Examples, TFRecord-framed in
+    one bytes element, so that Beam handles one element per batch rather than one per row."""
 
     def setup(self):
         self.encoder = example_coder.RecordBatchToExamplesEncoder()
 
     def process(self, batch_and_passthrough):
-        yield from self.encoder.encode(batch_and_passthrough[0])
+        yield frame(self.encoder.encode(batch_and_passthrough[0]))
+
+
+class _FramedRecordsSink(beam.io.filebasedsink.FileBasedSink):
+    """Gzipped TFRecord files from elements that are already framed runs of records; Beam's file
+    sink supplies the temporary files, the sharding and the rename into place on success."""
+
+    def __init__(self, prefix: str):
+        super().__init__(
+            prefix,
+            coder=beam.coders.BytesCoder(),
+            file_name_suffix=".gz",
+            compression_type=beam.io.filesystem.CompressionTypes.GZIP,
+        )
+
+    def write_encoded_record(self, file_handle, encoded_record: bytes) -> None:
+        file_handle.write(encoded_record)
 
 
 def _read_counts(prefix: str) -> dict[str, int]:
