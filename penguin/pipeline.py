@@ -9,11 +9,15 @@ from components.example_gen import ExampleGen
 from components.example_validator import ExampleValidator
 from components.schema_gen import ImportSchemaGen, SchemaGen
 from components.statistics_gen import StatisticsGen
+from components.trainer import Trainer
+from components.transform import Transform
 from pipeline import Pipeline
 
 PIPELINE_NAME = "penguin"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_PATTERN = os.path.join(REPO_ROOT, "data", "penguins", "span-{SPAN}", "*.csv")
+PREPROCESSING_MODULE = os.path.join(REPO_ROOT, "penguin", "module.py")
+MODEL_MODULE = os.path.join(REPO_ROOT, "penguin", "model.py")
 
 
 def create_pipeline(
@@ -22,6 +26,7 @@ def create_pipeline(
     name: str = PIPELINE_NAME,
     beam_args: list[str] | None = None,
     schema_file: str = schemas.PENGUIN_SCHEMA,
+    train_steps: int = 1000,
 ) -> Pipeline:
     """The penguin pipeline over the CSV files of `input_pattern` (latest span unless `span`),
     typed and validated by the curated schema in `schema_file`."""
@@ -33,7 +38,24 @@ def create_pipeline(
         schema=schema_gen.outputs["schema"],
         drift_exclude=("year",),
     )
-    nodes = [schema_gen, example_gen, statistics_gen, example_validator]
+    transform = Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        module_file=PREPROCESSING_MODULE,
+    )
+    trainer = Trainer(
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        module_file=MODEL_MODULE,
+        hyperparameters={"learning_rate": 0.01, "hidden_units": [16, 8]},
+        train_steps=train_steps,
+        eval_every_steps=50,
+        early_stopping_metric="loss",
+        early_stopping_min_delta=0.001,
+        early_stopping_patience=3,
+    )
+    nodes = [schema_gen, example_gen, statistics_gen, example_validator, transform, trainer]
     return Pipeline(name=name, nodes=nodes, beam_args=list(beam_args or []))
 
 

@@ -209,6 +209,7 @@ class ExecutionContext:
     run_id: str
     beam_args: list[str] = field(default_factory=list)
     resolved: dict[str, Any] = field(default_factory=dict)
+    cache_key: str = ""
     store: Any = None
     log: Callable[[str], None] = print
     blocked: str | None = None

@@ -156,6 +156,7 @@ class _NodeRunner:
             if node.component.resolve is not None:
                 ctx.resolved = node.component.resolve(ctx, node.params, **inputs)
             key = cache_key(node.component.name, node.component.version, node.params, inputs, ctx.resolved)
+            ctx.cache_key = key
             self.store.update_execution(
                 execution_id,
                 cache_key=key,

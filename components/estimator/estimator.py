@@ -120,6 +120,7 @@ class Estimator:
         make_optimizer = optimizer or (lambda p: keras.optimizers.Adam(p.get("learning_rate", 0.01)))
         self.optimizer = make_optimizer(self.params)
         self._built = False
+        self.train_losses: list[tuple[int, float]] = []
         self._train_step = None
         self._train_iterator = None
         self._checkpoint = tf.train.Checkpoint(
@@ -212,6 +213,7 @@ class Estimator:
             if step % self.config.log_step_count_steps == 0 or step == max_steps:
                 rate = (step - first) / max(time.monotonic() - started, 1e-9)
                 log(f"step {step}: loss {loss:.4f} ({rate:.0f} steps/s)")
+                self.train_losses.append((step, loss))
                 write_scalars(writer, step, {"loss": loss})
             if step % self.config.save_checkpoints_steps == 0:
                 self.save()

@@ -4,7 +4,8 @@ Serving input receivers turn what a client sends into the model's features, as t
 `serving_input_receiver_fn`s did:
 - `parsing_receiver`: a string tensor of serialized raw tf.Examples, parsed with the raw feature
   spec (labels left out) and then preprocessed (the Transform graph);
-- `raw_receiver`: one named tensor per raw feature (NaN or "" marks a missing optional value).
+- `raw_receiver`: one named tensor per raw feature, [batch] for a scalar feature (NaN or "" marks
+  a missing optional value).
 
 Signatures: `serving_default` and every other export output of the model_fn, through the parsing
 receiver (inputs `examples`; Classify and Regress outputs take TF Serving's input key `inputs`);
@@ -41,9 +42,13 @@ def parsing_receiver(raw_feature_spec: dict, transform: Callable | None = None, 
 def raw_receiver(raw_feature_spec: dict, transform: Callable | None = None) -> ServingInputReceiver:
     """One dense input per raw feature. Optional (VarLen) features: floats use NaN and strings ""
     for a missing value; optional int features are taken as float32 for the same reason."""
-    signature, optional = {}, {}
+    signature, optional, scalar = {}, {}, set()
     for name, spec in sorted(raw_feature_spec.items()):
-        if isinstance(spec, tf.io.FixedLenFeature):
+        if isinstance(spec, tf.io.FixedLenFeature) and list(spec.shape) in ([], [1]):
+            signature[name] = tf.TensorSpec([None], spec.dtype, name=name)
+            if spec.shape:
+                scalar.add(name)
+        elif isinstance(spec, tf.io.FixedLenFeature):
             signature[name] = tf.TensorSpec([None, *spec.shape], spec.dtype, name=name)
         else:
             dtype = tf.float32 if spec.dtype in (tf.int64, tf.float32) else tf.string
@@ -54,7 +59,7 @@ def raw_receiver(raw_feature_spec: dict, transform: Callable | None = None) -> S
         raw = {}
         for name, value in inputs.items():
             if name not in optional:
-                raw[name] = value
+                raw[name] = tf.expand_dims(value, 1) if name in scalar else value
                 continue
             present = (
                 tf.not_equal(value, "") if value.dtype == tf.string else tf.logical_not(tf.math.is_nan(value))

@@ -1,0 +1,120 @@
+"""The Trainer's edges: tf.data input functions over transformed examples, the export with the
+Transform graph embedded, and the training-curves page."""
+
+from __future__ import annotations
+
+import base64
+import glob
+import html
+import io
+import os
+
+import tensorflow as tf
+
+
+def input_fn(examples, split: str, feature_spec: dict, label_key: str, batch_size: int, train: bool):
+    """(features, label) batches from `Split-<split>/*.gz` of transformed Examples: read in
+    parallel, shuffled and repeated for training, batched, parsed per batch, prefetched."""
+    files = sorted(glob.glob(os.path.join(examples.split_uri(split), "*.gz")))
+    if not files:
+        from pipeline.errors import UserInputError
+
+        raise UserInputError(f"no transformed examples for split {split!r} in {examples.uri}")
+    if label_key not in feature_spec:
+        from pipeline.errors import UserInputError
+
+        raise UserInputError(
+            f"the transformed examples have no label {label_key!r} (features: {', '.join(sorted(feature_spec))}); "
+            "set the Trainer's label_key to the preprocessing_fn output that holds the label"
+        )
+
+    def make():
+        dataset = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
+        if train:
+            dataset = dataset.shuffle(10_000, seed=0, reshuffle_each_iteration=True).repeat()
+        dataset = dataset.batch(batch_size).map(
+            lambda records: _split_label(tf.io.parse_example(records, feature_spec), label_key),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        return dataset.prefetch(tf.data.AUTOTUNE)
+
+    return make
+
+
+def _split_label(features: dict, label_key: str):
+    features = dict(features)
+    label = features.pop(label_key)
+    return features, label
+
+
+def export_model(estimator, tft_output, label_key: str, export_dir: str) -> dict[str, list[str]]:
+    """Exports the estimator with the Transform graph in front: serialized raw tf.Examples (or raw
+    tensors) in, parsed with the raw schema less the label, transformed, predicted."""
+    from components.estimator.export import export_saved_model, parsing_receiver, raw_receiver
+
+    raw_spec = {k: v for k, v in tft_output.raw_feature_spec().items() if k != label_key}
+    layer = tft_output.transform_features_layer()
+
+    def transform(raw):
+        transformed = dict(layer(raw))
+        transformed.pop(label_key, None)
+        return transformed
+
+    return export_saved_model(
+        estimator, export_dir, parsing_receiver(raw_spec, transform), raw_receiver(raw_spec, transform), layer
+    )
+
+
+def write_training_page(path: str, result, train_losses: list, params) -> None:
+    """The training curves (train loss, eval loss and the monitored metric by step) as an HTML page."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = params.early_stopping_metric
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    if train_losses:
+        axes[0].plot(*zip(*train_losses), label="train loss", color="#4C72B0")
+    steps = [h["global_step"] for h in result.history]
+    axes[0].plot(steps, [h["loss"] for h in result.history], "o-", label="eval loss", color="#DD8452")
+    axes[0].set_xlabel("step")
+    axes[0].legend()
+    if metric != "loss" and steps:
+        axes[1].plot(steps, [h.get(metric) for h in result.history], "o-", color="#55A868")
+    elif steps:
+        axes[1].plot(steps, [h.get("accuracy", h["loss"]) for h in result.history], "o-", color="#55A868")
+    axes[1].axvline(result.best_step, color="#C44E52", linestyle="--", label=f"best step {result.best_step}")
+    axes[1].set_xlabel("step")
+    axes[1].set_title(metric if metric != "loss" else "accuracy", fontsize=10)
+    axes[1].legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    plt.close(fig)
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(f'{v:.4f}' if isinstance(v, float) else str(v))}</td>"
+            for k, v in sorted(h.items())
+            if "/" not in k
+        )
+        + "</tr>"
+        for h in result.history
+    )
+    header = (
+        "".join(f"<th>{html.escape(k)}</th>" for k in sorted(result.history[0]) if "/" not in k)
+        if result.history
+        else ""
+    )
+    note = "stopped early" if result.stopped_early else f"ran to step {result.last_step}"
+    with open(path, "w") as f:
+        f.write(
+            "<!doctype html><html><head><meta charset='utf-8'><title>Training</title>"
+            "<style>body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:3px 8px}"
+            "table{border-collapse:collapse}</style></head><body>"
+            f"<h1>Training</h1><p>Best step {result.best_step} by {html.escape(metric)}; {note}"
+            f"{f', resumed from step {result.resumed_from}' if result.resumed_from else ''}.</p>"
+            f"<img alt='training curves' src='data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}'>"
+            f"<h2>Evaluations</h2><table><tr>{header}</tr>{rows}</table></body></html>"
+        )
