@@ -1,0 +1,145 @@
+"""The Trainer in the penguin pipeline: early stopping, accuracy, the export's signatures, resume
+after SIGKILL at the pipeline level, and errors in the user's build_fn."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from pipeline.metadata import MetadataStore, custom, state_name
+from tests.helpers import quiet_run
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def penguin(root, **trainer):
+    """The penguin pipeline on the embedded data, with Trainer parameters overridden."""
+    from penguin.pipeline import create_pipeline
+
+    pipeline = create_pipeline()
+    node = pipeline.node("Trainer")
+    params = {f: getattr(node.params, f) for f in node.params.__dataclass_fields__}
+    params.update(trainer)
+    if "build_fn" in trainer or "model_fn" in trainer:
+        params["module_file"] = None
+    node.params = type(node.params)(**params)
+    return pipeline
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return tmp_path_factory.mktemp("trainer-root")
+
+
+@pytest.fixture(scope="module")
+def default_run(root):
+    result = quiet_run(penguin(root), root)
+    assert result.ok, result.error
+    return result
+
+
+def test_penguin_model_is_accurate_and_stopped_early(default_run):
+    model = default_run.step("Trainer").outputs["model"]
+    assert model.get("best_metric") == "loss"
+    assert model.get("stopped_early") == 1 and model.get("best_step") <= model.get("last_step")
+    import json
+
+    assert json.loads(model.get("eval_metrics"))["accuracy"] >= 0.95
+    assert os.path.exists(os.path.join(model.uri, "Format-Serving", "saved_model.pb"))
+    assert os.listdir(os.path.join(model.uri, "run", "best"))
+    events = [f for _, _, files in os.walk(os.path.join(model.uri, "run")) for f in files if "tfevents" in f]
+    assert len(events) >= 2  # train and eval
+    page = open(os.path.join(model.uri, "training.html")).read()
+    assert "data:image/png;base64," in page and f"Best step {model.get('best_step')}" in page
+
+
+def test_export_answers_with_class_names_without_labels(default_run):
+    model = default_run.step("Trainer").outputs["model"]
+    raw = default_run.step("ExampleGen").outputs["examples"]
+    script = textwrap.dedent("""
+        import sys, numpy as np, tensorflow as tf
+        from tests.helpers import read_tfrecords
+        model = tf.saved_model.load(sys.argv[1])
+        records = read_tfrecords(sys.argv[2])
+        examples, truth, raw = [], [], {}
+        for record in records:
+            example = tf.train.Example.FromString(record)
+            truth.append(example.features.feature.pop("species").bytes_list.value[0].decode())
+            examples.append(example.SerializeToString())
+        out = model.signatures["serving_default"](examples=tf.constant(examples))
+        classes = [c.decode() for c in out["classes"].numpy()]
+        print("accuracy", np.mean([c == t for c, t in zip(classes, truth)]))
+        print("scores", np.allclose(out["scores"].numpy().sum(axis=1), 1.0))
+        c = model.signatures["classification"](inputs=tf.constant(examples))
+        print("classify", np.allclose(c["scores"].numpy(), out["scores"].numpy()))
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script, os.path.join(model.uri, "Format-Serving"), raw.split_uri("eval")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    accuracy = float(re.search(r"accuracy ([\d.]+)", done.stdout).group(1))
+    assert accuracy >= 0.95 and "scores True" in done.stdout and "classify True" in done.stdout
+
+
+def test_unchanged_trainer_is_cached(root, default_run):
+    again = quiet_run(penguin(root), root)
+    assert again.step("Trainer").status == "CACHED"
+
+
+def test_killed_training_resumes_in_the_next_run(root, default_run):
+    """A Trainer killed after a checkpoint: the next run records it FAILED (interrupted), then
+    trains again from that checkpoint with its early-stopping state, not from scratch."""
+    script = textwrap.dedent(f"""
+        from tests.test_trainer import penguin
+        from pipeline.local_runner import RunOptions, run_pipeline
+        run_pipeline(penguin({str(root)!r}, train_steps=3000, eval_every_steps=20,
+                             early_stopping_patience=1000), RunOptions({str(root)!r}, log=lambda m: print(m, flush=True)))
+    """)
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    for line in child.stdout:
+        if "evaluation at step 100" in line:
+            break
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    result = quiet_run(
+        penguin(root, train_steps=3000, eval_every_steps=20, early_stopping_patience=1000), root
+    )
+    assert result.ok, result.error
+    log = "\n".join(result.log)
+    resumed = re.search(r"resumed from the checkpoint at step (\d+): best loss [\d.]+ at step (\d+)", log)
+    assert resumed and int(resumed.group(1)) >= 100
+    assert "was interrupted; marked FAILED" in log
+    model = result.step("Trainer").outputs["model"]
+    assert model.get("resumed_from") == int(resumed.group(1)) and model.get("last_step") == 3000
+    store = MetadataStore(os.path.join(root, "metadata.sqlite"))
+    executions = sorted(
+        store.mlmd.get_executions_by_context(store.pipeline_runs("penguin")[0].id), key=lambda e: e.id
+    )
+    states = [state_name(e) for e in executions]
+    assert "RUNNING" not in states and states[-1] == "COMPLETE"
+    assert not os.listdir(os.path.join(root, "Trainer", ".runs"))  # moved into the Model
+
+
+def test_build_fn_that_raises_fails_the_step_naming_it(root, default_run):
+    def build_fn(features, params):
+        return features["no_such_feature"]
+
+    result = quiet_run(penguin(root, build_fn=build_fn), root)
+    assert result.step("Trainer").status == "FAILED"
+    assert re.search(
+        r"Trainer failed \(execution \d+\): build_fn in .*test_trainer.py raised in mode 'train': "
+        r"KeyError: 'no_such_feature'",
+        str(result.error),
+    )
+    store = MetadataStore(os.path.join(root, "metadata.sqlite"))
+    [execution] = store.mlmd.get_executions_by_id([result.step("Trainer").execution_id])
+    assert state_name(execution) == "FAILED" and "no_such_feature" in custom(execution, "error")
