@@ -49,11 +49,12 @@ def _split_label(features: dict, label_key: str):
 
 def export_model(estimator, tft_output, label_key: str, export_dir: str) -> dict[str, list[str]]:
     """Exports the estimator with the Transform graph in front: serialized raw tf.Examples (or raw
-    tensors) in, parsed with the raw schema less the label, transformed, predicted."""
+    tensors) in, parsed with the raw schema less the label and the features the graph does not
+    read, transformed, predicted."""
     from components.estimator.export import export_saved_model, parsing_receiver, raw_receiver
 
-    raw_spec = {k: v for k, v in tft_output.raw_feature_spec().items() if k != label_key}
     layer = tft_output.transform_features_layer()
+    raw_spec = _served_features(layer, {k: v for k, v in tft_output.raw_feature_spec().items() if k != label_key})
 
     def transform(raw):
         transformed = dict(layer(raw))
@@ -63,6 +64,18 @@ def export_model(estimator, tft_output, label_key: str, export_dir: str) -> dict
     return export_saved_model(
         estimator, export_dir, parsing_receiver(raw_spec, transform), raw_receiver(raw_spec, transform), layer
     )
+
+
+def _served_features(layer, raw_spec: dict) -> dict:
+    """The raw features the Transform graph reads: a client need not send the others (such as the
+    span key `year`). A feature is read if leaving it out drops some transformed output."""
+
+    def outputs_without(name: str | None) -> set:
+        spec = {k: v for k, v in raw_spec.items() if k != name}
+        return set(layer(tf.io.parse_example(tf.constant([], tf.string), spec)))
+
+    everything = outputs_without(None)
+    return {name: spec for name, spec in raw_spec.items() if outputs_without(name) != everything}
 
 
 def write_training_page(path: str, result, train_losses: list, params) -> None:
