@@ -51,7 +51,7 @@ def runs(store: MetadataStore, pipeline_name: str, limit: int = 20) -> list[RunR
             RunRecord(
                 run.name,
                 custom(run, "status", "?"),
-                custom(run, "start_time_ms", 0) / 1000,
+                custom(run, "start_time", 0.0),
                 custom(run, "seconds"),
                 steps,
             )

@@ -103,7 +103,7 @@ def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
         store.update_context(
             run_ctx,
             status="BLOCKED" if isinstance(error, RunBlocked) else "FAILED" if error else "COMPLETE",
-            end_time_ms=int(time.time() * 1000),
+            end_time=time.time(),
             seconds=round(seconds, 3),
         )
     return RunResult(run_id, steps, seconds, error)

@@ -15,6 +15,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
+from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
@@ -70,6 +71,8 @@ def get_value(value: pb.Value) -> Any:
 
 
 def set_value(value: pb.Value, python_value: Any) -> None:
+    """Python value -> MLMD Value. Times are float seconds: MLMD's PostgreSQL schema keeps int
+    values in 32 bits, too small for milliseconds since the epoch."""
     if isinstance(python_value, bool) or isinstance(python_value, int):
         value.int_value = int(python_value)
     elif isinstance(python_value, float):
@@ -102,30 +105,28 @@ class MetadataStore:
 
     def __init__(self, spec: str):
         self.spec = spec
-        self.mlmd = metadata_store.MetadataStore(connection_config(spec))
+        self.mlmd = _connect(connection_config(spec))
         self._type_ids: dict[tuple[str, str], int] = {}
 
     # ---- types -------------------------------------------------------------------------------
 
     def artifact_type_id(self, cls: type[Artifact]) -> int:
-        key = ("artifact", cls.TYPE_NAME)
-        if key not in self._type_ids:
-            artifact_type = pb.ArtifactType(name=cls.TYPE_NAME)
-            for name, kind in cls.PROPERTIES.items():
-                artifact_type.properties[name] = _PROPERTY_TYPES[kind]
-            self._type_ids[key] = self.mlmd.put_artifact_type(artifact_type)
-        return self._type_ids[key]
+        artifact_type = pb.ArtifactType(name=cls.TYPE_NAME)
+        for name, kind in cls.PROPERTIES.items():
+            artifact_type.properties[name] = _PROPERTY_TYPES[kind]
+        return self._type_id("artifact", artifact_type, self.mlmd.put_artifact_type)
 
     def execution_type_id(self, name: str) -> int:
-        key = ("execution", name)
-        if key not in self._type_ids:
-            self._type_ids[key] = self.mlmd.put_execution_type(pb.ExecutionType(name=name))
-        return self._type_ids[key]
+        return self._type_id("execution", pb.ExecutionType(name=name), self.mlmd.put_execution_type)
 
     def context_type_id(self, name: str) -> int:
-        key = ("context", name)
+        return self._type_id("context", pb.ContextType(name=name), self.mlmd.put_context_type)
+
+    def _type_id(self, kind: str, proto, put) -> int:
+        key = (kind, proto.name)
         if key not in self._type_ids:
-            self._type_ids[key] = self.mlmd.put_context_type(pb.ContextType(name=name))
+            # Two processes sharing a store may register the same type at once: the loser retries.
+            self._type_ids[key] = _retry_conflict(lambda: put(proto))
         return self._type_ids[key]
 
     # ---- contexts ----------------------------------------------------------------------------
@@ -137,13 +138,16 @@ class MetadataStore:
         context = pb.Context(type_id=self.context_type_id(type_name), name=name)
         for key, value in props.items():
             set_value(context.custom_properties[key], value)
-        [context.id] = self.mlmd.put_contexts([context])
+        try:
+            [context.id] = self.mlmd.put_contexts([context])
+        except mlmd_errors.AlreadyExistsError:  # created meanwhile by another process
+            return self.mlmd.get_context_by_type_and_name(type_name, name)
         return context
 
     def start_run(self, pipeline_name: str, run_id: str, **props: Any) -> tuple[pb.Context, pb.Context]:
         pipeline = self.get_or_create_context(PIPELINE, pipeline_name)
         run = self.get_or_create_context(
-            PIPELINE_RUN, run_id, pipeline=pipeline_name, status="RUNNING", start_time_ms=_now_ms(), **props
+            PIPELINE_RUN, run_id, pipeline=pipeline_name, status="RUNNING", start_time=time.time(), **props
         )
         self.mlmd.put_parent_contexts([pb.ParentContext(child_id=run.id, parent_id=pipeline.id)])
         return pipeline, run
@@ -162,7 +166,7 @@ class MetadataStore:
         if pipeline is None:
             return []
         runs = self.mlmd.get_children_contexts_by_context(pipeline.id)
-        return sorted(runs, key=lambda c: custom(c, "start_time_ms", 0), reverse=True)
+        return sorted(runs, key=lambda c: custom(c, "start_time", 0.0), reverse=True)
 
     def pipeline_names(self) -> list[str]:
         return sorted(c.name for c in self.mlmd.get_contexts_by_type(PIPELINE))
@@ -328,12 +332,31 @@ class MetadataStore:
         )
 
 
+def _connect(config: pb.ConnectionConfig, attempts: int = 6):
+    """Connects, creating the database and MLMD's tables if needed. Two processes starting at once
+    on a new server database race to create them; the loser sees a duplicate and tries again."""
+    for attempt in range(attempts):
+        try:
+            return metadata_store.MetadataStore(config)
+        except RuntimeError as error:
+            text = str(error)
+            if attempt == attempts - 1 or not ("already exists" in text or "duplicate key" in text):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+def _retry_conflict(call, attempts: int = 5):
+    for attempt in range(attempts):
+        try:
+            return call()
+        except (mlmd_errors.AlreadyExistsError, mlmd_errors.AbortedError, mlmd_errors.InternalError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+
+
 def _event(kind: int, key: str) -> pb.Event:
     event = pb.Event(type=kind)
     step = event.path.steps.add()
     step.key = key
     return event
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

@@ -1,0 +1,78 @@
+"""A shared metadata store: two processes run the penguin pipeline at once against one PostgreSQL
+server (each on its own pipeline root and span), and the lineage in MLMD is right for both."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pipeline.artifacts import Examples, Model
+from pipeline.history import find_artifact, lineage
+from pipeline.metadata import MetadataStore, custom, state_name
+from tests.postgres import PostgresServer, server_binaries
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    bin_dir = server_binaries()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed and cannot be installed here (needs root and apt-get)")
+    server = PostgresServer(bin_dir).start()
+    yield server
+    server.stop()
+
+
+def test_two_processes_share_one_postgres_store(postgres, tmp_path):
+    url = postgres.url("lineage")
+    runs = {
+        span: subprocess.Popen(
+            [
+                sys.executable,
+                "runner.py",
+                "--pipeline-root",
+                str(tmp_path / f"root-{span}"),
+                "--metadata",
+                url,
+                "run",
+                "--span",
+                str(span),
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for span in (2007, 2008)
+    }
+    outputs = {span: process.communicate(timeout=600)[0] for span, process in runs.items()}
+    for span, process in runs.items():
+        assert process.returncode == 0, outputs[span][-3000:]
+
+    store = MetadataStore(url)
+    assert len(store.pipeline_runs("penguin")) == 2
+    examples = sorted(store.live_artifacts(Examples, "penguin"), key=lambda a: a.get("span"))
+    assert [e.get("span") for e in examples if "ExampleGen" in e.uri] == [2007, 2008]
+    for span in (2007, 2008):
+        root = str(tmp_path / f"root-{span}")
+        [model] = [m for m in store.live_artifacts(Model, "penguin") if m.uri.startswith(root)]
+        tree = lineage(store, model)
+        gen = _find(tree, "ExampleGen")
+        assert gen.artifact.get("span") == span
+        assert f"span-{span}/penguins.csv" in custom(gen.execution, "resolved")
+    runs_seen = {custom(r, "status") for r in store.pipeline_runs("penguin")}
+    assert runs_seen == {"COMPLETE"}
+    assert all(state_name(e) != "RUNNING" for e in store.mlmd.get_executions())
+    assert find_artifact(store, str(examples[0].id)).id == examples[0].id
+
+
+def _find(node, component):
+    if node.component == component:
+        return node
+    for parent in node.inputs.values():
+        found = _find(parent, component)
+        if found:
+            return found
+    return None
