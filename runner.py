@@ -115,6 +115,7 @@ def cmd_run(args) -> int:
                 print(
                     f"{step.node_id} page: {os.path.join(artifact.uri, artifact.custom_properties['page'])}"
                 )
+    print(f"run report: {result.report}")
     status = "COMPLETE" if result.ok else "BLOCKED" if isinstance(result.error, RunBlocked) else "FAILED"
     print(f"run {result.run_id}: {status} in {result.seconds:.1f} s")
     if not result.ok:

@@ -60,6 +60,7 @@ class RunResult:
     steps: list[StepResult]
     seconds: float
     error: ExecutionError | RunBlocked | None = None
+    report: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -106,7 +107,19 @@ def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
             end_time=time.time(),
             seconds=round(seconds, 3),
         )
-    return RunResult(run_id, steps, seconds, error)
+        result = RunResult(run_id, steps, seconds, error)
+        result.report = _write_report(result, pipeline.name, root, store)
+        store.update_context(run_ctx, report=result.report)
+    return result
+
+
+def _write_report(result: RunResult, pipeline_name: str, root: str, store: MetadataStore) -> str:
+    from pipeline.history import format_lineage, lineage
+    from pipeline.report import write_run_report
+
+    last = [a for step in result.steps for a in step.outputs.values() if a.id is not None]
+    lines = format_lineage(lineage(store, last[-1])) if last else []
+    return write_run_report(result, pipeline_name, root, lines)
 
 
 class _NodeRunner:

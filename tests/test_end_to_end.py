@@ -45,6 +45,8 @@ def test_run_records_examples_and_a_second_run_is_cached(tmp_path, small_data):
 
     assert re.search(r"ExampleValidator\s+COMPLETE", first.stdout)
     assert re.search(r"ExampleValidator page: .*/statistics.html", first.stdout)
+    report = re.search(r"run report: (\S+)", first.stdout).group(1)
+    assert report.startswith(os.path.join(root, "reports"))
     store = MetadataStore(os.path.join(root, "metadata.sqlite"))
     types = {t.id: t.name for t in store.mlmd.get_execution_types()}
     [execution] = [e for e in store.mlmd.get_executions() if types[e.type_id] == "ExampleGen"]
@@ -132,3 +134,18 @@ def test_infer_schema_prints_a_schema_to_start_a_curated_one(tmp_path, small_dat
     assert len(features) == 8 and features["species"].domain == "species"
     assert {d.name: list(d.value) for d in schema.string_domain}["island"] == ["Biscoe", "Dream", "Torgersen"]
     assert "SchemaGen" in done.stderr
+
+
+def test_run_report_renders_in_a_browser(tmp_path, small_data):
+    from tests.browser import chromium, images_rendered, rendered_dom
+
+    browser = chromium()
+    if browser is None:
+        pytest.skip("chromium is not installed and cannot be installed here (needs root and apt-get)")
+    done = runner("--pipeline-root", str(tmp_path / "root"), "run", "--data", small_data)
+    report = re.search(r"run report: (\S+)", done.stdout).group(1)
+    dom = rendered_dom(browser, report)
+    decoded, total = images_rendered(dom)
+    assert decoded == total and total >= 9  # 8 feature charts and the training curves at least
+    for heading in ("Steps", "Outputs", "Statistics of span 2008", "Training", "Lineage of the run"):
+        assert heading in dom

@@ -1,0 +1,132 @@
+"""The run report: one self-contained HTML page per run, beside the run's artifacts.
+
+It shows every step (status, duration, execution), each output artifact's properties (span, row
+counts, blessing reason, pushed version, ...), the pages components wrote (statistics, training
+curves, evaluation) inlined, and the lineage tree of the run's last output. A small script counts
+the images the browser has decoded into `#images-rendered`, so a headless browser can check them.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+
+from pipeline.artifacts import Artifact
+
+REPORTS_DIR = "reports"
+_BODY = re.compile(r"<body[^>]*>(.*)</body>", re.S | re.I)
+_STYLE = re.compile(r"<style[^>]*>(.*?)</style>", re.S | re.I)
+
+
+def write_run_report(result, pipeline_name: str, root: str, lineage_lines: list[str]) -> str:
+    """Writes `<root>/reports/<run_id>.html` and returns its path."""
+    sections, styles = [], set()
+    for step in result.steps:
+        for key, artifact in step.outputs.items():
+            page = artifact.custom_properties.get("page")
+            path = os.path.join(artifact.uri, page) if page else None
+            if path and os.path.exists(path):
+                with open(path) as f:
+                    content = f.read()
+                styles.update(_STYLE.findall(content))
+                body = _BODY.search(content)
+                sections.append(
+                    f"<section class='page'><h2>{html.escape(step.node_id)}: {html.escape(page)}</h2>"
+                    f"{_demote_headings(body.group(1) if body else content)}</section>"
+                )
+    status = "COMPLETE" if result.ok else ("BLOCKED" if getattr(result.error, "reason", None) else "FAILED")
+    error = f"<p class='error'>{html.escape(str(result.error))}</p>" if result.error else ""
+    page = _PAGE.format(
+        title=html.escape(f"Run {result.run_id} of {pipeline_name}"),
+        status=status,
+        seconds=f"{result.seconds:.1f}",
+        error=error,
+        steps=_steps_table(result),
+        outputs=_outputs_table(result),
+        pages="".join(sections),
+        lineage=html.escape("\n".join(lineage_lines)) or "(no output)",
+        styles="\n".join(styles),
+    )
+    directory = os.path.join(root, REPORTS_DIR)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"{result.run_id}.html")
+    temporary = path + ".tmp"
+    with open(temporary, "w") as f:
+        f.write(page)
+    os.replace(temporary, path)
+    return path
+
+
+def _steps_table(result) -> str:
+    rows = "".join(
+        f"<tr class='{s.status.lower()}'><td>{html.escape(s.node_id)}</td><td>{s.status}</td>"
+        f"<td>{'' if s.execution_id is None else s.execution_id}</td><td>{s.seconds:.1f}</td>"
+        f"<td>{html.escape(s.note.splitlines()[0] if s.note else '')}</td></tr>"
+        for s in result.steps
+    )
+    return f"<table><tr><th>step</th><th>status</th><th>execution</th><th>seconds</th><th>note</th></tr>{rows}</table>"
+
+
+def _outputs_table(result) -> str:
+    rows = []
+    for step in result.steps:
+        for key, artifact in step.outputs.items():
+            rows.append(
+                f"<tr><td>{html.escape(step.node_id)}.{html.escape(key)}</td>"
+                f"<td>{html.escape(artifact.TYPE_NAME)} #{artifact.id}</td>"
+                f"<td>{_properties(artifact)}</td></tr>"
+            )
+    return "<table><tr><th>output</th><th>artifact</th><th>properties</th></tr>" + "".join(rows) + "</table>"
+
+
+def _properties(artifact: Artifact) -> str:
+    shown = {**artifact.properties, **artifact.custom_properties}
+    hidden = {"fingerprint", "page", "column_types", "signatures", "input_pattern"}
+    items = [
+        f"<b>{html.escape(k)}</b> {html.escape(_short(v))}"
+        for k, v in sorted(shown.items())
+        if k not in hidden
+    ]
+    return "<br>".join(items)
+
+
+def _short(value) -> str:
+    text = str(value)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _demote_headings(body: str) -> str:
+    """Component pages start at <h1>; inside the report they sit one level lower."""
+    for level in (3, 2, 1):
+        body = re.sub(rf"<(/?)h{level}\b", rf"<\1h{level + 1}", body)
+    return body
+
+
+_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; max-width: 1200px; }}
+table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 8px; font-size: 14px; text-align: left; vertical-align: top; }}
+tr.failed td, tr.blocked td {{ background: #fde8e8; }} tr.cached td {{ color: #555; }}
+p.error {{ color: #b00020; white-space: pre-wrap; }} pre {{ background: #f6f8fa; padding: 1em; overflow-x: auto; }}
+section.page {{ border-top: 2px solid #ddd; margin-top: 2em; }}
+{styles}
+</style></head>
+<body><h1>{title}</h1>
+<p>Status <b>{status}</b> in {seconds} s. Images rendered: <span id="images-rendered">not checked</span></p>
+{error}
+<h2>Steps</h2>{steps}
+<h2>Outputs</h2>{outputs}
+{pages}
+<h2>Lineage of the run's last output</h2><pre>{lineage}</pre>
+<script>
+window.addEventListener("load", function () {{
+  var images = Array.prototype.slice.call(document.images);
+  var ok = images.filter(function (i) {{ return i.complete && i.naturalWidth > 0; }}).length;
+  document.getElementById("images-rendered").textContent = ok + " of " + images.length;
+}});
+</script>
+</body></html>
+"""
