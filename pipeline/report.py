@@ -23,7 +23,7 @@ def write_run_report(result, pipeline_name: str, root: str, lineage_lines: list[
     """Writes `<root>/reports/<run_id>.html` and returns its path."""
     sections, styles = [], set()
     for step in result.steps:
-        for key, artifact in step.outputs.items():
+        for artifact in step.outputs.values():
             page = artifact.custom_properties.get("page")
             path = os.path.join(artifact.uri, page) if page else None
             if path and os.path.exists(path):
