@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""The command line: run the penguin pipeline, list past runs, trace an artifact's lineage.
+"""The command line: run the pipeline, list runs and models, trace and compare lineage.
 
-python runner.py run [--pipeline-root DIR] [--metadata PATH_OR_URL] [--span N] [--no-cache]
-                     [--data PATTERN] [--beam-arg=--runner=FlinkRunner ...] [--wait SECONDS]
-python runner.py runs [--limit N]
-python runner.py lineage ARTIFACT_ID_OR_URI
+    python runner.py run [--span N] [--data PATTERN] [--no-cache] [--beam-arg=FLAG ...] [--wait SECONDS]
+    python runner.py runs [--limit N]
+    python runner.py models
+    python runner.py lineage ARTIFACT_ID_OR_URI | --pushed latest|VERSION [--json]
+    python runner.py diff MODEL_A MODEL_B          (ids, URIs, or vN for pushed version N)
+    python runner.py infer-schema [--data PATTERN] [--span N]
+
+Global flags (before the command): --pipeline-root DIR, --metadata PATH_OR_URL.
 """
 
 from __future__ import annotations
@@ -71,9 +75,19 @@ def _parser() -> argparse.ArgumentParser:
     infer.add_argument("--data", help="input pattern with {SPAN} (default: the embedded data)")
     infer.set_defaults(command=cmd_infer_schema)
 
-    lineage = commands.add_parser("lineage", help="where an artifact came from")
-    lineage.add_argument("artifact", help="an artifact id or URI")
+    models = commands.add_parser("models", help="every model trained, newest first, with blessing and push")
+    models.set_defaults(command=cmd_models)
+
+    lineage = commands.add_parser("lineage", help="where an artifact came from, as a tree")
+    lineage.add_argument("artifact", nargs="?", help="an artifact id or URI")
+    lineage.add_argument("--pushed", metavar="latest|VERSION", help="the model pushed last, or push VERSION")
+    lineage.add_argument("--json", action="store_true", help="the same tree as JSON, for programs")
     lineage.set_defaults(command=cmd_lineage)
+
+    diff = commands.add_parser("diff", help="what differs in the lineage of two models")
+    diff.add_argument("first", help="a model id or URI, or vN for pushed version N")
+    diff.add_argument("second", help="a model id or URI, or vN for pushed version N")
+    diff.set_defaults(command=cmd_diff)
     return parser
 
 
@@ -163,18 +177,88 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def cmd_models(args) -> int:
+    from penguin.pipeline import PIPELINE_NAME
+    from pipeline.history import models
+    from pipeline.metadata import MetadataStore
+
+    records = models(MetadataStore(_metadata_spec(args)), PIPELINE_NAME)
+    if not records:
+        print(f"no models recorded in {_metadata_spec(args)}")
+    for r in records:
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
+        metric = f"{r.model.get('best_metric')} {r.model.get('best_metric_value', float('nan')):.4f} at step {r.model.get('best_step')}"
+        if r.blessing is None:
+            verdict = "not evaluated"
+        else:
+            verdict = "BLESSED" if r.blessing.get("blessed") else "NOT BLESSED"
+        pushed = (
+            f"pushed as version {r.pushed.get('pushed_version')}"
+            if r.pushed and r.pushed.get("pushed")
+            else "not pushed"
+        )
+        print(f"model #{r.model.id}  {created}  run {r.run_id}  span {r.span}  {metric}  {verdict}  {pushed}")
+        reason = r.blessing.get("reason") if r.blessing is not None else None
+        if reason:
+            print("    " + "\n    ".join(str(reason).splitlines()))
+    return 0
+
+
+def _resolve_ref(store, ref: str):
+    """An artifact from an id, a URI, `latest` / `vN` (pushed models)."""
+    from penguin.pipeline import PIPELINE_NAME
+    from pipeline.history import latest_pushed
+    from pipeline.lineage import find_artifact
+
+    if ref == "latest":
+        return latest_pushed(store, PIPELINE_NAME)
+    if ref[:1] == "v" and ref[1:].isdigit():
+        return latest_pushed(store, PIPELINE_NAME, int(ref[1:]))
+    return find_artifact(store, ref)
+
+
 def cmd_lineage(args) -> int:
-    from pipeline.history import find_artifact, format_lineage, lineage
+    import json
+
+    from pipeline.lineage import format_lineage, lineage, to_json
+    from pipeline.metadata import MetadataStore
+
+    store = MetadataStore(_metadata_spec(args))
+    ref = args.artifact or (args.pushed if args.pushed in (None, "latest") else f"v{args.pushed}")
+    if ref is None:
+        print("name an artifact id or URI, or --pushed latest|VERSION", file=sys.stderr)
+        return EXIT_DEFINITION
+    try:
+        tree = lineage(store, _resolve_ref(store, ref))
+    except LookupError as error:
+        print(error, file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(to_json(tree), indent=2, default=str) if args.json else "\n".join(format_lineage(tree)))
+    return 0
+
+
+def cmd_diff(args) -> int:
+    from pipeline.lineage import diff, lineage
     from pipeline.metadata import MetadataStore
 
     store = MetadataStore(_metadata_spec(args))
     try:
-        artifact = find_artifact(store, args.artifact)
+        first, second = (_resolve_ref(store, ref) for ref in (args.first, args.second))
     except LookupError as error:
         print(error, file=sys.stderr)
         return EXIT_FAILED
-    print("\n".join(format_lineage(lineage(store, artifact))))
+    differences = diff(lineage(store, first), lineage(store, second))
+    print(
+        f"{first.TYPE_NAME} #{first.id} vs {second.TYPE_NAME} #{second.id}: {len(differences)} difference(s)"
+    )
+    for key, a, b in differences:
+        print(f"  {key}\n    {_short(a)}\n    {_short(b)}")
     return 0
+
+
+def _short(value) -> str:
+    text = "(none)" if value is None else str(value)
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def _log(message: str) -> None:

@@ -1,13 +1,9 @@
-"""Questions about past runs, answered from ML Metadata: which runs, which steps, where from."""
+"""Questions about past runs and models, answered from ML Metadata: which runs, which steps,
+which models, and which of them were blessed and pushed."""
 
 from __future__ import annotations
 
-import json
-import os
-import time
-from dataclasses import dataclass, field
-
-from ml_metadata.proto import metadata_store_pb2 as pb
+from dataclasses import dataclass
 
 from pipeline.artifacts import Artifact
 from pipeline.metadata import MetadataStore, custom, state_name
@@ -60,72 +56,63 @@ def runs(store: MetadataStore, pipeline_name: str, limit: int = 20) -> list[RunR
 
 
 @dataclass
-class LineageNode:
-    """An artifact, the execution that produced it, and that execution's inputs, recursively."""
+class ModelRecord:
+    model: Artifact
+    run_id: str
+    created: float  # seconds since the epoch
+    span: int | None
+    blessing: Artifact | None
+    pushed: Artifact | None
 
-    artifact: Artifact
-    execution: pb.Execution | None = None
-    component: str = ""
-    inputs: dict[str, LineageNode] = field(default_factory=dict)
 
+def models(store: MetadataStore, pipeline_name: str) -> list[ModelRecord]:
+    """Every model the pipeline trained, newest first, with its blessing and push (if any)."""
+    from pipeline.artifacts import Model, ModelBlessing, PushedModel
 
-def find_artifact(store: MetadataStore, ref: str) -> Artifact:
-    """An artifact by id or by URI; raises LookupError if there is none."""
-    if ref.isdigit():
-        found = store.artifacts_by_id([int(ref)])
-    else:
-        found = store.artifacts_by_uri(ref.rstrip("/")) or store.artifacts_by_uri(
-            os.path.abspath(ref).rstrip("/")
+    blessings = {b.get("current_model_id"): b for b in store.live_artifacts(ModelBlessing, pipeline_name)}
+    pushes = {}
+    for pushed in store.live_artifacts(PushedModel, pipeline_name):
+        producer = store.producer_of(pushed.id)
+        model = store.inputs_of(producer.id).get("model") if producer else None
+        if model is not None and (pushed.get("pushed") or model.id not in pushes):
+            pushes[model.id] = pushed
+    records = []
+    for model in reversed(store.live_artifacts(Model, pipeline_name)):
+        producer = store.producer_of(model.id)
+        records.append(
+            ModelRecord(
+                model,
+                custom(producer, "run_id", "?") if producer else "?",
+                producer.create_time_since_epoch / 1000 if producer else 0.0,
+                _span_of(store, model),
+                blessings.get(model.id),
+                pushes.get(model.id),
+            )
         )
-    if not found:
-        raise LookupError(f"no artifact with id or URI {ref!r} in {store.spec}")
-    return found[-1]
+    return records
 
 
-def lineage(store: MetadataStore, artifact: Artifact, depth: int = 20) -> LineageNode:
-    """The chain of executions and artifacts upstream of `artifact`, from INPUT/OUTPUT events."""
-    node = LineageNode(artifact)
-    execution = store.producer_of(artifact.id)
-    if execution is None or depth == 0:
-        return node
-    node.execution = execution
-    [exec_type] = store.mlmd.get_execution_types_by_id([execution.type_id])
-    node.component = custom(execution, "node_id") or exec_type.name
-    for key, parent in sorted(store.inputs_of(execution.id).items()):
-        node.inputs[key] = lineage(store, parent, depth - 1)
-    return node
+def _span_of(store: MetadataStore, artifact: Artifact) -> int | None:
+    """The span of the raw examples upstream of `artifact`."""
+    from pipeline.lineage import lineage
+
+    stack = [lineage(store, artifact)]
+    while stack:
+        node = stack.pop()
+        if node.artifact.TYPE_NAME == "Examples" and node.component == "ExampleGen":
+            return node.artifact.get("span")
+        stack.extend(node.inputs.values())
+    return None
 
 
-def format_lineage(node: LineageNode, indent: str = "", label: str = "") -> list[str]:
-    a = node.artifact
-    props = {**a.properties, **{k: v for k, v in a.custom_properties.items() if k != "fingerprint"}}
-    shown = ", ".join(f"{k}={_short(v)}" for k, v in sorted(props.items()))
-    lines = [
-        f"{indent}{label}{a.TYPE_NAME} #{a.id} {a.state} {a.uri}"
-        + (f"\n{indent}    {shown}" if shown else "")
-    ]
-    if node.execution is not None:
-        e = node.execution
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.create_time_since_epoch / 1000))
-        lines.append(
-            f"{indent}  <- {node.component} execution {e.id} ({state_name(e)}, run {custom(e, 'run_id')}, {when})"
-        )
-        resolved = custom(e, "resolved")
-        if resolved:
-            lines.extend(_resolved_lines(resolved, indent + "     "))
-        for key, parent in node.inputs.items():
-            lines.extend(format_lineage(parent, indent + "     ", f"{key}: "))
-    return lines
+def latest_pushed(store: MetadataStore, pipeline_name: str, version: int | None = None) -> Artifact:
+    """The PushedModel of the newest push, or of push `version`; LookupError if there is none."""
+    from pipeline.artifacts import PushedModel
 
-
-def _resolved_lines(resolved: str, indent: str) -> list[str]:
-    data = json.loads(resolved)
-    lines = []
-    for f in data.get("files", []):
-        lines.append(f"{indent}file {f['path']} ({f['bytes']} bytes, sha256 {f['sha256'][:16]})")
-    return lines
-
-
-def _short(value: object) -> str:
-    text = str(value)
-    return text if len(text) <= 70 else text[:67] + "..."
+    pushed = [p for p in store.live_artifacts(PushedModel, pipeline_name) if p.get("pushed")]
+    if version is not None:
+        pushed = [p for p in pushed if p.get("pushed_version") == version]
+    if not pushed:
+        which = f"version {version}" if version is not None else "any model"
+        raise LookupError(f"pipeline {pipeline_name!r} has not pushed {which}")
+    return max(pushed, key=lambda p: (p.get("pushed_version"), p.id))

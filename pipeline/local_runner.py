@@ -114,7 +114,7 @@ def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
 
 
 def _write_report(result: RunResult, pipeline_name: str, root: str, store: MetadataStore) -> str:
-    from pipeline.history import format_lineage, lineage
+    from pipeline.lineage import format_lineage, lineage
     from pipeline.report import write_run_report
 
     last = [a for step in result.steps for a in step.outputs.values() if a.id is not None]

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from pipeline.artifacts import Examples, Model
-from pipeline.history import find_artifact, lineage
+from pipeline.lineage import find_artifact, lineage
 from pipeline.metadata import MetadataStore, custom, state_name
 from tests.postgres import PostgresServer, server_binaries
 
