@@ -188,6 +188,12 @@ class _NodeRunner:
                 if blocked:
                     return StepResult(node.id, "BLOCKED", execution_id, seconds, outputs, blocked)
                 return StepResult(node.id, "CACHED", execution_id, seconds, outputs, f"from {earlier}")
+            for name, artifact in inputs.items():
+                if artifact is not None and (problem := damage(artifact)):
+                    raise UserInputError(
+                        f"input {name!r} ({artifact.TYPE_NAME} #{artifact.id}) {problem}; "
+                        "run again with --no-cache to rebuild it"
+                    )
             outputs = {key: cls(staging[key]) for key, cls in node.component.outputs.items()}
             for uri in staging.values():
                 os.makedirs(uri)
@@ -221,9 +227,9 @@ class _NodeRunner:
         if found is None:
             return None
         execution, outputs = found
-        missing = [a.uri for a in outputs.values() if "://" not in a.uri and not os.path.isdir(a.uri)]
-        if missing:
-            self.options.log(f"      cache miss: outputs of execution {execution.id} are gone ({missing[0]})")
+        damaged = [problem for a in outputs.values() if (problem := damage(a))]
+        if damaged:
+            self.options.log(f"      cache miss: an output of execution {execution.id} {damaged[0]}")
             return None
         return execution.id, outputs, custom(execution, "blocked", "")
 
@@ -238,6 +244,19 @@ class _NodeRunner:
     def _staging_uri(final_uri: str) -> str:
         parent, name = os.path.split(final_uri)
         return os.path.join(parent, STAGING_PREFIX + name)
+
+
+def damage(artifact: Artifact) -> str | None:
+    """How a published artifact's directory differs from when it was published, or None: gone,
+    or files added, removed or resized (its fingerprint covers names and sizes)."""
+    if "://" in artifact.uri:
+        return None  # remote storage: trusted
+    if not os.path.isdir(artifact.uri):
+        return f"has lost its files ({artifact.uri} is gone)"
+    expected = artifact.custom_properties.get("fingerprint")
+    if expected and directory_fingerprint(artifact.uri) != expected:
+        return f"changed on disk since it was written (under {artifact.uri} a file was added, removed or resized)"
+    return None
 
 
 def _recover_interrupted(store: MetadataStore, pipeline_name: str, root: str, run_id: str, log) -> None:

@@ -227,3 +227,16 @@ def test_failed_generation_leaves_no_live_artifact_or_files(tmp_path):
     assert not result.ok
     out = tmp_path / "root" / "ExampleGen" / "examples"
     assert os.listdir(out) == []
+
+
+def test_truncated_gzip_is_named_when_read(tmp_path):
+    from components.tfrecord import read_gzipped, write_gzipped
+
+    path = str(tmp_path / "data_tfrecord-00000-00000.gz")
+    write_gzipped(path, [b"x" * 100] * 50)
+    assert sum(len(batch) for batch in read_gzipped(path)) == 50
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"data_tfrecord-00000-00000.gz is not a complete gzip file"):
+        list(read_gzipped(path))

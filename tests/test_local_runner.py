@@ -105,6 +105,18 @@ def test_deleted_outputs_are_a_cache_miss(tmp_path):
     assert run(tmp_path).step("Write").status == "COMPLETE"
 
 
+def test_damaged_outputs_are_a_cache_miss_and_rebuilt(tmp_path):
+    first = run(tmp_path)
+    data = os.path.join(first.step("Write").outputs["examples"].split_uri("train"), "data.txt")
+    with open(data, "w") as f:
+        f.write("hel")  # truncated
+    lines = []
+    options = RunOptions(pipeline_root=str(tmp_path), log=lines.append)
+    second = run_pipeline(toy_pipeline(), options)
+    assert [s.status for s in second.steps] == ["COMPLETE", "COMPLETE"]  # a new artifact downstream too
+    assert any("cache miss: an output of execution" in line and "changed on disk" in line for line in lines)
+
+
 def test_failure_is_recorded_and_stops_downstream(tmp_path):
     result = run(tmp_path, fail=True)
     assert not result.ok
