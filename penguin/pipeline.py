@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 
 import schemas
+from components.evaluator import Evaluator
 from components.example_gen import ExampleGen
 from components.example_validator import ExampleValidator
+from components.pusher import Pusher
 from components.schema_gen import ImportSchemaGen, SchemaGen
 from components.statistics_gen import StatisticsGen
 from components.trainer import Trainer
@@ -55,7 +57,29 @@ def create_pipeline(
         early_stopping_min_delta=0.001,
         early_stopping_patience=3,
     )
-    nodes = [schema_gen, example_gen, statistics_gen, example_validator, transform, trainer]
+    evaluator = Evaluator(
+        model=trainer.outputs["model"],
+        examples=example_gen.outputs["examples"],
+        slices=((), ("island",), ("sex",)),
+        value_thresholds={"accuracy": 0.9},
+        change_thresholds={"accuracy": 0.0},
+    )
+    pusher = Pusher(
+        model=trainer.outputs["model"],
+        blessing=evaluator.outputs["blessing"],
+        examples=example_gen.outputs["examples"],
+        model_name="penguin",
+    )
+    nodes = [
+        schema_gen,
+        example_gen,
+        statistics_gen,
+        example_validator,
+        transform,
+        trainer,
+        evaluator,
+        pusher,
+    ]
     return Pipeline(name=name, nodes=nodes, beam_args=list(beam_args or []))
 
 

@@ -1,0 +1,129 @@
+"""The evaluation page: one self-contained HTML file with the verdict, each threshold, a chart of the
+candidate beside the baseline, and every slice's metrics."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+
+from components.evaluator_tfma import BASELINE, CANDIDATE, OVERALL, Results
+
+COLOURS = {CANDIDATE: "#4C72B0", BASELINE: "#BBBBBB"}
+
+
+def write_page(path: str, results: Results, model, baseline, class_names: list[str]) -> None:
+    """Writes `path` for the evaluation of `model` (against `baseline`, or none)."""
+    blessed = results.validation_ok
+    against = f"baseline: model {baseline.id} ({html.escape(baseline.uri)})" if baseline else "no baseline"
+    rows = "".join(
+        f"<tr class='{'ok' if v.passed else 'bad'}'><td>{'PASS' if v.passed else 'FAIL'}</td>"
+        f"<td>{html.escape(v.threshold.metric)}</td>"
+        f"<td>{'value' if v.threshold.kind == 'value' else 'change vs baseline'} &ge; {v.threshold.bound:g}</td>"
+        f"<td>{_number(v.value)}</td></tr>"
+        for v in results.verdicts
+    )
+    thresholds = (
+        f"<table><tr><th>verdict</th><th>metric</th><th>needs</th><th>value</th></tr>{rows}</table>"
+        if results.verdicts
+        else "<p>No thresholds configured: every model is blessed.</p>"
+    )
+    slices = sorted({s for s, _ in results.metrics}, key=lambda s: (s != OVERALL, s))
+    with open(path, "w") as f:
+        f.write(
+            _PAGE.format(
+                model=model.id,
+                uri=html.escape(model.uri),
+                verdict="BLESSED" if blessed else "NOT BLESSED",
+                verdict_class="ok" if blessed else "bad",
+                against=against,
+                thresholds=thresholds,
+                image=_chart(results, slices, class_names, baseline is not None),
+                table=_metrics_table(results, slices, baseline is not None),
+            )
+        )
+
+
+def _chart(results: Results, slices: list[str], class_names: list[str], with_baseline: bool) -> str:
+    """Accuracy per slice, and overall precision and recall per class: candidate beside baseline,
+    with the accuracy threshold (if any) as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    models = [CANDIDATE, BASELINE] if with_baseline else [CANDIDATE]
+    per_class = [f"{m}/{c}" for m in ("precision", "recall") for c in class_names]
+    panels = [
+        ("accuracy by slice", [(s, "accuracy") for s in slices]),
+        ("overall, per class", [(OVERALL, m) for m in per_class]),
+    ]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.3 * max(len(slices), len(per_class)) + 1.6))
+    width = 0.8 / len(models)
+    for ax, (title, bars) in zip(axes, panels):
+        y = np.arange(len(bars))
+        for i, name in enumerate(models):
+            values = [results.value(metric, name, s) for s, metric in bars]
+            ax.barh(y + i * width, np.nan_to_num(values), height=width, color=COLOURS[name], label=name)
+        ax.set_yticks(
+            y + width * (len(models) - 1) / 2, [b[0] if title.startswith("accuracy") else b[1] for b in bars]
+        )
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1.05)
+        ax.set_title(title, fontsize=10)
+        ax.tick_params(labelsize=8)
+    for verdict in results.verdicts:
+        if verdict.threshold.metric == "accuracy" and verdict.threshold.kind == "value":
+            axes[0].axvline(verdict.threshold.bound, color="#C44E52", linestyle="--", label="threshold")
+    axes[0].legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _metrics_table(results: Results, slices: list[str], with_baseline: bool) -> str:
+    """One row per slice, one column per metric: the candidate's value, and under it the
+    baseline's and the change when there is a baseline."""
+    metrics = sorted(
+        {m for (_, model), values in results.metrics.items() if model == CANDIDATE for m in values},
+        key=lambda m: (m != "example_count", m != "accuracy", m),
+    )
+
+    def cell(metric: str, slice_name: str) -> str:
+        text = _number(results.value(metric, CANDIDATE, slice_name))
+        if with_baseline:
+            base = _number(results.value(metric, BASELINE, slice_name))
+            change = results.value(metric, "change", slice_name)
+            text += (
+                f"<br><small>baseline {base}, {'&ndash;' if math.isnan(change) else f'{change:+.4f}'}</small>"
+            )
+        return f"<td>{text}</td>"
+
+    header = "".join(f"<th>{html.escape(m)}</th>" for m in metrics)
+    rows = "".join(
+        f"<tr><td>{html.escape(s)}</td>{''.join(cell(m, s) for m in metrics)}</tr>" for s in slices
+    )
+    return f"<table><tr><th>slice</th>{header}</tr>{rows}</table>"
+
+
+def _number(value: float) -> str:
+    if math.isnan(value):
+        return "&ndash;"
+    return f"{value:.0f}" if value == int(value) and abs(value) > 1 else f"{value:.4f}"
+
+
+_PAGE = """<!doctype html><html><head><meta charset='utf-8'><title>Evaluation of model {model}</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
+td:first-child,th:first-child{{text-align:left}}table{{border-collapse:collapse;margin-bottom:1em}}
+.ok{{color:#1a7f37}}.bad{{color:#c62828}}</style></head><body>
+<h1>Evaluation of model {model}: <span class='{verdict_class}'>{verdict}</span></h1>
+<p>{uri}; {against}. Thresholds apply to the whole split; slices are reported.</p>
+<h2>Thresholds</h2>{thresholds}
+<img alt='candidate and baseline metrics' src='data:image/png;base64,{image}'>
+<h2>Metrics by slice</h2>{table}
+</body></html>
+"""

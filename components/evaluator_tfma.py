@@ -1,0 +1,324 @@
+"""The Evaluator's TFMA side: the EvalConfig, the class-name extractor, the Beam run, the results.
+
+Why an extractor of our own: TFMA 0.52 turns a string label into a class id with the prediction's
+class names (`metric_util.prepare_labels_and_predictions`): it looks for `all_classes`, or else
+takes `classes` when `scores` is also present. Our `serving_default` returns `classes` as the
+*predicted* class name per example ([batch], as a client wants it), so TFMA would read that one
+name as the whole vocabulary: a label equal to the prediction becomes class 0, any other label
+-1, and accuracy comes out wrong (0.447 where the truth is 1.0, measured on the penguin model).
+`ClassNames` runs right after TFMA's PredictionsExtractor and, per model, adds `all_classes`
+(the model's label vocabulary) and reorders `scores` and `class_ids` into one shared class order
+(the sorted union of the models' classes), so `classId:k` means the same class for the candidate
+and the baseline even if their vocabularies are ordered differently. It checks every example's
+`classes` against `all_classes[class_ids]`, so a wrong vocabulary fails loudly instead of
+corrupting metrics.
+
+Metric names, as the Evaluator's parameters and reports use them: `example_count`, `accuracy`,
+`precision/<class>`, `recall/<class>` (one class against the rest, probability >= 0.5) and, for
+two-class models, `auc/<class>`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import apache_beam as beam
+import numpy as np
+
+from pipeline.errors import UserInputError
+
+CANDIDATE, BASELINE = "candidate", "baseline"
+OVERALL = "Overall"
+PER_CLASS = ("precision", "recall")
+SERVING_DIR = "Format-Serving"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One check: `metric` (an Evaluator metric name), `kind` "value" (the candidate's value must be
+    >= bound) or "change" (candidate minus baseline must be >= bound), on the overall slice."""
+
+    metric: str
+    kind: str
+    bound: float
+
+
+@dataclass
+class Verdict:
+    threshold: Threshold
+    value: float
+    passed: bool
+
+    def line(self) -> str:
+        t = self.threshold
+        what = t.metric if t.kind == "value" else f"{t.metric} change vs baseline"
+        return f"{'PASS' if self.passed else 'FAIL'} {what} = {self.value:.4f} (needs >= {t.bound:g})"
+
+
+@dataclass
+class Results:
+    """Metrics as `{(slice, model): {metric: value}}` (diffs under model "change"), the verdicts,
+    and TFMA's own decision."""
+
+    metrics: dict[tuple[str, str], dict[str, float]]
+    verdicts: list[Verdict]
+    validation_ok: bool
+
+    def value(self, metric: str, model: str = CANDIDATE, slice_name: str = OVERALL) -> float:
+        return self.metrics.get((slice_name, model), {}).get(metric, math.nan)
+
+
+def label_vocabulary(model_uri: str, vocabulary: str) -> list[str]:
+    """The model's class names in class-id order: `Format-Serving/assets/<vocabulary>`, one per line
+    (Transform's vocabulary, which the Trainer's classification head also names its classes by)."""
+    assets = os.path.join(model_uri, SERVING_DIR, "assets")
+    path = os.path.join(assets, vocabulary)
+    if not os.path.isfile(path):
+        found = sorted(os.listdir(assets)) if os.path.isdir(assets) else []
+        raise UserInputError(
+            f"the model at {model_uri} has no label vocabulary {SERVING_DIR}/assets/{vocabulary} "
+            f"(assets: {', '.join(found) or 'none'}); set the Evaluator's label_vocabulary to the "
+            "vocabulary file that names the model's classes in class-id order"
+        )
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f if line.strip()]
+
+
+def metric_names(class_names: Sequence[str]) -> list[str]:
+    """Every metric an evaluation reports, for a model with these classes."""
+    names = ["example_count", "accuracy"]
+    for metric in (*PER_CLASS, *(("auc",) if len(class_names) == 2 else ())):
+        names += [f"{metric}/{c}" for c in class_names]
+    return names
+
+
+def eval_config(
+    label_key: str,
+    signature_name: str,
+    slices: Sequence[Sequence[str]],
+    class_names: Sequence[str],
+    thresholds: Sequence[Threshold],
+    with_baseline: bool,
+):
+    """TFMA's EvalConfig: one or two models, the slices, the metrics (per-class ones in one spec per
+    class), and each threshold on its metric, for the overall slice only (a threshold on every
+    small slice would bless or refuse by noise)."""
+    from tensorflow_model_analysis.proto import config_pb2 as cfg
+
+    models = [cfg.ModelSpec(name=CANDIDATE, signature_name=signature_name, label_key=label_key)]
+    if with_baseline:
+        models.append(
+            cfg.ModelSpec(name=BASELINE, signature_name=signature_name, label_key=label_key, is_baseline=True)
+        )
+    checks = _metric_thresholds(thresholds, class_names)
+
+    def metric(class_name: str, name: str, config: str = ""):
+        return cfg.MetricConfig(
+            class_name=class_name, config=config, per_slice_thresholds=checks.get(name, [])
+        )
+
+    specs = [
+        cfg.MetricsSpec(
+            metrics=[
+                metric("ExampleCount", "example_count"),
+                metric("SparseCategoricalAccuracy", "accuracy", '"name": "accuracy"'),
+            ]
+        )
+    ]
+    per_class = {"precision": "Precision", "recall": "Recall"}
+    if len(class_names) == 2:
+        per_class["auc"] = "AUC"
+    for class_id, name in enumerate(class_names):
+        specs.append(
+            cfg.MetricsSpec(
+                metrics=[metric(tfma_class, f"{key}/{name}") for key, tfma_class in per_class.items()],
+                binarize=cfg.BinarizationOptions(class_ids={"values": [class_id]}),
+            )
+        )
+    return cfg.EvalConfig(
+        model_specs=models,
+        slicing_specs=[cfg.SlicingSpec(feature_keys=list(s)) for s in slices],
+        metrics_specs=specs,
+    )
+
+
+def _metric_thresholds(thresholds: Sequence[Threshold], class_names: Sequence[str]) -> dict[str, list]:
+    """Metric name -> [PerSliceMetricThreshold] on the overall slice.
+
+    Thresholds go on the MetricConfig itself: TFMA 0.52 keys thresholds given in
+    MetricsSpec.thresholds without `example_weighted`, so they never match the computed metrics and
+    every one of them fails as "Metric not found"."""
+    from tensorflow_model_analysis.proto import config_pb2 as cfg
+
+    checks: dict[str, list] = {}
+    for t in thresholds:
+        parse_metric(t.metric, class_names)
+        if t.kind == "value":
+            check = cfg.MetricThreshold(
+                value_threshold=cfg.GenericValueThreshold(lower_bound={"value": t.bound})
+            )
+        else:
+            check = cfg.MetricThreshold(
+                change_threshold=cfg.GenericChangeThreshold(
+                    absolute={"value": t.bound}, direction=cfg.MetricDirection.HIGHER_IS_BETTER
+                )
+            )
+        checks.setdefault(t.metric, []).append(
+            cfg.PerSliceMetricThreshold(slicing_specs=[cfg.SlicingSpec()], threshold=check)
+        )
+    return checks
+
+
+def parse_metric(metric: str, class_names: Sequence[str]) -> tuple[str, int | None]:
+    """`recall/Gentoo` -> ("recall", class id of Gentoo); `accuracy` -> ("accuracy", None)."""
+    known = metric_names(class_names)
+    if metric not in known:
+        raise UserInputError(
+            f"Evaluator threshold on unknown metric {metric!r}; metrics for this model: {', '.join(known)}"
+        )
+    name, _, class_name = metric.partition("/")
+    return name, (class_names.index(class_name) if class_name else None)
+
+
+def run_tfma(
+    pipeline,
+    data_pattern: str,
+    output_path: str,
+    config,
+    model_dirs: dict[str, str],
+    vocabularies: dict[str, list[str]],
+    class_names: list[str],
+) -> None:
+    """Evaluates the models of `model_dirs` (name -> SavedModel dir) on the raw tf.Examples of
+    `data_pattern` in the Beam `pipeline`, writing TFMA's results to `output_path`."""
+    import tensorflow_model_analysis as tfma
+    from tfx_bsl.public import tfxio
+
+    shared = [
+        tfma.default_eval_shared_model(eval_saved_model_path=path, model_name=name, eval_config=config)
+        for name, path in model_dirs.items()
+    ]
+    extractors = tfma.default_extractors(eval_shared_model=shared, eval_config=config)
+    after = next(i for i, e in enumerate(extractors) if e.stage_name == "ExtractPredictions") + 1
+    extractors.insert(
+        after,
+        tfma.extractors.Extractor(
+            stage_name="ClassNames", ptransform=ClassNames(vocabularies=vocabularies, class_names=class_names)
+        ),
+    )
+    source = tfxio.TFExampleRecord(file_pattern=data_pattern, raw_record_column_name=tfma.ARROW_INPUT_COLUMN)
+    with pipeline as p:
+        _ = (
+            p
+            | "ReadRawExamples" >> source.BeamSource()
+            | "EvaluateAndWrite"
+            >> tfma.ExtractEvaluateAndWriteResults(
+                eval_shared_model=shared, eval_config=config, extractors=extractors, output_path=output_path
+            )
+        )
+
+
+@beam.ptransform_fn
+def ClassNames(extracts, vocabularies: dict[str, list[str]], class_names: list[str]):  # noqa: N802 - a PTransform
+    """Adds `all_classes` to each model's predictions, in the shared class order `class_names`."""
+    return extracts | "AddClassNames" >> beam.Map(_with_class_names, vocabularies, class_names)
+
+
+def _with_class_names(extracts: dict, vocabularies: dict[str, list[str]], class_names: list[str]) -> dict:
+    from tensorflow_model_analysis import constants
+
+    predictions = extracts[constants.PREDICTIONS_KEY]
+    if len(vocabularies) == 1:  # TFMA keys predictions by model name only when there are several
+        [(model, vocabulary)] = vocabularies.items()
+        predictions = shared_class_order(predictions, model, vocabulary, class_names)
+    else:
+        predictions = {
+            model: shared_class_order(predictions[model], model, vocabulary, class_names)
+            for model, vocabulary in vocabularies.items()
+        }
+    return {**extracts, constants.PREDICTIONS_KEY: predictions}
+
+
+def shared_class_order(outputs: dict, model: str, vocabulary: list[str], class_names: list[str]) -> dict:
+    """One batch of a model's `serving_default` outputs (`classes` [batch], `class_ids` [batch],
+    `scores` [batch, n]) with `scores` and `class_ids` moved into `class_names` order and
+    `all_classes` added. Raises ValueError when the outputs disagree with `vocabulary`."""
+    missing = {"classes", "class_ids", "scores"} - set(outputs)
+    if missing:
+        raise ValueError(
+            f"{model} model: its signature returns {sorted(outputs)}, without {sorted(missing)}; the "
+            "Evaluator needs a classification signature with classes, class_ids and scores"
+        )
+    scores = np.asarray(outputs["scores"])
+    class_ids = np.asarray(outputs["class_ids"]).reshape(-1)
+    classes = np.array([_text(c) for c in np.asarray(outputs["classes"]).reshape(-1)])
+    if scores.shape[-1] != len(vocabulary) or not np.array_equal(np.array(vocabulary)[class_ids], classes):
+        raise ValueError(
+            f"{model} model: its label vocabulary {vocabulary} does not match its outputs (scores for "
+            f"{scores.shape[-1]} classes; class ids {class_ids[:5].tolist()} named {classes[:5].tolist()}); "
+            "set the Evaluator's label_vocabulary to the vocabulary the model's head uses"
+        )
+    position = np.array([class_names.index(c) for c in vocabulary])
+    reordered = np.zeros((scores.shape[0], len(class_names)), dtype=scores.dtype)
+    reordered[:, position] = scores
+    return {
+        **outputs,
+        "scores": reordered,
+        "class_ids": position[class_ids],
+        # Bytes, as TFXIO gives the string label: TFMA matches them with ==, so str would never match.
+        "all_classes": np.tile(
+            np.array([c.encode() for c in class_names], dtype=object), (scores.shape[0], 1)
+        ),
+    }
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_results(output_path: str, class_names: Sequence[str], thresholds: Sequence[Threshold]) -> Results:
+    """TFMA's metrics and validation from `output_path`, in the Evaluator's metric names."""
+    import tensorflow_model_analysis as tfma
+
+    metrics: dict[tuple[str, str], dict[str, float]] = {}
+    for record in tfma.load_metrics(output_path):
+        slice_name = _slice_name(record.slice_key)
+        for entry in record.metric_keys_and_values:
+            key = entry.key
+            model = "change" if key.is_diff else (key.model_name or CANDIDATE)
+            name = key.name
+            if key.sub_key.HasField("class_id"):
+                name = f"{name}/{class_names[key.sub_key.class_id.value]}"
+            metrics.setdefault((slice_name, model), {})[name] = entry.value.double_value.value
+    validation = tfma.load_validation_result(output_path)
+    failed = {
+        _failure_id(f)
+        for slice_result in validation.metric_validations_per_slice
+        for f in slice_result.failures
+    }
+    verdicts = []
+    for t in thresholds:
+        value = metrics.get((OVERALL, CANDIDATE if t.kind == "value" else "change"), {}).get(
+            t.metric, math.nan
+        )
+        name, class_id = parse_metric(t.metric, class_names)
+        verdicts.append(Verdict(t, value, (name, class_id, t.kind == "change") not in failed))
+    return Results(metrics, verdicts, validation.validation_ok)
+
+
+def _failure_id(failure) -> tuple[str, int | None, bool]:
+    key = failure.metric_key
+    class_id = key.sub_key.class_id.value if key.sub_key.HasField("class_id") else None
+    return key.name, class_id, key.is_diff
+
+
+def _slice_name(slice_key) -> str:
+    parts = []
+    for single in slice_key.single_slice_keys:
+        kind = single.WhichOneof("kind")
+        value = getattr(single, kind)
+        parts.append(f"{single.column}={_text(value)}")
+    return ", ".join(parts) or OVERALL

@@ -1,0 +1,211 @@
+"""Pusher: copies a blessed model that passes a smoke check to a serving directory in TF Serving's
+layout, `<destination>/<model_name>/<version>/`, atomically, with versions that only increase."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from pipeline import Component, ExecutionContext, Input, UserInputError
+from pipeline.artifacts import Examples, Model, ModelBlessing, PushedModel
+
+SERVING_DIR = "Format-Serving"
+RECORD_FILE = "push_record.json"
+SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+STAGING_PREFIX = ".staging-"
+STALE_STAGING_SECONDS = 3600
+SMOKE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pusher_smoke.py")
+
+
+@dataclass(frozen=True)
+class PusherParams:
+    """push_destination: the serving base directory (default `<pipeline_root>/serving`); the model
+    lands in `<push_destination>/<model_name>/<version>/`. The smoke check feeds `smoke_examples`
+    raw examples of `split`, without `label_key`, to `serving_default` in a fresh process, and
+    gives up after `smoke_timeout_seconds`."""
+
+    push_destination: str | None = None
+    model_name: str = "penguin"
+    label_key: str = "species"
+    split: str = "eval"
+    smoke_examples: int = 8
+    smoke_timeout_seconds: float = 300.0
+
+
+def run_pusher(
+    ctx: ExecutionContext,
+    params: PusherParams,
+    model: Model,
+    blessing: ModelBlessing,
+    examples: Examples,
+    pushed_model: PushedModel,
+) -> None:
+    if blessing.get("current_model_id") != model.id:
+        raise UserInputError(
+            f"the blessing {blessing.id} is for model {blessing.get('current_model_id')}, not model {model.id}; "
+            "give the Pusher the Evaluator's blessing of the same model it pushes"
+        )
+    model_dir = os.path.join(
+        params.push_destination or os.path.join(ctx.pipeline_root, "serving"), params.model_name
+    )
+    if not blessing.get("blessed"):
+        failed = [line for line in blessing.get("reason", "").splitlines() if line.startswith("FAIL")]
+        ctx.log(
+            f"not pushed: model {model.id} is not blessed ({'; '.join(failed) or 'see the blessing'}); "
+            f"{model_dir} left unchanged"
+        )
+        _record(pushed_model, "not_blessed", "", 0, reason=blessing.get("reason", "not blessed"))
+        return
+    serving = os.path.join(model.uri, SERVING_DIR)
+    fingerprint = content_fingerprint(serving)
+    latest = latest_version(model_dir)
+    if latest and _pushed_fingerprint(model_dir, latest) == fingerprint:
+        ctx.log(
+            f"model {model.id} is already served as version {latest} ({model_dir}/{latest}); nothing pushed"
+        )
+        _record(
+            pushed_model,
+            "already_pushed",
+            os.path.join(model_dir, str(latest)),
+            latest,
+            fingerprint=fingerprint,
+        )
+        return
+    passed, detail = smoke_check(serving, examples.split_uri(params.split), params)
+    if not passed:
+        ctx.log(
+            f"not pushed: the smoke check of model {model.id} failed: {detail}; {model_dir} left unchanged"
+        )
+        _record(pushed_model, "smoke_check_failed", "", 0, reason=f"smoke check failed: {detail}")
+        return
+    record = {
+        "model_id": model.id,
+        "model_uri": model.uri,
+        "blessing_id": blessing.id,
+        "fingerprint": fingerprint,
+        "pipeline": ctx.pipeline_name,
+        "run_id": ctx.run_id,
+        "execution_id": ctx.execution_id,
+        "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    version = push(serving, model_dir, record)
+    with open(os.path.join(pushed_model.uri, RECORD_FILE), "w") as f:
+        json.dump({**record, "version": version}, f, indent=2)
+    ctx.log(f"pushed model {model.id} as version {version}: {model_dir}/{version} (smoke check: {detail})")
+    _record(pushed_model, "pushed", os.path.join(model_dir, str(version)), version, fingerprint=fingerprint)
+
+
+def _record(pushed_model: PushedModel, action: str, destination: str, version: int, **custom) -> None:
+    pushed_model.set("pushed", int(action in ("pushed", "already_pushed")))
+    pushed_model.set("pushed_destination", destination)
+    pushed_model.set("pushed_version", version)
+    pushed_model.custom_properties.update(action=action, **custom)
+
+
+def content_fingerprint(directory: str) -> str:
+    """sha256 over every file's relative path and bytes: the same model, byte for byte."""
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(directory):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            digest.update(os.path.relpath(path, directory).encode() + b"\0")
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def latest_version(model_dir: str) -> int:
+    """The highest integer version directory under `model_dir`, 0 when none."""
+    if not os.path.isdir(model_dir):
+        return 0
+    versions = [
+        int(n) for n in os.listdir(model_dir) if n.isdigit() and os.path.isdir(os.path.join(model_dir, n))
+    ]
+    return max(versions, default=0)
+
+
+def _pushed_fingerprint(model_dir: str, version: int) -> str | None:
+    try:
+        with open(os.path.join(model_dir, str(version), RECORD_FILE)) as f:
+            return json.load(f).get("fingerprint")
+    except (OSError, ValueError):
+        return None
+
+
+def smoke_check(serving_dir: str, examples_dir: str, params: PusherParams) -> tuple[bool, str]:
+    """Runs `pusher_smoke.py` in a fresh process: (passed, what it saw or why it failed)."""
+    command = [
+        sys.executable,
+        SMOKE_SCRIPT,
+        serving_dir,
+        examples_dir,
+        params.label_key,
+        str(params.smoke_examples),
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=params.smoke_timeout_seconds, env=env
+        )
+    except subprocess.TimeoutExpired:
+        return False, f"no answer within {params.smoke_timeout_seconds:g} s"
+    lines = done.stdout.strip().splitlines()
+    try:
+        result = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        tail = " ".join(done.stderr.strip().splitlines()[-3:])[:600]
+        return False, f"the check process exited {done.returncode}: {tail}"
+    if not result.get("ok"):
+        return False, result.get("error", "unknown error")
+    shapes = ", ".join(f"{k} {v}" for k, v in sorted(result["outputs"].items()))
+    return True, f"serving_default answered {result['examples']} raw examples: {shapes}"
+
+
+def push(serving_dir: str, model_dir: str, record: dict) -> int:
+    """Copies `serving_dir` to `model_dir/<latest + 1>/` through a staging directory that TF Serving
+    ignores (not a number): the files, then the push record, then `saved_model.pb` last, then one
+    rename. Returns the version."""
+    os.makedirs(model_dir, exist_ok=True)
+    for name in os.listdir(model_dir):
+        path = os.path.join(model_dir, name)
+        # Left by a push killed midway; an hour old, so not another pusher's copy in progress.
+        if name.startswith(STAGING_PREFIX) and time.time() - os.path.getmtime(path) > STALE_STAGING_SECONDS:
+            shutil.rmtree(path, ignore_errors=True)
+    version = latest_version(model_dir) + 1
+    staging = os.path.join(model_dir, f"{STAGING_PREFIX}{version}-{os.getpid()}")
+    shutil.copytree(
+        serving_dir,
+        staging,
+        ignore=lambda d, names: [n for n in names if d == serving_dir and n in SAVED_MODEL_FILES],
+    )
+    with open(os.path.join(staging, RECORD_FILE), "w") as f:
+        json.dump({**record, "version": version}, f, indent=2)
+    for name in SAVED_MODEL_FILES:
+        if os.path.exists(os.path.join(serving_dir, name)):
+            shutil.copy2(os.path.join(serving_dir, name), os.path.join(staging, name))
+    final = os.path.join(model_dir, str(version))
+    if os.path.exists(final):
+        shutil.rmtree(staging, ignore_errors=True)
+        raise UserInputError(
+            f"{final} appeared while pushing (another pusher writes to {model_dir}?); nothing was pushed, run again"
+        )
+    os.rename(staging, final)
+    return version
+
+
+Pusher = Component(
+    name="Pusher",
+    run=run_pusher,
+    inputs={"model": Input(Model), "blessing": Input(ModelBlessing), "examples": Input(Examples)},
+    outputs={"pushed_model": PushedModel},
+    parameters=PusherParams,
+    version="1",
+)

@@ -1,0 +1,300 @@
+"""The Evaluator and the Pusher on the penguin pipeline, with real TFMA, TensorFlow and Beam: a good
+first model is blessed and pushed as version 1, a worse one is refused and leaves the serving
+directory alone, a good one after it becomes version 2, an unchanged rerun pushes nothing, and the
+smoke check refuses a model whose serving signature is broken."""
+
+import collections
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from components.evaluator_tfma import Threshold, eval_config, shared_class_order
+from components.pusher import PusherParams, run_pusher
+from pipeline import UserInputError
+from pipeline.artifacts import Model, ModelBlessing, PushedModel
+from pipeline.component import ExecutionContext
+from tests.helpers import decode_examples, quiet_run, read_tfrecords
+
+# One more mistake on the 38 eval examples than the baseline is tolerated, so that a second good
+# model is blessed even when its training (not deterministic) lands one example lower.
+TOLERANT = {"change_thresholds": {"accuracy": -0.05}}
+
+
+def build_fn_ignoring_inputs(features, params):
+    """A model that sees no feature: it learns the class prior and always predicts one class."""
+    import keras
+    import tensorflow as tf
+
+    zeros = tf.zeros_like(features["bill_length_mm"])[:, tf.newaxis]
+    return keras.layers.Dense(params["n_classes"])(zeros)
+
+
+def penguin(destination, trainer=None, evaluator=None):
+    """The penguin pipeline pushing to `destination`, with Trainer and Evaluator parameters overridden."""
+    from penguin.pipeline import create_pipeline
+
+    pipeline = create_pipeline()
+    trainer = dict(trainer or {})
+    if "build_fn" in trainer:
+        trainer["module_file"] = None
+    _override(pipeline.node("Trainer"), trainer)
+    _override(pipeline.node("Evaluator"), {**TOLERANT, **(evaluator or {})})
+    _override(pipeline.node("Pusher"), {"push_destination": destination})
+    return pipeline
+
+
+def _override(node, values):
+    params = {f: getattr(node.params, f) for f in node.params.__dataclass_fields__}
+    node.params = type(node.params)(**{**params, **values})
+
+
+def versions(destination):
+    model_dir = os.path.join(destination, "penguin")
+    return sorted(os.listdir(model_dir)) if os.path.isdir(model_dir) else []
+
+
+def outputs(result, node_id, key):
+    return result.step(node_id).outputs[key]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return tmp_path_factory.mktemp("evaluator-root")
+
+
+@pytest.fixture(scope="module")
+def destination(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("serving"))
+
+
+@pytest.fixture(scope="module")
+def first(root, destination):
+    result = quiet_run(penguin(destination), root)
+    assert result.ok, result.error
+    return result
+
+
+@pytest.fixture(scope="module")
+def worse(root, destination, first):
+    before = versions(destination)
+    result = quiet_run(penguin(destination, trainer={"build_fn": build_fn_ignoring_inputs}), root)
+    assert result.ok, result.error
+    return result, before
+
+
+@pytest.fixture(scope="module")
+def second(root, destination, worse):
+    result = quiet_run(penguin(destination, trainer={"random_seed": 1}), root)
+    assert result.ok, result.error
+    return result
+
+
+def test_first_model_is_blessed_without_baseline_and_pushed_as_version_1(first, destination):
+    model = outputs(first, "Trainer", "model")
+    blessing = outputs(first, "Evaluator", "blessing")
+    assert blessing.properties == {"blessed": 1, "current_model_id": model.id, "baseline_model_id": 0}
+    assert os.listdir(blessing.uri) == ["BLESSED"]
+    assert blessing.get("accuracy") >= 0.9 and blessing.get("example_count") == 38
+    assert blessing.get("reason").splitlines() == [
+        "BLESSED: all 1 threshold(s) passed",
+        "baseline: none (value thresholds only)",
+        f"PASS accuracy = {blessing.get('accuracy'):.4f} (needs >= 0.9)",
+    ]
+    pushed = outputs(first, "Pusher", "pushed_model")
+    version_dir = os.path.join(destination, "penguin", "1")
+    assert pushed.properties == {"pushed": 1, "pushed_destination": version_dir, "pushed_version": 1}
+    assert versions(destination) == ["1"]
+    assert {"saved_model.pb", "variables", "assets", "push_record.json"} <= set(os.listdir(version_dir))
+    with open(os.path.join(version_dir, "push_record.json")) as f:
+        assert json.load(f)["model_id"] == model.id
+    assert any("pushed model" in line and "as version 1" in line for line in first.log)
+
+
+def test_evaluation_page_shows_thresholds_slices_and_a_chart(first):
+    evaluation = outputs(first, "Evaluator", "evaluation")
+    assert evaluation.get("page") == "evaluation.html" and evaluation.get("evaluation_seconds") > 0
+    assert {"eval_config.json", "validations.tfrecord"} <= set(os.listdir(evaluation.uri))
+    page = open(os.path.join(evaluation.uri, "evaluation.html")).read()
+    assert "BLESSED" in page and "data:image/png;base64," in page
+    for text in (
+        "island=Biscoe",
+        "island=Dream",
+        "island=Torgersen",
+        "sex=female",
+        "sex=male",
+        "recall/Gentoo",
+    ):
+        assert text in page
+
+
+def test_string_labels_are_scored_against_the_models_class_names(worse):
+    """The constant model's accuracy is exactly the share of its one class in the eval split: TFMA
+    matched each string label to the right class id (not to the predicted name, as it would alone)."""
+    result, _ = worse
+    examples = outputs(result, "ExampleGen", "examples")
+    labels = [row["species"][0] for row in decode_examples(read_tfrecords(examples.split_uri("eval")))]
+    shares = {round(n / len(labels), 4) for n in collections.Counter(labels).values()}
+    assert round(outputs(result, "Evaluator", "blessing").get("accuracy"), 4) in shares
+
+
+def test_worse_model_is_not_blessed_against_the_baseline_and_the_destination_is_unchanged(
+    first, worse, destination
+):
+    result, before = worse
+    blessing = outputs(result, "Evaluator", "blessing")
+    baseline = outputs(first, "Trainer", "model")
+    assert blessing.get("blessed") == 0 and blessing.get("baseline_model_id") == baseline.id
+    assert os.listdir(blessing.uri) == ["NOT_BLESSED"]
+    assert blessing.get("baseline_accuracy") == outputs(first, "Evaluator", "blessing").get("accuracy")
+    reason = blessing.get("reason").splitlines()
+    assert reason[0] == "NOT BLESSED: 2 of 2 threshold(s) failed"
+    assert reason[1] == f"baseline: model {baseline.id}"
+    assert reason[2].startswith("FAIL accuracy = 0.") and reason[2].endswith("(needs >= 0.9)")
+    assert reason[3].startswith("FAIL accuracy change vs baseline = -0.")
+    pushed = outputs(result, "Pusher", "pushed_model")
+    assert pushed.properties == {"pushed": 0, "pushed_destination": "", "pushed_version": 0}
+    assert pushed.get("action") == "not_blessed"
+    assert versions(destination) == before == ["1"]
+    [line] = [line for line in result.log if "not pushed" in line]
+    assert "is not blessed (FAIL accuracy = 0." in line and "left unchanged" in line
+
+
+def test_good_model_after_a_refused_one_becomes_version_2(first, second, destination):
+    blessing = outputs(second, "Evaluator", "blessing")
+    assert blessing.get("blessed") == 1
+    assert (
+        blessing.get("baseline_model_id") == outputs(first, "Trainer", "model").id
+    )  # the refused one is no baseline
+    pushed = outputs(second, "Pusher", "pushed_model")
+    assert pushed.get("pushed_version") == 2 and versions(destination) == ["1", "2"]
+    assert pushed.get("pushed_destination") == os.path.join(destination, "penguin", "2")
+
+
+def test_rerun_with_nothing_changed_pushes_nothing(root, destination, second):
+    again = quiet_run(penguin(destination, trainer={"random_seed": 1}), root)
+    assert again.ok, again.error
+    assert again.step("Evaluator").status == "CACHED" and again.step("Pusher").status == "CACHED"
+    assert versions(destination) == ["1", "2"]
+
+
+def test_pusher_rerun_for_the_model_already_served_adds_no_version(root, destination, second):
+    """A new evaluation of the same model (here: other slices) makes the Pusher run again; the latest
+    version already holds this model, byte for byte, so nothing is copied."""
+    again = quiet_run(penguin(destination, trainer={"random_seed": 1}, evaluator={"slices": ((),)}), root)
+    assert again.ok, again.error
+    assert again.step("Evaluator").status == "COMPLETE" and again.step("Pusher").status == "COMPLETE"
+    pushed = outputs(again, "Pusher", "pushed_model")
+    assert pushed.get("action") == "already_pushed" and pushed.get("pushed_version") == 2
+    assert versions(destination) == ["1", "2"]
+    assert any("already served as version 2" in line for line in again.log)
+
+
+def test_pushed_model_answers_saved_model_cli_with_a_class_name(first, destination):
+    example = (
+        'examples=[{"island":["Biscoe"],"bill_length_mm":[50.0],"bill_depth_mm":[15.0],'
+        '"flipper_length_mm":[220],"body_mass_g":[5500],"sex":["male"],"year":[2009]}]'
+    )
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    done = subprocess.run(
+        [cli, "run", "--dir", os.path.join(destination, "penguin", "1"), "--tag_set", "serve"]
+        + ["--signature_def", "serving_default", "--input_examples", example],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Result for output key classes:\n[b'Gentoo']" in done.stdout
+
+
+def _broken_model(path, kind):
+    """A SavedModel whose serving_default raises when called, or does not take `examples`."""
+    import tensorflow as tf
+
+    class Broken(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def raises(self, examples):
+            tf.debugging.assert_equal(tf.size(examples), -1, message="this model is broken on purpose")
+            return {"scores": tf.zeros([tf.size(examples), 3])}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+        def takes_numbers(self, numbers):
+            return {"scores": tf.stack([numbers, numbers], axis=1)}
+
+    module = Broken()
+    signature = module.raises if kind == "raises" else module.takes_numbers
+    tf.saved_model.save(
+        module, os.path.join(path, "Format-Serving"), signatures={"serving_default": signature}
+    )
+
+
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("raises", "this model is broken on purpose"),
+        ("takes_numbers", "serving_default takes ['numbers'], not one string tensor 'examples'"),
+    ],
+)
+def test_smoke_check_refuses_a_model_whose_signature_is_broken(tmp_path, first, kind, expected):
+    _broken_model(str(tmp_path / "model"), kind)
+    model = Model(str(tmp_path / "model"), id=10_000)
+    blessing = ModelBlessing(
+        str(tmp_path / "blessing"), id=10_001, properties={"blessed": 1, "current_model_id": 10_000}
+    )
+    pushed = PushedModel(str(tmp_path / "pushed"))
+    os.makedirs(pushed.uri)
+    lines = []
+    ctx = ExecutionContext("penguin", str(tmp_path), "Pusher", 1, "test-run", log=lines.append)
+    destination = str(tmp_path / "serving")
+    examples = outputs(first, "ExampleGen", "examples")
+    run_pusher(ctx, PusherParams(push_destination=destination), model, blessing, examples, pushed)
+    assert pushed.properties == {"pushed": 0, "pushed_destination": "", "pushed_version": 0}
+    assert pushed.get("action") == "smoke_check_failed" and expected in pushed.get("reason")
+    assert not os.path.exists(os.path.join(destination, "penguin", "1"))
+    [line] = lines
+    assert line.startswith("not pushed: the smoke check of model 10000 failed:") and expected in line
+
+
+def test_class_order_is_shared_and_a_wrong_vocabulary_is_refused():
+    import numpy as np
+
+    outputs = {
+        "classes": np.array([b"b", b"a"]),
+        "class_ids": np.array([0, 1]),
+        "scores": np.array([[0.7, 0.3], [0.2, 0.8]]),
+    }
+    shared = shared_class_order(outputs, "candidate", ["b", "a"], ["a", "b"])
+    assert shared["scores"].tolist() == [[0.3, 0.7], [0.8, 0.2]]
+    assert shared["class_ids"].tolist() == [1, 0]
+    assert shared["all_classes"].tolist() == [[b"a", b"b"], [b"a", b"b"]]
+    with pytest.raises(
+        ValueError, match=r"candidate model: its label vocabulary \['a', 'b'\] does not match"
+    ):
+        shared_class_order(outputs, "candidate", ["a", "b"], ["a", "b"])
+
+
+def test_threshold_on_an_unknown_metric_names_the_metrics_there_are():
+    with pytest.raises(
+        UserInputError, match=r"unknown metric 'recall/Emperor'; metrics for this model: .*recall/Gentoo"
+    ):
+        eval_config(
+            "species",
+            "serving_default",
+            [()],
+            ["Adelie", "Gentoo"],
+            [Threshold("recall/Emperor", "value", 0.5)],
+            False,
+        )
+
+
+def test_two_class_models_get_auc_per_class():
+    config = eval_config(
+        "label", "serving_default", [()], ["no", "yes"], [Threshold("auc/yes", "value", 0.8)], False
+    )
+    per_class = [spec for spec in config.metrics_specs if spec.binarize.class_ids.values]
+    assert [[m.class_name for m in spec.metrics] for spec in per_class] == [
+        ["Precision", "Recall", "AUC"]
+    ] * 2
+    [auc_yes] = [m for m in per_class[1].metrics if m.class_name == "AUC"]
+    assert auc_yes.per_slice_thresholds[0].threshold.value_threshold.lower_bound.value == 0.8
