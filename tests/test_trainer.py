@@ -100,7 +100,7 @@ def test_killed_training_resumes_in_the_next_run(root, default_run):
     script = textwrap.dedent(f"""
         from tests.test_trainer import penguin
         from pipeline.local_runner import RunOptions, run_pipeline
-        run_pipeline(penguin({str(root)!r}, train_steps=3000, eval_every_steps=20,
+        run_pipeline(penguin({str(root)!r}, train_steps=300, eval_every_steps=20,
                              early_stopping_patience=1000), RunOptions({str(root)!r}, log=lambda m: print(m, flush=True)))
     """)
     child = subprocess.Popen(
@@ -112,7 +112,7 @@ def test_killed_training_resumes_in_the_next_run(root, default_run):
     child.send_signal(signal.SIGKILL)
     child.wait()
     result = quiet_run(
-        penguin(root, train_steps=3000, eval_every_steps=20, early_stopping_patience=1000), root
+        penguin(root, train_steps=300, eval_every_steps=20, early_stopping_patience=1000), root
     )
     assert result.ok, result.error
     log = "\n".join(result.log)
@@ -120,7 +120,7 @@ def test_killed_training_resumes_in_the_next_run(root, default_run):
     assert resumed and int(resumed.group(1)) >= 100
     assert "was interrupted; marked FAILED" in log
     model = result.step("Trainer").outputs["model"]
-    assert model.get("resumed_from") == int(resumed.group(1)) and model.get("last_step") == 3000
+    assert model.get("resumed_from") == int(resumed.group(1)) and model.get("last_step") == 300
     store = MetadataStore(os.path.join(root, "metadata.sqlite"))
     executions = sorted(
         store.mlmd.get_executions_by_context(store.pipeline_runs("penguin")[0].id), key=lambda e: e.id
