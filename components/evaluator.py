@@ -122,6 +122,13 @@ def run_evaluator(
     results = tfma_side.read_results(evaluation.uri, class_names, thresholds)
     _record(evaluation, blessing, model, baseline, results, round(seconds, 3))
     write_page(os.path.join(evaluation.uri, PAGE_FILE), results, model, baseline, class_names)
+    _log_outcome(ctx, params, results, blessing, seconds)
+
+
+def _log_outcome(ctx: ExecutionContext, params: EvaluatorParams, results, blessing, seconds: float) -> None:
+    for features in params.slices:
+        if tuple(sorted(features)) not in results.sliced_by:
+            ctx.log(f"slice by {', '.join(features)}: no eval example has these features; check the names")
     for verdict in results.verdicts:
         ctx.log(verdict.line())
     ctx.log(f"{blessing.custom_properties['reason'].splitlines()[0]} (TFMA took {seconds:.1f} s)")

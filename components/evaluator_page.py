@@ -77,8 +77,8 @@ def _chart(results: Results, slices: list[str], class_names: list[str], with_bas
     for verdict in results.verdicts:
         if verdict.threshold.metric == "accuracy" and verdict.threshold.kind == "value":
             axes[0].axvline(verdict.threshold.bound, color="#C44E52", linestyle="--", label="threshold")
-    axes[0].legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80)
     plt.close(fig)
@@ -94,13 +94,13 @@ def _metrics_table(results: Results, slices: list[str], with_baseline: bool) -> 
     )
 
     def cell(metric: str, slice_name: str) -> str:
-        text = _number(results.value(metric, CANDIDATE, slice_name))
-        if with_baseline:
-            base = _number(results.value(metric, BASELINE, slice_name))
+        value = results.value(metric, CANDIDATE, slice_name)
+        base = results.value(metric, BASELINE, slice_name)
+        text = _number(value)
+        if with_baseline and not (math.isnan(value) and math.isnan(base)):
             change = results.value(metric, "change", slice_name)
-            text += (
-                f"<br><small>baseline {base}, {'&ndash;' if math.isnan(change) else f'{change:+.4f}'}</small>"
-            )
+            shown = "&ndash;" if math.isnan(change) else f"{change:+.4f}"
+            text += f"<br><small>baseline {_number(base)}, {shown}</small>"
         return f"<td>{text}</td>"
 
     header = "".join(f"<th>{html.escape(m)}</th>" for m in metrics)

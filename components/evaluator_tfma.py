@@ -32,7 +32,6 @@ from pipeline.errors import UserInputError
 
 CANDIDATE, BASELINE = "candidate", "baseline"
 OVERALL = "Overall"
-PER_CLASS = ("precision", "recall")
 SERVING_DIR = "Format-Serving"
 
 
@@ -61,11 +60,12 @@ class Verdict:
 @dataclass
 class Results:
     """Metrics as `{(slice, model): {metric: value}}` (diffs under model "change"), the verdicts,
-    and TFMA's own decision."""
+    TFMA's own decision, and the feature sets of the slices found (sorted tuples)."""
 
     metrics: dict[tuple[str, str], dict[str, float]]
     verdicts: list[Verdict]
     validation_ok: bool
+    sliced_by: set[tuple[str, ...]]
 
     def value(self, metric: str, model: str = CANDIDATE, slice_name: str = OVERALL) -> float:
         return self.metrics.get((slice_name, model), {}).get(metric, math.nan)
@@ -87,12 +87,18 @@ def label_vocabulary(model_uri: str, vocabulary: str) -> list[str]:
         return [line.rstrip("\n") for line in f if line.strip()]
 
 
+def per_class_metrics(class_names: Sequence[str]) -> dict[str, str]:
+    """Our per-class metric names -> TFMA's metric classes; AUC for two-class models only."""
+    metrics = {"precision": "Precision", "recall": "Recall"}
+    if len(class_names) == 2:
+        metrics["auc"] = "AUC"
+    return metrics
+
+
 def metric_names(class_names: Sequence[str]) -> list[str]:
     """Every metric an evaluation reports, for a model with these classes."""
-    names = ["example_count", "accuracy"]
-    for metric in (*PER_CLASS, *(("auc",) if len(class_names) == 2 else ())):
-        names += [f"{metric}/{c}" for c in class_names]
-    return names
+    per_class = per_class_metrics(class_names)
+    return ["example_count", "accuracy", *(f"{m}/{c}" for m in per_class for c in class_names)]
 
 
 def eval_config(
@@ -128,13 +134,13 @@ def eval_config(
             ]
         )
     ]
-    per_class = {"precision": "Precision", "recall": "Recall"}
-    if len(class_names) == 2:
-        per_class["auc"] = "AUC"
     for class_id, name in enumerate(class_names):
         specs.append(
             cfg.MetricsSpec(
-                metrics=[metric(tfma_class, f"{key}/{name}") for key, tfma_class in per_class.items()],
+                metrics=[
+                    metric(tfma_class, f"{key}/{name}")
+                    for key, tfma_class in per_class_metrics(class_names).items()
+                ],
                 binarize=cfg.BinarizationOptions(class_ids={"values": [class_id]}),
             )
         )
@@ -283,9 +289,29 @@ def read_results(output_path: str, class_names: Sequence[str], thresholds: Seque
     """TFMA's metrics and validation from `output_path`, in the Evaluator's metric names."""
     import tensorflow_model_analysis as tfma
 
+    metrics, sliced_by = _read_metrics(output_path, class_names)
+    validation = tfma.load_validation_result(output_path)
+    failed = {
+        _failure_id(f) for per_slice in validation.metric_validations_per_slice for f in per_slice.failures
+    }
+    verdicts = []
+    for t in thresholds:
+        model = CANDIDATE if t.kind == "value" else "change"
+        value = metrics.get((OVERALL, model), {}).get(t.metric, math.nan)
+        name, class_id = parse_metric(t.metric, class_names)
+        verdicts.append(Verdict(t, value, (name, class_id, t.kind == "change") not in failed))
+    return Results(metrics, verdicts, validation.validation_ok, sliced_by)
+
+
+def _read_metrics(output_path: str, class_names: Sequence[str]):
+    """`{(slice, model): {metric: value}}` and the slices' feature sets."""
+    import tensorflow_model_analysis as tfma
+
     metrics: dict[tuple[str, str], dict[str, float]] = {}
+    sliced_by = set()
     for record in tfma.load_metrics(output_path):
         slice_name = _slice_name(record.slice_key)
+        sliced_by.add(tuple(sorted(k.column for k in record.slice_key.single_slice_keys)))
         for entry in record.metric_keys_and_values:
             key = entry.key
             model = "change" if key.is_diff else (key.model_name or CANDIDATE)
@@ -293,20 +319,7 @@ def read_results(output_path: str, class_names: Sequence[str], thresholds: Seque
             if key.sub_key.HasField("class_id"):
                 name = f"{name}/{class_names[key.sub_key.class_id.value]}"
             metrics.setdefault((slice_name, model), {})[name] = entry.value.double_value.value
-    validation = tfma.load_validation_result(output_path)
-    failed = {
-        _failure_id(f)
-        for slice_result in validation.metric_validations_per_slice
-        for f in slice_result.failures
-    }
-    verdicts = []
-    for t in thresholds:
-        value = metrics.get((OVERALL, CANDIDATE if t.kind == "value" else "change"), {}).get(
-            t.metric, math.nan
-        )
-        name, class_id = parse_metric(t.metric, class_names)
-        verdicts.append(Verdict(t, value, (name, class_id, t.kind == "change") not in failed))
-    return Results(metrics, verdicts, validation.validation_ok)
+    return metrics, sliced_by
 
 
 def _failure_id(failure) -> tuple[str, int | None, bool]:

@@ -183,13 +183,15 @@ def test_rerun_with_nothing_changed_pushes_nothing(root, destination, second):
 def test_pusher_rerun_for_the_model_already_served_adds_no_version(root, destination, second):
     """A new evaluation of the same model (here: other slices) makes the Pusher run again; the latest
     version already holds this model, byte for byte, so nothing is copied."""
-    again = quiet_run(penguin(destination, trainer={"random_seed": 1}, evaluator={"slices": ((),)}), root)
+    slices = ((), ("islnd",))
+    again = quiet_run(penguin(destination, trainer={"random_seed": 1}, evaluator={"slices": slices}), root)
     assert again.ok, again.error
     assert again.step("Evaluator").status == "COMPLETE" and again.step("Pusher").status == "COMPLETE"
     pushed = outputs(again, "Pusher", "pushed_model")
     assert pushed.get("action") == "already_pushed" and pushed.get("pushed_version") == 2
     assert versions(destination) == ["1", "2"]
     assert any("already served as version 2" in line for line in again.log)
+    assert any("slice by islnd: no eval example has these features" in line for line in again.log)
 
 
 def test_pushed_model_answers_saved_model_cli_with_a_class_name(first, destination):
@@ -254,6 +256,16 @@ def test_smoke_check_refuses_a_model_whose_signature_is_broken(tmp_path, first, 
     assert not os.path.exists(os.path.join(destination, "penguin", "1"))
     [line] = lines
     assert line.startswith("not pushed: the smoke check of model 10000 failed:") and expected in line
+
+
+def test_pusher_refuses_a_blessing_of_another_model(tmp_path):
+    model = Model(str(tmp_path / "model"), id=7)
+    blessing = ModelBlessing(
+        str(tmp_path / "blessing"), id=9, properties={"blessed": 1, "current_model_id": 8}
+    )
+    ctx = ExecutionContext("penguin", str(tmp_path), "Pusher", 1, "test-run")
+    with pytest.raises(UserInputError, match=r"the blessing 9 is for model 8, not model 7; give the Pusher"):
+        run_pusher(ctx, PusherParams(), model, blessing, None, PushedModel(str(tmp_path / "pushed")))
 
 
 def test_class_order_is_shared_and_a_wrong_vocabulary_is_refused():
