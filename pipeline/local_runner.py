@@ -227,9 +227,14 @@ class _NodeRunner:
         if found is None:
             return None
         execution, outputs = found
-        damaged = [problem for a in outputs.values() if (problem := damage(a))]
+        damaged = [(a, problem) for a in outputs.values() if (problem := damage(a))]
+        for artifact, problem in damaged:
+            self.store.abandon_artifact(artifact.id, f"found by run {self.run_id}: {problem}")
         if damaged:
-            self.options.log(f"      cache miss: an output of execution {execution.id} {damaged[0]}")
+            self.options.log(
+                f"      cache miss: an output of execution {execution.id} {damaged[0][1]}; "
+                f"{damaged[0][0].TYPE_NAME} #{damaged[0][0].id} is marked ABANDONED and will be rebuilt"
+            )
             return None
         return execution.id, outputs, custom(execution, "blocked", "")
 

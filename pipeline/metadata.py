@@ -261,6 +261,13 @@ class MetadataStore:
             return None
         return executions[0], outputs
 
+    def abandon_artifact(self, artifact_id: int, reason: str) -> None:
+        """Marks a published artifact ABANDONED (its files are no longer what was recorded)."""
+        [proto] = self.mlmd.get_artifacts_by_id([artifact_id])
+        proto.state = pb.Artifact.ABANDONED
+        set_value(proto.custom_properties["abandoned"], reason)
+        self.mlmd.put_artifacts([proto])
+
     def live_artifacts(self, cls: type[Artifact], pipeline_name: str, condition: str = "") -> list[Artifact]:
         """LIVE artifacts of a type in a pipeline, oldest first; `condition` is an extra MLMD
         filter-query clause, such as `properties.span.int_value < 2009`."""

@@ -115,6 +115,9 @@ def test_damaged_outputs_are_a_cache_miss_and_rebuilt(tmp_path):
     second = run_pipeline(toy_pipeline(), options)
     assert [s.status for s in second.steps] == ["COMPLETE", "COMPLETE"]  # a new artifact downstream too
     assert any("cache miss: an output of execution" in line and "changed on disk" in line for line in lines)
+    store = store_of(tmp_path)
+    [damaged] = store.artifacts_by_id([first.step("Write").outputs["examples"].id])
+    assert damaged.state == "ABANDONED" and "changed on disk" in damaged.get("abandoned")
 
 
 def test_failure_is_recorded_and_stops_downstream(tmp_path):

@@ -1,0 +1,175 @@
+"""Reliability of `runner.py run` as cron runs it: SIGKILL in the middle of each component, and bad
+input across the pipeline. After each: metadata truthful, nothing damaged, the last good model
+still in service."""
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pipeline.local_runner import damage
+from pipeline.metadata import MetadataStore, state_name
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMPONENTS = [
+    "ExampleGen",
+    "StatisticsGen",
+    "ExampleValidator",
+    "Transform",
+    "Trainer",
+    "Evaluator",
+    "Pusher",
+]
+
+
+def runner(root, *args, check=True, data=None):
+    extra = ["--data", data] if data else []
+    done = subprocess.run(
+        [sys.executable, "runner.py", "--pipeline-root", str(root), "run", *extra, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"run exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """A pipeline root with one complete run (and, when the pipeline pushes, a model in service)."""
+    path = tmp_path_factory.mktemp("reliability")
+    runner(path)
+    return path
+
+
+def pushed_model_dirs(root) -> list[str]:
+    serving = os.path.join(root, "serving")
+    return sorted(os.path.join(dp, d) for dp, dirs, _ in os.walk(serving) for d in dirs if d.isdigit())
+
+
+def assert_truthful_and_serving(root) -> None:
+    store = MetadataStore(os.path.join(root, "metadata.sqlite"))
+    assert not [e.id for e in store.mlmd.get_executions() if state_name(e) == "RUNNING"]
+    live = [a for a in store.artifacts_by_id([a.id for a in store.mlmd.get_artifacts()]) if a.state == "LIVE"]
+    assert live and not [(a.id, damage(a)) for a in live if damage(a)]
+    for version in pushed_model_dirs(root):
+        assert os.path.exists(os.path.join(version, "saved_model.pb")), version
+    if pushed_model_dirs(root):
+        serve_latest(pushed_model_dirs(root)[-1])
+
+
+def serve_latest(model_dir: str) -> None:
+    script = (
+        "import sys, tensorflow as tf\n"
+        "m = tf.saved_model.load(sys.argv[1])\n"
+        "f = {'island': b'Biscoe', 'sex': b'female'}\n"
+        "e = tf.train.Example(features=tf.train.Features(feature={k: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v])) for k, v in f.items()}))\n"
+        "out = m.signatures['serving_default'](examples=tf.constant([e.SerializeToString()]))\n"
+        "print('served', out['classes'].numpy()[0].decode())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, model_dir], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0 and "served" in done.stdout, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+def test_sigkill_during_a_component_then_the_next_run_completes(root, component):
+    before = pushed_model_dirs(root)
+    child = subprocess.Popen(
+        [sys.executable, "runner.py", "--pipeline-root", str(root), "run", "--no-cache"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    started = False
+    for line in child.stdout:
+        if line.rstrip().endswith(f"] {component}"):
+            started = True
+            break
+    if not started:
+        child.wait()
+        pytest.skip(f"the pipeline has no step {component}")
+    time.sleep(random.Random(component).uniform(0.0, 2.0))
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+
+    done = runner(root)
+    assert "COMPLETE in" in done.stdout
+    assert_truthful_and_serving(root)
+    assert pushed_model_dirs(root)[: len(before)] == before  # versions in service never replaced
+
+
+def test_empty_span_is_refused_and_the_model_stays(root, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(os.path.join(REPO, "data", "penguins"), data)
+    os.makedirs(data / "span-2010")
+    with open(data / "span-2010" / "penguins.csv", "w") as f:
+        f.write("species,island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex,year\n")
+    before = pushed_model_dirs(root)
+    done = runner(root, check=False, data=str(data / "span-{SPAN}" / "*.csv"))
+    assert done.returncode == 1 and "span 2010 has no data rows" in done.stderr
+    assert pushed_model_dirs(root) == before
+    assert_truthful_and_serving(root)
+
+
+def test_span_with_a_new_column_is_stopped_by_the_gate(root, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(os.path.join(REPO, "data", "penguins"), data)
+    os.makedirs(data / "span-2010")
+    with open(os.path.join(REPO, "data", "penguins", "span-2009", "penguins.csv")) as f:
+        header, *rows = f.read().splitlines()
+    with open(data / "span-2010" / "penguins.csv", "w") as f:
+        f.write("\n".join([header + ",tag", *(r.replace(",2009", ",2010") + ",x" for r in rows)]) + "\n")
+    before = pushed_model_dirs(root)
+    done = runner(root, check=False, data=str(data / "span-{SPAN}" / "*.csv"))
+    assert done.returncode == 1 and "new_column: feature 'tag'" in done.stderr
+    assert pushed_model_dirs(root) == before
+    assert_truthful_and_serving(root)
+
+
+def test_truncated_examples_are_rebuilt_not_used(root):
+    store = MetadataStore(os.path.join(root, "metadata.sqlite"))
+    from pipeline.artifacts import Examples
+
+    raw = [
+        a
+        for a in store.live_artifacts(Examples, "penguin")
+        if "/ExampleGen/" in a.uri and a.get("span") == 2009
+    ][-1]
+    shard = sorted(os.listdir(raw.split_uri("train")))[0]
+    path = os.path.join(raw.split_uri("train"), shard)
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    done = runner(root)
+    assert "cache miss: an output of execution" in done.stdout and "changed on disk" in done.stdout
+    assert_truthful_and_serving(root)
+
+
+def test_module_with_a_syntax_error_names_file_and_line(root, tmp_path):
+    from penguin.pipeline import PREPROCESSING_MODULE
+
+    broken = tmp_path / "module.py"
+    broken.write_text(open(PREPROCESSING_MODULE).read() + "\ndef oops(:\n")
+    script = (
+        "import sys, penguin.pipeline as p\n"
+        f"p.PREPROCESSING_MODULE = {str(broken)!r}\n"
+        "import runner\n"
+        f"sys.exit(runner.main(['--pipeline-root', {str(root)!r}, 'run']))\n"
+    )
+    before = pushed_model_dirs(root)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 1
+    assert f"{broken}, line " in done.stderr and "syntax error" in done.stderr
+    assert pushed_model_dirs(root) == before
+    assert_truthful_and_serving(root)
