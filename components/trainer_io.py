@@ -11,7 +11,6 @@ import os
 
 import tensorflow as tf
 
-
 CACHE_BYTES = 256 << 20
 CACHE_EXPANSION = 6  # serialized records take about this many times their gzipped size
 
