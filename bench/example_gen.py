@@ -2,39 +2,43 @@
 
     python -m bench.example_gen [--sizes 10000,100000,1000000] [--out bench/results/example_gen.json]
 
-Each size runs `runner.py run --no-cache` in a fresh process on a fresh pipeline root, so the
+Each size runs ImportSchemaGen and ExampleGen in a fresh process on a fresh pipeline root, so the
 figures include start-up, exactly as a user would wait. Prints a table and writes JSON.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import re
 import sys
 import tempfile
 
 from bench.generate import generate
-from bench.measure import run_measured
+from bench.measure import run_measured, write_results
+from bench.transform import STEP_LINE
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def bench_size(rows: int, workdir: str) -> dict:
+    """ImportSchemaGen -> ExampleGen alone, in a fresh process (bench.transform's child mode)."""
     data = os.path.join(workdir, f"rows-{rows}", "span-1")
     os.makedirs(data, exist_ok=True)
     generate(rows, os.path.join(data, "penguins.csv"))
     pattern = os.path.join(workdir, f"rows-{rows}", "span-{SPAN}", "*.csv")
-    root = os.path.join(workdir, f"root-{rows}")
-    seconds, peak, output = run_measured(
-        [sys.executable, "runner.py", "--pipeline-root", root, "run", "--data", pattern, "--no-cache"], REPO
-    )
-    match = re.search(r"ExampleGen\s+COMPLETE\s+\d+\s+([\d.]+)", output)
-    if not match:
+    child = [
+        sys.executable,
+        "-m",
+        "bench.transform",
+        "--child",
+        os.path.join(workdir, f"root-{rows}"),
+        pattern,
+    ]
+    seconds, peak, output = run_measured(child, REPO)
+    steps = {name: (status, float(s)) for name, status, s in STEP_LINE.findall(output)}
+    if steps.get("ExampleGen", ("",))[0] != "COMPLETE":
         raise SystemExit(f"ExampleGen did not complete at {rows} rows:\n{output[-3000:]}")
-    step = float(match.group(1))
+    step = steps["ExampleGen"][1]
     return {
         "rows": rows,
         "step_seconds": step,
@@ -59,21 +63,7 @@ def main() -> None:
                 f"process {r['total_seconds']:7.1f} s  peak RSS {r['peak_rss_mb']:>6} MB",
                 flush=True,
             )
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(
-            {
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                },
-                "results": results,
-            },
-            f,
-            indent=2,
-        )
-    print(f"written to {args.out}")
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":

@@ -46,3 +46,15 @@ def run_measured(command: list[str], cwd: str, env: dict | None = None) -> tuple
         time.sleep(0.1)
     reader.join()
     return time.monotonic() - started, peak, "".join(output)
+
+
+def write_results(path: str, results: list) -> None:
+    """Writes the results as JSON with the machine they were measured on, and says where."""
+    import json
+    import platform
+
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"machine": machine, "results": results}, f, indent=2)
+    print(f"written to {path}")

@@ -10,15 +10,13 @@ from sampling the whole process tree (Beam workers included). Prints a table and
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import re
 import sys
 import tempfile
 
 from bench.generate import generate
-from bench.measure import run_measured
+from bench.measure import run_measured, write_results
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEP_LINE = re.compile(r"^(\w+)\s+(COMPLETE|CACHED|FAILED|BLOCKED|SKIPPED)\s+(\d*)\s+([\d.]+)", re.M)
@@ -68,21 +66,7 @@ def main() -> None:
             for name, step in result["steps"].items():
                 rate = f"{step['rows_per_second']:>9} rows/s" if step["rows_per_second"] else ""
                 print(f"    {name:<18} {step['status']:<9} {step['seconds']:7.1f} s  {rate}", flush=True)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(
-            {
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                },
-                "results": results,
-            },
-            f,
-            indent=2,
-        )
-    print(f"written to {args.out}")
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":

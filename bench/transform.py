@@ -12,16 +12,14 @@ Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import re
 import subprocess
 import sys
 import tempfile
 
 from bench.generate import generate
-from bench.measure import run_measured
+from bench.measure import run_measured, write_results
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PENGUIN_MODULE = os.path.join(REPO, "penguin", "module.py")
@@ -103,11 +101,7 @@ def main() -> None:
                 f"process {r['total_seconds']:7.1f} s  peak RSS {r['peak_rss_mb']:>6} MB",
                 flush=True,
             )
-    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({"machine": machine, "results": results}, f, indent=2)
-    print(f"written to {args.out}")
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":
