@@ -11,10 +11,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 
 from bench.generate import generate
-from bench.measure import run_measured, write_results
+from bench.measure import run_measured, run_sizes, write_results
 from bench.transform import STEP_LINE
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,16 +52,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--out", default=os.path.join(REPO, "bench", "results", "example_gen.json"))
     args = parser.parse_args()
-    results = []
-    with tempfile.TemporaryDirectory() as workdir:
-        for rows in map(int, args.sizes.split(",")):
-            results.append(bench_size(rows, workdir))
-            r = results[-1]
-            print(
-                f"{r['rows']:>9} rows  step {r['step_seconds']:7.1f} s  {r['rows_per_second']:>9} rows/s  "
-                f"process {r['total_seconds']:7.1f} s  peak RSS {r['peak_rss_mb']:>6} MB",
-                flush=True,
-            )
+    results = run_sizes(args.sizes, bench_size, "ExampleGen")
     write_results(args.out, results)
 
 

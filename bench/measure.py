@@ -58,3 +58,21 @@ def write_results(path: str, results: list) -> None:
     with open(path, "w") as f:
         json.dump({"machine": machine, "results": results}, f, indent=2)
     print(f"written to {path}")
+
+
+def run_sizes(sizes: str, bench_size, step_name: str) -> list[dict]:
+    """Calls `bench_size(rows, workdir)` for each comma-separated size in one temporary
+    directory, printing a line per size; returns the results."""
+    import tempfile
+
+    results = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for rows in map(int, sizes.split(",")):
+            r = bench_size(rows, workdir)
+            results.append(r)
+            print(
+                f"{r['rows']:>9} rows  {step_name} {r['step_seconds']:7.1f} s  {r['rows_per_second']:>9} rows/s  "
+                f"process {r['total_seconds']:7.1f} s  peak RSS {r['peak_rss_mb']:>6} MB",
+                flush=True,
+            )
+    return results

@@ -16,10 +16,9 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 
 from bench.generate import generate
-from bench.measure import run_measured, write_results
+from bench.measure import run_measured, run_sizes, write_results
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PENGUIN_MODULE = os.path.join(REPO, "penguin", "module.py")
@@ -91,16 +90,7 @@ def main() -> None:
     if args.child:
         run_child(*args.child, args.with_transform)
         return
-    results = []
-    with tempfile.TemporaryDirectory() as workdir:
-        for rows in map(int, args.sizes.split(",")):
-            results.append(bench_size(rows, workdir))
-            r = results[-1]
-            print(
-                f"{r['rows']:>9} rows  Transform {r['step_seconds']:7.1f} s  {r['rows_per_second']:>7} rows/s  "
-                f"process {r['total_seconds']:7.1f} s  peak RSS {r['peak_rss_mb']:>6} MB",
-                flush=True,
-            )
+    results = run_sizes(args.sizes, bench_size, "Transform")
     write_results(args.out, results)
 
 
