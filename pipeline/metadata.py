@@ -187,8 +187,31 @@ class MetadataStore:
             for key, artifact in inputs.items()
             if artifact is not None
         ]
-        execution_id, _, _ = self.mlmd.put_execution(execution, pairs, contexts.all())
+        execution_id, _ = self._put_execution(execution, pairs, contexts)
         return execution_id
+
+    def _put_execution(
+        self, execution: pb.Execution, pairs: list, contexts: Contexts
+    ) -> tuple[int, list[int]]:
+        """put_execution, checked. On PostgreSQL, two processes attributing the same artifact to the
+        same context at once can make MLMD roll the write back without raising; so the write is
+        read back and, if it did not land, made again (the attribution then exists)."""
+        for attempt in range(6):
+            try:
+                execution_id, artifact_ids, _ = self.mlmd.put_execution(execution, pairs, contexts.all())
+            except (mlmd_errors.AlreadyExistsError, mlmd_errors.AbortedError, mlmd_errors.InternalError):
+                execution_id, artifact_ids = None, []
+            stored = self.mlmd.get_executions_by_id([execution_id]) if execution_id else []
+            if (
+                stored
+                and stored[0].last_known_state == execution.last_known_state
+                and (len(artifact_ids) == len(pairs) == len(self.mlmd.get_artifacts_by_id(artifact_ids)))
+            ):
+                return execution_id, artifact_ids
+            time.sleep(0.1 * (attempt + 1))
+        raise RuntimeError(
+            f"could not record execution {execution.id or '(new)'} in {self.spec} after 6 attempts"
+        )
 
     def update_execution(self, execution_id: int, **props: Any) -> None:
         [execution] = self.mlmd.get_executions_by_id([execution_id])
@@ -208,7 +231,7 @@ class MetadataStore:
         for key, artifact in outputs.items():
             artifact.state = "LIVE"
             pairs.append((self._to_proto(artifact), _event(pb.Event.OUTPUT, key)))
-        _, artifact_ids, _ = self.mlmd.put_execution(execution, pairs, contexts.all())
+        _, artifact_ids = self._put_execution(execution, pairs, contexts)
         for artifact, artifact_id in zip(outputs.values(), artifact_ids):
             artifact.id = artifact_id
 
@@ -221,7 +244,7 @@ class MetadataStore:
         for key, value in props.items():
             set_value(execution.custom_properties[key], value)
         pairs = [(self._existing(a), _event(pb.Event.OUTPUT, key)) for key, a in outputs.items()]
-        self.mlmd.put_execution(execution, pairs, contexts.all())
+        self._put_execution(execution, pairs, contexts)
 
     def fail_execution(self, execution_id: int, error: str, **props: Any) -> None:
         [execution] = self.mlmd.get_executions_by_id([execution_id])
