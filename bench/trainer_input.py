@@ -70,12 +70,13 @@ def main() -> None:
         }
         spec = tft_output.transformed_feature_spec()
         real = input_fn(examples, "train", spec, "species", args.batch_size, True)
-        batches = list(real().take(args.steps + 100))
-        features = {k: tf.concat([b[0][k] for b in batches], 0) for k in batches[0][0]}
-        labels = tf.concat([b[1] for b in batches], 0)
+        # The same batches, already parsed and stacked in memory: each element is a whole batch.
+        batches = list(real().take(200))
+        features = {k: tf.stack([b[0][k] for b in batches]) for k in batches[0][0]}
+        labels = tf.stack([b[1] for b in batches])
 
         def memory():
-            return tf.data.Dataset.from_tensor_slices((features, labels)).repeat().batch(args.batch_size)
+            return tf.data.Dataset.from_tensor_slices((features, labels)).repeat()
 
         rates = {}
         for name, fn in (("input pipeline", real), ("memory", memory)):
