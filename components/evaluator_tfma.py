@@ -14,12 +14,13 @@ and the baseline even if their vocabularies are ordered differently. It checks e
 corrupting metrics.
 
 Metric names, as the Evaluator's parameters and reports use them: `example_count`, `accuracy`,
-`precision/<class>`, `recall/<class>` (one class against the rest, probability >= 0.5) and, for
-two-class models, `auc/<class>`.
+`precision/<class>`, `recall/<class>` (the predicted class is the one with the highest score; see
+`evaluator_metrics`) and, for two-class models, `auc/<class>`.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -87,11 +88,16 @@ def label_vocabulary(model_uri: str, vocabulary: str) -> list[str]:
         return [line.rstrip("\n") for line in f if line.strip()]
 
 
-def per_class_metrics(class_names: Sequence[str]) -> dict[str, str]:
-    """Our per-class metric names -> TFMA's metric classes; AUC for two-class models only."""
-    metrics = {"precision": "Precision", "recall": "Recall"}
+OUR_METRICS = "components.evaluator_metrics"
+
+
+def per_class_metrics(class_names: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Our per-class metric names -> (metric class, its module; "" for TFMA's own). Precision and
+    recall come from the shared confusion matrix of `evaluator_metrics`; AUC, for two-class models
+    only, is TFMA's."""
+    metrics = {"precision": ("ClassPrecision", OUR_METRICS), "recall": ("ClassRecall", OUR_METRICS)}
     if len(class_names) == 2:
-        metrics["auc"] = "AUC"
+        metrics["auc"] = ("AUC", "")
     return metrics
 
 
@@ -121,16 +127,21 @@ def eval_config(
         )
     checks = _metric_thresholds(thresholds, class_names)
 
-    def metric(class_name: str, name: str, config: str = ""):
+    ours = json.dumps({"class_names": list(class_names)})[1:-1]
+
+    def metric(class_name: str, name: str, module: str = ""):
         return cfg.MetricConfig(
-            class_name=class_name, config=config, per_slice_thresholds=checks.get(name, [])
+            class_name=class_name,
+            module=module,
+            config=ours if module == OUR_METRICS else "",
+            per_slice_thresholds=checks.get(name, []),
         )
 
     specs = [
         cfg.MetricsSpec(
             metrics=[
                 metric("ExampleCount", "example_count"),
-                metric("SparseCategoricalAccuracy", "accuracy", '"name": "accuracy"'),
+                metric("MulticlassAccuracy", "accuracy", OUR_METRICS),
             ]
         )
     ]
@@ -138,8 +149,8 @@ def eval_config(
         specs.append(
             cfg.MetricsSpec(
                 metrics=[
-                    metric(tfma_class, f"{key}/{name}")
-                    for key, tfma_class in per_class_metrics(class_names).items()
+                    metric(metric_class, f"{key}/{name}", module)
+                    for key, (metric_class, module) in per_class_metrics(class_names).items()
                 ],
                 binarize=cfg.BinarizationOptions(class_ids={"values": [class_id]}),
             )
@@ -201,7 +212,8 @@ def run_tfma(
     """Evaluates the models of `model_dirs` (name -> SavedModel dir) on the raw tf.Examples of
     `data_pattern` in the Beam `pipeline`, writing TFMA's results to `output_path`."""
     import tensorflow_model_analysis as tfma
-    from tfx_bsl.public import tfxio
+
+    from components.example_batches import ReadExampleBatches
 
     shared = [
         tfma.default_eval_shared_model(eval_saved_model_path=path, model_name=name, eval_config=config)
@@ -215,11 +227,11 @@ def run_tfma(
             stage_name="ClassNames", ptransform=ClassNames(vocabularies=vocabularies, class_names=class_names)
         ),
     )
-    source = tfxio.TFExampleRecord(file_pattern=data_pattern, raw_record_column_name=tfma.ARROW_INPUT_COLUMN)
     with pipeline as p:
         _ = (
             p
-            | "ReadRawExamples" >> source.BeamSource()
+            | "ReadRawExamples"
+            >> ReadExampleBatches([data_pattern], raw_record_column_name=tfma.ARROW_INPUT_COLUMN)
             | "EvaluateAndWrite"
             >> tfma.ExtractEvaluateAndWriteResults(
                 eval_shared_model=shared, eval_config=config, extractors=extractors, output_path=output_path

@@ -25,7 +25,8 @@ class TrainerParams:
     function directly. head: "classification" (classes from Transform's vocabulary
     `label_vocabulary`) or "regression". hyperparameters: the `params` dict the function receives
     (learning_rate is also the optimizer's). Steps count batches of `batch_size`; the model is
-    evaluated every `eval_every_steps` on `eval_steps` batches of the eval split (all if None).
+    evaluated every `eval_every_steps` on `eval_steps` batches of `eval_batch_size` examples of the
+    eval split (all of it if None; the same examples each time, in file order).
     Early stopping monitors `early_stopping_metric` (min or max) with a patience counted in
     evaluations. warm_start: initialize from the `base_model` input's best weights."""
 
@@ -40,6 +41,7 @@ class TrainerParams:
     eval_steps: int | None = None
     eval_every_steps: int = 100
     batch_size: int = 32
+    eval_batch_size: int = 256
     early_stopping_metric: str = "loss"
     early_stopping_mode: str = "min"
     early_stopping_patience: int = 3
@@ -92,7 +94,7 @@ def run_trainer(
             input_fn(examples, "train", spec, params.label_key, params.batch_size, True), params.train_steps
         ),
         est.EvalSpec(
-            input_fn(examples, "eval", spec, params.label_key, params.batch_size, False),
+            input_fn(examples, "eval", spec, params.label_key, params.eval_batch_size, False),
             params.eval_steps,
             params.eval_every_steps,
         ),

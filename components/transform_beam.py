@@ -4,8 +4,9 @@
     Split-<s>   ─Read[s]─▶ ─Transform[s]─▶ ─Encode[s]─▶ ─Write[s]─▶ Split-<s>/data_tfrecord-*.gz
                                        └─Count[s]─▶ rows per split ─WriteCounts─▶ JSON lines
 
-Records travel as Arrow record batches, read by tfx-bsl's TFXIO with the raw schema, and stay
-batches through the transform until they are encoded as tf.Examples for writing.
+Records travel as Arrow record batches, read a shard at a time and decoded with the raw schema
+(`example_batches`), and stay batches through the transform until they are encoded as tf.Examples
+for writing.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx_bsl.coders import example_coder
 from tfx_bsl.public import tfxio
 
+from components.example_batches import ReadExampleBatches
 from components.tfrecord import frame
 from pipeline import ExecutionContext
 from pipeline.artifacts import Examples
@@ -46,10 +48,10 @@ def transform_splits(
     inputs = {split: os.path.join(examples.split_uri(split), EXAMPLES_GLOB) for split in examples.split_names}
     input_bytes = sum(os.path.getsize(path) for pattern in inputs.values() for path in glob.glob(pattern))
     with ctx.beam_pipeline(input_bytes=input_bytes) as p, tft_beam.Context(temp_dir=temp_dir):
-        analyzed = _tfxio([inputs[split] for split in analyze_splits], raw_schema)
+        analyzed = [inputs[split] for split in analyze_splits]
         transform_fn = (
-            p | "ReadAnalyzed" >> analyzed.BeamSource(),
-            analyzed.TensorAdapterConfig(),
+            p | "ReadAnalyzed" >> ReadExampleBatches(analyzed, raw_schema),
+            _tensor_adapter_config(analyzed, raw_schema),
         ) | "Analyze" >> tft_beam.AnalyzeDataset(preprocessing_fn)
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(output_dir)
         counts = [
@@ -72,17 +74,20 @@ def transform_splits(
     return _read_counts(counts_prefix)
 
 
-def _tfxio(patterns: list[str], raw_schema) -> tfxio.TFExampleRecord:
+def _tensor_adapter_config(patterns: list[str], raw_schema):
+    """How TFT turns the record batches into tensors: TFXIO's, for the raw schema."""
     return tfxio.TFExampleRecord(
         file_pattern=patterns, schema=raw_schema, telemetry_descriptors=["Transform"]
-    )
+    ).TensorAdapterConfig()
 
 
 def _transform_split(p, split, pattern, raw_schema, transform_fn, output_uri):
     """Transforms one split and writes it; returns a PCollection of (split, rows in a batch)."""
-    source = _tfxio([pattern], raw_schema)
     transformed, _ = (
-        (p | f"Read[{split}]" >> source.BeamSource(), source.TensorAdapterConfig()),
+        (
+            p | f"Read[{split}]" >> ReadExampleBatches([pattern], raw_schema),
+            _tensor_adapter_config([pattern], raw_schema),
+        ),
         transform_fn,
     ) | f"Transform[{split}]" >> tft_beam.TransformDataset(output_record_batches=True)
     _ = (

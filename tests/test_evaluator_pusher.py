@@ -306,7 +306,7 @@ def test_two_class_models_get_auc_per_class():
     )
     per_class = [spec for spec in config.metrics_specs if spec.binarize.class_ids.values]
     assert [[m.class_name for m in spec.metrics] for spec in per_class] == [
-        ["Precision", "Recall", "AUC"]
+        ["ClassPrecision", "ClassRecall", "AUC"]
     ] * 2
     [auc_yes] = [m for m in per_class[1].metrics if m.class_name == "AUC"]
     assert auc_yes.per_slice_thresholds[0].threshold.value_threshold.lower_bound.value == 0.8

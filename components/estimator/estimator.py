@@ -123,6 +123,7 @@ class Estimator:
         self.train_losses: list[tuple[int, float]] = []
         self._train_step = None
         self._train_iterator = None
+        self._eval_step = None
         self._checkpoint = tf.train.Checkpoint(
             model=self.variables,
             optimizer=self.optimizer,
@@ -248,15 +249,7 @@ class Estimator:
             dataset = dataset.take(steps)
         if not self._built:
             self.build(next(iter(dataset.take(1))))
-
-        @tf.function(input_signature=list(dataset.element_spec))
-        def eval_step(features, labels):
-            spec = self.call_model_fn(features, labels, ModeKeys.EVAL)
-            batch = tf.cast(tf.shape(tf.nest.flatten(labels)[0])[0], tf.float64)
-            sums = {"loss": (tf.cast(spec.loss, tf.float64) * batch, batch)}
-            sums.update({name: (m.total, m.count) for name, m in spec.eval_metric_ops.items()})
-            return sums
-
+        eval_step = self._eval_step_for(dataset.element_spec)
         totals: dict[str, list[float]] = {}
         for features, labels in dataset:
             try:
@@ -277,6 +270,22 @@ class Estimator:
         )
         writer.flush()
         return results
+
+    def _eval_step_for(self, element_spec):
+        """The traced evaluation step, traced once per input signature: early stopping evaluates
+        every few hundred steps, and retracing each time would cost more than a small evaluation."""
+        if self._eval_step is None or self._eval_step[0] != element_spec:
+
+            @tf.function(input_signature=list(element_spec))
+            def eval_step(features, labels):
+                spec = self.call_model_fn(features, labels, ModeKeys.EVAL)
+                batch = tf.cast(tf.shape(tf.nest.flatten(labels)[0])[0], tf.float64)
+                sums = {"loss": (tf.cast(spec.loss, tf.float64) * batch, batch)}
+                sums.update({name: (m.total, m.count) for name, m in spec.eval_metric_ops.items()})
+                return sums
+
+            self._eval_step = (element_spec, eval_step)
+        return self._eval_step[1]
 
     def predict(self, input_fn: Callable):
         """Yields one dict of predictions per example."""
