@@ -8,43 +8,75 @@ import threading
 import time
 
 
-def _tree_rss_bytes(pid: int) -> int:
+def _tree_pids(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    page = os.sysconf("SC_PAGE_SIZE")
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            ppid, pages = int(fields[1]), int(fields[21])
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(ppid, []).append(int(entry))
-        rss[int(entry)] = pages * page
-    total, stack = 0, [pid]
+    tree, stack = [], [pid]
     while stack:
         current = stack.pop()
-        total += rss.get(current, 0)
+        tree.append(current)
         stack.extend(children.get(current, []))
-    return total
+    return tree
 
 
-def run_measured(command: list[str], cwd: str, env: dict | None = None) -> tuple[float, int, str]:
-    """(wall seconds, peak RSS of the process tree in bytes, combined output)."""
+def _rss(pid: int) -> int:
+    """Resident set size of one process in bytes (0 once it has exited)."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _pss(pid: int) -> int:
+    """Proportional set size of one process in bytes: each shared page split among its sharers."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return 0
+
+
+def run_measured(
+    command: list[str], cwd: str, env: dict | None = None, memory: dict | None = None
+) -> tuple[float, int, str]:
+    """(wall seconds, peak RSS of the process tree in bytes, combined output).
+
+    The tree's RSS counts a page shared by several processes (TensorFlow's libraries, mapped by
+    each process that imports it) once per process. When `memory` is given it also receives
+    `peak_process_rss` (the largest single process) and `peak_tree_pss` (shared pages split
+    among their processes: what the tree really holds; sampled every 0.5 s)."""
     started = time.monotonic()
     process = subprocess.Popen(
         command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    peak = 0
+    peak = peak_process = peak_pss = 0
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
     reader.start()
+    samples = 0
     while process.poll() is None:
-        peak = max(peak, _tree_rss_bytes(process.pid))
+        pids = _tree_pids(process.pid)
+        rss = [_rss(pid) for pid in pids]
+        peak, peak_process = max(peak, sum(rss)), max(peak_process, *rss, 0)
+        if memory is not None and samples % 5 == 0:  # PSS walks the page tables: not every time
+            peak_pss = max(peak_pss, sum(_pss(pid) for pid in pids))
+        samples += 1
         time.sleep(0.1)
     reader.join()
+    if memory is not None:
+        memory.update(peak_process_rss=peak_process, peak_tree_pss=peak_pss)
     return time.monotonic() - started, peak, "".join(output)
 
 

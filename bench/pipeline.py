@@ -7,8 +7,10 @@ Cases:
   N          N generated penguin-like rows in one span (bench/generate.py), cold
 
 Each run is `runner.py run` in a fresh process, as a user would start it; step times come from
-the run's own summary table, total time and peak RSS from outside (the whole process tree,
-Beam workers and the Pusher's smoke-check process included). Prints a table, writes JSON.
+the run's own summary table, total time and memory from outside, sampled every 0.1 s over the
+whole process tree (Beam workers and the Pusher's smoke-check process included): the sum of RSS,
+the largest single process's RSS, and the sum of PSS (pages shared between processes, such as
+TensorFlow's libraries, counted once). Prints a table, writes JSON.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ def run_case(name: str, root: str, data: str | None, rows: int | None, cache: bo
         command += ["--data", data]
     if not cache:
         command.append("--no-cache")
-    seconds, peak, output = run_measured(command, REPO)
+    memory: dict = {}
+    seconds, peak, output = run_measured(command, REPO, memory=memory)
     steps = {m[0]: {"status": m[1], "seconds": float(m[3])} for m in STEP_LINE.findall(output)}
     if not steps or not re.search(r"^run \S+: COMPLETE", output, re.M):
         raise SystemExit(f"the pipeline did not complete for case {name}:\n{output[-3000:]}")
@@ -45,6 +48,8 @@ def run_case(name: str, root: str, data: str | None, rows: int | None, cache: bo
         "rows": rows,
         "total_seconds": round(seconds, 2),
         "peak_rss_mb": round(peak / 2**20),
+        "peak_process_rss_mb": round(memory["peak_process_rss"] / 2**20),
+        "peak_pss_mb": round(memory["peak_tree_pss"] / 2**20),
         "steps": steps,
         "evaluation": _evaluation(root),
     }
@@ -101,7 +106,12 @@ def print_table(results: list[dict]) -> None:
             )
         print(f"{step:<18}" + "".join(f"{c:>{width + 2}}" for c in cells))
     print(f"{'whole run':<18}" + "".join(f"{r['total_seconds']:>{width}.1f} s" for r in results))
-    print(f"{'peak RSS':<18}" + "".join(f"{r['peak_rss_mb']:>{width - 1}} MB" for r in results))
+    for key, label in (
+        ("peak_rss_mb", "peak RSS, tree"),
+        ("peak_process_rss_mb", "peak RSS, 1 proc"),
+        ("peak_pss_mb", "peak PSS, tree"),
+    ):
+        print(f"{label:<18}" + "".join(f"{r[key]:>{width - 1}} MB" for r in results))
     accuracy = [r["evaluation"] and r["evaluation"]["accuracy"] for r in results]
     print(
         f"{'eval accuracy':<18}"
@@ -119,7 +129,11 @@ def main() -> None:
         for case in args.cases.split(","):
             new = embedded(workdir) if case == "embedded" else [generated(int(case), workdir)]
             for r in new:
-                print(f"{r['case']}: {r['total_seconds']:.1f} s, peak RSS {r['peak_rss_mb']} MB", flush=True)
+                print(
+                    f"{r['case']}: {r['total_seconds']:.1f} s, peak RSS {r['peak_rss_mb']} MB "
+                    f"(largest process {r['peak_process_rss_mb']} MB, tree PSS {r['peak_pss_mb']} MB)",
+                    flush=True,
+                )
             results += new
     print_table(results)
     write_results(args.out, results)

@@ -140,7 +140,7 @@ def eval_config(
     specs = [
         cfg.MetricsSpec(
             metrics=[
-                metric("ExampleCount", "example_count"),
+                metric("LabeledExampleCount", "example_count", OUR_METRICS),
                 metric("MulticlassAccuracy", "accuracy", OUR_METRICS),
             ]
         )
@@ -231,12 +231,24 @@ def run_tfma(
         _ = (
             p
             | "ReadRawExamples"
-            >> ReadExampleBatches([data_pattern], raw_record_column_name=tfma.ARROW_INPUT_COLUMN)
+            >> ReadExampleBatches(
+                [data_pattern],
+                raw_record_column_name=tfma.ARROW_INPUT_COLUMN,
+                # The models read the serialized records; TFMA needs only the label and the slice
+                # features decoded, and splitting each batch into examples costs per column.
+                columns=_decoded_features(config),
+            )
             | "EvaluateAndWrite"
             >> tfma.ExtractEvaluateAndWriteResults(
                 eval_shared_model=shared, eval_config=config, extractors=extractors, output_path=output_path
             )
         )
+
+
+def _decoded_features(config) -> list[str]:
+    names = {spec.label_key for spec in config.model_specs}
+    names.update(key for spec in config.slicing_specs for key in spec.feature_keys)
+    return sorted(names)
 
 
 @beam.ptransform_fn

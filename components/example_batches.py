@@ -29,11 +29,13 @@ def ReadExampleBatches(  # noqa: N802 - a PTransform
     patterns: list[str],
     schema=None,
     raw_record_column_name: str | None = None,
+    columns: list[str] | None = None,
     batch_size: int = BATCH_SIZE,
 ):
     """PCollection[pyarrow.RecordBatch] of the tf.Examples in the files of `patterns`, decoded with
-    `schema` (a tensorflow_metadata Schema; every feature as found when None), with the serialized
-    records in `raw_record_column_name` when given (as TFMA wants them)."""
+    `schema` (a tensorflow_metadata Schema; every feature as found when None), keeping only
+    `columns` when given, with the serialized records in `raw_record_column_name` when given (as
+    TFMA wants them)."""
     files = shard_files(patterns)
     if not files:
         raise UserInputError(f"no TFRecord files match {', '.join(patterns)}")
@@ -43,7 +45,9 @@ def ReadExampleBatches(  # noqa: N802 - a PTransform
         | "Spread" >> beam.Reshuffle()
         | "ReadShard" >> beam.FlatMap(_read_shard, batch_size)
         | "Decode"
-        >> beam.ParDo(_Decode(schema.SerializeToString() if schema else None, raw_record_column_name))
+        >> beam.ParDo(
+            _Decode(schema.SerializeToString() if schema else None, raw_record_column_name, columns)
+        )
     )
 
 
@@ -57,9 +61,10 @@ def _read_shard(path: str, batch_size: int):
 
 
 class _Decode(beam.DoFn):
-    def __init__(self, serialized_schema: bytes | None, raw_record_column_name: str | None):
+    def __init__(self, serialized_schema: bytes | None, raw_record_column_name: str | None, columns):
         self._schema = serialized_schema
         self._raw_column = raw_record_column_name
+        self._columns = None if columns is None else list(columns)
 
     def setup(self):
         from tfx_bsl.coders import example_coder
@@ -72,6 +77,8 @@ class _Decode(beam.DoFn):
 
     def process(self, records: list[bytes]):
         batch = self._decoder.DecodeBatch(records)
+        if self._columns is not None:
+            batch = batch.select([c for c in self._columns if c in batch.schema.names])
         if self._raw_column:
             from tfx_bsl.tfxio.record_based_tfxio import AppendRawRecordColumn
 

@@ -215,7 +215,9 @@ class _NodeRunner:
                 raise
             raise ExecutionError(node.id, execution_id, error) from error
         self._remember(node, outputs)
-        log(f"      COMPLETE in {seconds:.1f} s (execution {execution_id})")
+        log(
+            f"      COMPLETE in {seconds:.1f} s (execution {execution_id}; process peak RSS so far {_peak_rss_mb()} MB)"
+        )
         if ctx.blocked:
             return StepResult(node.id, "BLOCKED", execution_id, seconds, outputs, ctx.blocked)
         return StepResult(node.id, "COMPLETE", execution_id, seconds, outputs)
@@ -249,6 +251,12 @@ class _NodeRunner:
     def _staging_uri(final_uri: str) -> str:
         parent, name = os.path.split(final_uri)
         return os.path.join(parent, STAGING_PREFIX + name)
+
+
+def _peak_rss_mb() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
 def damage(artifact: Artifact) -> str | None:
