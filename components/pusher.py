@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipeline import Component, ExecutionContext, Input, UserInputError
@@ -140,29 +141,56 @@ def _pushed_fingerprint(model_dir: str, version: int) -> str | None:
         return None
 
 
+# Smoke-check processes started ahead of the Pusher (see `warm_up`), waiting for their request.
+_WAITING: list[subprocess.Popen] = []
+
+
+def _start_smoke_process() -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, SMOKE_SCRIPT, "--wait"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+
+
+def warm_up() -> Callable[[], None]:
+    """Starts the smoke-check process while the step before the Pusher runs, so that its import of
+    TensorFlow (seconds) overlaps that step; returns how to stop it when the Pusher does not run.
+    The process is still fresh: it has imported TensorFlow and nothing else when the model loads."""
+    process = _start_smoke_process()
+    _WAITING.append(process)
+
+    def release() -> None:
+        if process in _WAITING:
+            _WAITING.remove(process)
+            process.kill()
+            process.communicate()
+
+    return release
+
+
 def smoke_check(serving_dir: str, examples_dir: str, params: PusherParams) -> tuple[bool, str]:
-    """Runs `pusher_smoke.py` in a fresh process: (passed, what it saw or why it failed)."""
-    command = [
-        sys.executable,
-        SMOKE_SCRIPT,
-        serving_dir,
-        examples_dir,
-        params.label_key,
-        str(params.smoke_examples),
-    ]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    """Runs `pusher_smoke.py` in a fresh process (one started ahead by `warm_up` if there is one):
+    (passed, what it saw or why it failed)."""
+    while _WAITING and _WAITING[-1].poll() is not None:  # one that died waiting is no use
+        _WAITING.pop().communicate()
+    process = _WAITING.pop() if _WAITING else _start_smoke_process()
+    request = json.dumps([serving_dir, examples_dir, params.label_key, str(params.smoke_examples)])
     try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=params.smoke_timeout_seconds, env=env
-        )
+        stdout, stderr = process.communicate(request + "\n", timeout=params.smoke_timeout_seconds)
     except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
         return False, f"no answer within {params.smoke_timeout_seconds:g} s"
-    lines = done.stdout.strip().splitlines()
+    lines = stdout.strip().splitlines()
     try:
         result = json.loads(lines[-1])
     except (IndexError, ValueError):
-        tail = " ".join(done.stderr.strip().splitlines()[-3:])[:600]
-        return False, f"the check process exited {done.returncode}: {tail}"
+        tail = " ".join(stderr.strip().splitlines()[-3:])[:600]
+        return False, f"the check process exited {process.returncode}: {tail}"
     if not result.get("ok"):
         return False, result.get("error", "unknown error")
     shapes = ", ".join(f"{k} {v}" for k, v in sorted(result["outputs"].items()))
@@ -208,4 +236,5 @@ Pusher = Component(
     outputs={"pushed_model": PushedModel},
     parameters=PusherParams,
     version="1",
+    warm_up=warm_up,
 )

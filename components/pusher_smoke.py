@@ -2,6 +2,8 @@
 `serving_default` on a few raw examples with the label removed, as a serving client would.
 
     python components/pusher_smoke.py SAVED_MODEL_DIR EXAMPLES_DIR LABEL_KEY COUNT
+    python components/pusher_smoke.py --wait    (imports TensorFlow, then reads the same four
+                                                 arguments as one JSON list on stdin)
 
 Prints one JSON line: {"ok": true, "examples": n, "outputs": {name: shape}, "first": {...}} or
 {"ok": false, "error": "..."}; exits 0 only when the check passed. Imports TensorFlow only, so a
@@ -70,6 +72,13 @@ def _jsonable(value):
 
 
 def main(argv: list[str]) -> int:
+    if argv == ["--wait"]:  # started ahead of time: pay TensorFlow's import while the step before runs
+        import tensorflow  # noqa: F401
+
+        request = sys.stdin.readline()
+        if not request:  # not needed after all
+            return 0
+        argv = json.loads(request)
     model_dir, examples_dir, label_key, count = argv
     try:
         result = check(model_dir, raw_examples(examples_dir, label_key, int(count)))

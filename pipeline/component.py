@@ -55,7 +55,12 @@ class Channel:
 
 
 class Component:
-    """A declared component; calling it with inputs and parameters makes a `Node`."""
+    """A declared component; calling it with inputs and parameters makes a `Node`.
+
+    `resolve(ctx, params, **inputs)` finds what the cache key must also cover (files, a baseline).
+    `warm_up()`, when given, is called as the step before this one starts executing, to prepare in
+    the background (the Pusher starts its smoke-check process); it returns a function that undoes
+    the preparation, which the runner calls at the end of the run if the step did not use it."""
 
     def __init__(
         self,
@@ -67,8 +72,10 @@ class Component:
         version: str,
         inputs: dict[str, Input] | None = None,
         resolve: Callable[..., dict[str, Any]] | None = None,
+        warm_up: Callable[[], Callable[[], None]] | None = None,
     ):
         self.name = name
+        self.warm_up = warm_up
         self.run = run
         self.inputs = dict(inputs or {})
         self.outputs = dict(outputs)

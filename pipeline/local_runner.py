@@ -86,20 +86,24 @@ def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
         runner = _NodeRunner(pipeline, options, store, root, run_id, pipeline_ctx, run_ctx)
         steps: list[StepResult] = []
         error: ExecutionError | RunBlocked | None = None
-        for index, node in enumerate(order, 1):
-            if error is not None:
-                steps.append(StepResult(node.id, "SKIPPED", note=f"{error.component_id} stopped the run"))
-                continue
-            options.log(f"[{index}/{len(order)}] {node.id}")
-            try:
-                step = runner.run(node)
-            except ExecutionError as failure:
-                error = failure
-                steps.append(StepResult(node.id, "FAILED", failure.execution_id, note=str(failure.cause)))
-                continue
-            steps.append(step)
-            if step.status == "BLOCKED":
-                error = RunBlocked(node.id, step.execution_id, step.note)
+        try:
+            for index, node in enumerate(order, 1):
+                if error is not None:
+                    steps.append(StepResult(node.id, "SKIPPED", note=f"{error.component_id} stopped the run"))
+                    continue
+                options.log(f"[{index}/{len(order)}] {node.id}")
+                runner.next_node = order[index] if index < len(order) else None
+                try:
+                    step = runner.run(node)
+                except ExecutionError as failure:
+                    error = failure
+                    steps.append(StepResult(node.id, "FAILED", failure.execution_id, note=str(failure.cause)))
+                    continue
+                steps.append(step)
+                if step.status == "BLOCKED":
+                    error = RunBlocked(node.id, step.execution_id, step.note)
+        finally:
+            runner.release_warm_ups()
         seconds = time.monotonic() - started
         store.update_context(
             run_ctx,
@@ -132,6 +136,19 @@ class _NodeRunner:
         self.pipeline_ctx = pipeline_ctx
         self.run_ctx = run_ctx
         self.published: dict[tuple[str, str], Artifact] = {}
+        self.next_node: Node | None = None  # the step after the one running, which may warm up
+        self.warm_ups: dict[str, Callable[[], None]] = {}  # node id -> undo its warm-up
+
+    def warm_up_next(self) -> None:
+        """Lets the next step prepare in the background while this one executes."""
+        upcoming = self.next_node
+        if upcoming is not None and upcoming.component.warm_up and upcoming.id not in self.warm_ups:
+            self.warm_ups[upcoming.id] = upcoming.component.warm_up()
+
+    def release_warm_ups(self) -> None:
+        for release in self.warm_ups.values():
+            release()
+        self.warm_ups.clear()
 
     def run(self, node: Node) -> StepResult:
         started = time.monotonic()
@@ -197,6 +214,7 @@ class _NodeRunner:
             outputs = {key: cls(staging[key]) for key, cls in node.component.outputs.items()}
             for uri in staging.values():
                 os.makedirs(uri)
+            self.warm_up_next()
             node.component.run(ctx, node.params, **inputs, **outputs)
             for key, artifact in outputs.items():
                 os.replace(staging[key], final_uris[key])

@@ -258,6 +258,23 @@ def test_smoke_check_refuses_a_model_whose_signature_is_broken(tmp_path, first, 
     assert line.startswith("not pushed: the smoke check of model 10000 failed:") and expected in line
 
 
+def test_smoke_check_uses_the_process_started_ahead_and_an_unused_one_is_stopped(first):
+    from components import pusher
+
+    serving = os.path.join(outputs(first, "Trainer", "model").uri, "Format-Serving")
+    eval_split = outputs(first, "ExampleGen", "examples").split_uri("eval")
+    release = pusher.warm_up()
+    [ahead] = pusher._WAITING
+    passed, detail = pusher.smoke_check(serving, eval_split, PusherParams())
+    assert passed and "answered 8 raw examples" in detail, detail
+    assert ahead.returncode == 0 and pusher._WAITING == []  # it answered, then exited
+    release()  # used: nothing to undo
+    release = pusher.warm_up()
+    [unused] = pusher._WAITING
+    release()
+    assert unused.returncode is not None and pusher._WAITING == []
+
+
 def test_pusher_refuses_a_blessing_of_another_model(tmp_path):
     model = Model(str(tmp_path / "model"), id=7)
     blessing = ModelBlessing(

@@ -79,6 +79,20 @@ def test_second_identical_run_is_fully_cached(tmp_path):
     assert {e.type for e in events} == {pb.Event.INPUT, pb.Event.OUTPUT}
 
 
+def test_next_step_warms_up_while_the_one_before_executes_and_is_released_at_the_end(tmp_path):
+    from tests.toy_components import WARM_UP_EVENTS
+
+    WARM_UP_EVENTS.clear()
+    assert run(tmp_path).ok
+    assert WARM_UP_EVENTS == ["warmed", "released"]
+    WARM_UP_EVENTS.clear()
+    run(tmp_path)  # Write is cached: nothing to overlap, so no warm-up
+    run(tmp_path, suffix="?")  # Read runs, but Write before it is cached
+    assert WARM_UP_EVENTS == []
+    result = run(tmp_path, text="bye", fail=True)  # Write fails: the warm-up is undone all the same
+    assert not result.ok and WARM_UP_EVENTS == ["warmed", "released"]
+
+
 def test_changed_parameter_reruns_only_that_step(tmp_path):
     run(tmp_path)
     result = run(tmp_path, suffix="?")

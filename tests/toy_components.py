@@ -49,6 +49,15 @@ def run_read(ctx: ExecutionContext, params: ReadParams, examples: Examples, sche
         f.write(f"# {text}{params.suffix}\n")
 
 
+# What the runner did with Read's warm-up: "warmed" when it started it, "released" when it undid it.
+WARM_UP_EVENTS: list[str] = []
+
+
+def warm_up_read():
+    WARM_UP_EVENTS.append("warmed")
+    return lambda: WARM_UP_EVENTS.append("released")
+
+
 Read = Component(
     name="Read",
     run=run_read,
@@ -56,6 +65,7 @@ Read = Component(
     outputs={"schema": Schema},
     parameters=ReadParams,
     version="1",
+    warm_up=warm_up_read,
 )
 
 

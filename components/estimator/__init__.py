@@ -1,6 +1,11 @@
 """A custom estimator for TensorFlow 2.21 and Keras 3, keeping what tf.estimator users relied on:
 model_fn with TRAIN/EVAL/PREDICT modes, heads for a build_fn, train_and_evaluate with early
-stopping, checkpoints that resume, and SavedModel export with TF Serving's signatures."""
+stopping, checkpoints that resume, and SavedModel export with TF Serving's signatures.
+
+As tf.estimator built its graph by calling model_fn once in graph mode, model_fn and build_fn are
+traced without AutoGraph: Python `if` and `for` run once, while tracing (use tf.cond, tf.where or
+tf.while_loop for decisions on tensor values). AutoGraph's rewriting of the model code was most of
+the Trainer's time on small data (2.7 of 6.3 s on the penguin data, py-spy)."""
 
 from components.estimator import metrics
 from components.estimator.estimator import Estimator, RunConfig, get_global_step

@@ -200,7 +200,9 @@ class Estimator:
         if not self._built:
             self.build(next(iter(input_fn().take(1))))
         if self._train_step is None:
-            self._train_step = tf.function(self._step, input_signature=list(self._train_spec))
+            self._train_step = tf.function(
+                self._step, input_signature=list(self._train_spec), autograph=False
+            )
         writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train"))
         started, first = time.monotonic(), int(self.global_step.numpy())
         while int(self.global_step.numpy()) < max_steps:
@@ -276,7 +278,7 @@ class Estimator:
         every few hundred steps, and retracing each time would cost more than a small evaluation."""
         if self._eval_step is None or self._eval_step[0] != element_spec:
 
-            @tf.function(input_signature=list(element_spec))
+            @tf.function(input_signature=list(element_spec), autograph=False)
             def eval_step(features, labels):
                 spec = self.call_model_fn(features, labels, ModeKeys.EVAL)
                 batch = tf.cast(tf.shape(tf.nest.flatten(labels)[0])[0], tf.float64)

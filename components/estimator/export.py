@@ -136,7 +136,7 @@ def _export_output_kinds(estimator, receiver: ServingInputReceiver) -> dict[str,
     """The model_fn's export outputs and their classes, learnt by tracing it once in PREDICT mode."""
     kinds: dict[str, type] = {}
 
-    @tf.function(input_signature=[receiver.input_signature])
+    @tf.function(input_signature=[receiver.input_signature], autograph=False)
     def probe(inputs):
         spec = estimator.call_model_fn(receiver.features_fn(inputs), None, ModeKeys.PREDICT)
         kinds.update({name: type(output) for name, output in spec.export_outputs.items()})
@@ -155,7 +155,7 @@ def _as_inputs_key(receiver: ServingInputReceiver) -> ServingInputReceiver:
 
 
 def _signature_fn(estimator, receiver: ServingInputReceiver, output_name: str):
-    @tf.function(input_signature=[receiver.input_signature])
+    @tf.function(input_signature=[receiver.input_signature], autograph=False)
     def serve(inputs):
         spec = estimator.call_model_fn(receiver.features_fn(inputs), None, ModeKeys.PREDICT)
         return spec.export_outputs[output_name].signature_outputs()
