@@ -23,6 +23,7 @@ from pipeline.component import ExecutionContext, Node
 from pipeline.dag import Pipeline
 from pipeline.errors import ExecutionError, RunBlocked, UserInputError, describe_error
 from pipeline.lock import RootLock
+from pipeline.memory import peak_rss_mb, release_free_memory, rss_mb
 from pipeline.metadata import Contexts, MetadataStore, custom
 
 STAGING_PREFIX = ".staging-"
@@ -233,8 +234,10 @@ class _NodeRunner:
                 raise
             raise ExecutionError(node.id, execution_id, error) from error
         self._remember(node, outputs)
+        release_free_memory()
         log(
-            f"      COMPLETE in {seconds:.1f} s (execution {execution_id}; process peak RSS so far {_peak_rss_mb()} MB)"
+            f"      COMPLETE in {seconds:.1f} s (execution {execution_id}; memory {rss_mb()} MB, "
+            f"peak so far {peak_rss_mb()} MB)"
         )
         if ctx.blocked:
             return StepResult(node.id, "BLOCKED", execution_id, seconds, outputs, ctx.blocked)
@@ -269,12 +272,6 @@ class _NodeRunner:
     def _staging_uri(final_uri: str) -> str:
         parent, name = os.path.split(final_uri)
         return os.path.join(parent, STAGING_PREFIX + name)
-
-
-def _peak_rss_mb() -> int:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
 def damage(artifact: Artifact) -> str | None:
