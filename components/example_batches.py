@@ -39,10 +39,11 @@ def ReadExampleBatches(  # noqa: N802 - a PTransform
     files = shard_files(patterns)
     if not files:
         raise UserInputError(f"no TFRecord files match {', '.join(patterns)}")
+    shards = p | "Shards" >> beam.Create(files)
+    if len(files) > 1:  # let a distributed runner hand the shards to different workers
+        shards = shards | "Spread" >> beam.Reshuffle()
     return (
-        p
-        | "Shards" >> beam.Create(files)
-        | "Spread" >> beam.Reshuffle()
+        shards
         | "ReadShard" >> beam.FlatMap(_read_shard, batch_size)
         | "Decode"
         >> beam.ParDo(
