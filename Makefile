@@ -14,7 +14,7 @@ test: venv
 	$(PY) -m pytest $(ARGS)
 
 bench: venv
-	$(PY) -m bench.example_gen $(ARGS)
+	$(PY) -m bench.pipeline $(ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
