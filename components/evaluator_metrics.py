@@ -137,6 +137,7 @@ class _ConfusionCombiner(beam.CombineFn):
     def __init__(self, key: metric_types.MetricKey, class_names: list[str]):
         self._key = key
         self._n = len(class_names)
+        self._names = list(class_names)
         self._class_ids = {name.encode(): i for i, name in enumerate(class_names)}
         self._class_ids.update({name: i for i, name in enumerate(class_names)})
 
@@ -153,7 +154,8 @@ class _ConfusionCombiner(beam.CombineFn):
             true = self._class_ids.get(name)
             if true is None:
                 raise ValueError(
-                    f"label {name!r} is not one of the model's classes {sorted(self._class_ids)[: self._n]}"
+                    f"label {_text(name)!r} is not one of the model's classes {self._names}; check the "
+                    "Evaluator's label_key and the eval split's labels"
                 )
             matrix[true, int(np.argmax(scores))] += 1
         return matrix
@@ -166,3 +168,7 @@ class _ConfusionCombiner(beam.CombineFn):
 
     def extract_output(self, matrix: np.ndarray) -> dict:
         return {self._key: matrix}
+
+
+def _text(value) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

@@ -327,3 +327,62 @@ def test_two_class_models_get_auc_per_class():
     ] * 2
     [auc_yes] = [m for m in per_class[1].metrics if m.class_name == "AUC"]
     assert auc_yes.per_slice_thresholds[0].threshold.value_threshold.lower_bound.value == 0.8
+
+
+def test_metrics_from_the_confusion_matrix_match_counting_by_hand():
+    import numpy as np
+    from tensorflow_model_analysis.metrics import metric_types
+
+    from components.evaluator_metrics import (
+        ClassPrecision,
+        ClassRecall,
+        LabeledExampleCount,
+        MulticlassAccuracy,
+    )
+
+    names = ["Adelie", "Chinstrap", "Gentoo"]
+    truth, predicted = [0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2]
+
+    def element(label: int, guess: int, keyed: bool):
+        scores = np.eye(3)[guess] * 0.8 + 0.05
+        label_value, prediction = np.array([names[label].encode()]), {"scores": scores}
+        if keyed:  # with a baseline, TFMA keys labels and predictions by model name
+            label_value, prediction = {"candidate": label_value}, {"candidate": prediction, "baseline": {}}
+        return metric_types.StandardMetricInputs(labels=label_value, predictions=prediction)
+
+    def evaluate(metric, keyed: bool, sub_keys=None) -> dict:
+        base, derived = metric.computations(model_names=["candidate"], sub_keys=sub_keys)
+        combiner = base.combiner
+        halves = [combiner.create_accumulator(), combiner.create_accumulator()]
+        for i, (t, p) in enumerate(zip(truth, predicted)):
+            halves[i % 2] = combiner.add_input(halves[i % 2], element(t, p, keyed))
+        matrix = combiner.extract_output(combiner.merge_accumulators(halves))
+        return {
+            (k.name, k.sub_key.class_id if k.sub_key else None): v for k, v in derived.result(matrix).items()
+        }
+
+    by_class = [metric_types.SubKey(class_id=i) for i in range(3)]
+    for keyed in (False, True):
+        assert evaluate(LabeledExampleCount(names), keyed) == {("example_count", None): 6.0}
+        assert evaluate(MulticlassAccuracy(names), keyed) == {("accuracy", None): 4 / 6}
+        assert evaluate(ClassPrecision(names), keyed, by_class) == {
+            ("precision", 0): 1 / 2,
+            ("precision", 1): 1 / 2,
+            ("precision", 2): 2 / 2,
+        }
+        assert evaluate(ClassRecall(names), keyed, by_class) == {
+            ("recall", 0): 1 / 2,
+            ("recall", 1): 1 / 1,
+            ("recall", 2): 2 / 3,
+        }
+    [base, _] = MulticlassAccuracy(names).computations(model_names=["candidate"])
+    with pytest.raises(
+        ValueError,
+        match=r"label 'Emperor' is not one of the model's classes \['Adelie', 'Chinstrap', 'Gentoo'\]",
+    ):
+        base.combiner.add_input(
+            base.combiner.create_accumulator(),
+            metric_types.StandardMetricInputs(
+                labels=np.array([b"Emperor"]), predictions={"scores": np.ones(3)}
+            ),
+        )
