@@ -1,14 +1,21 @@
 #!/usr/bin/env python3
-"""The command line: run the pipeline, list runs and models, trace and compare lineage.
+"""The command line: run any pipeline, start a project from a CSV, list runs and models, trace lineage.
 
-    python runner.py run [--span N] [--data PATTERN] [--no-cache] [--beam-arg=FLAG ...] [--wait SECONDS]
+    python runner.py run [--pipeline FILE] [--span N] [--data PATTERN] [--no-cache] [--beam-arg=FLAG ...] [--wait SECONDS]
+    python runner.py init DIR --data PATTERN --label COLUMN [--task classification|regression]
     python runner.py runs [--limit N]
     python runner.py models
     python runner.py lineage ARTIFACT_ID_OR_URI | --pushed latest|VERSION [--json]
     python runner.py diff MODEL_A MODEL_B          (ids, URIs, or vN for pushed version N)
     python runner.py infer-schema [--data PATTERN] [--span N]
 
-Global flags (before the command): --pipeline-root DIR, --metadata PATH_OR_URL.
+Flags every command takes (before or after it): --pipeline FILE (default $PIPELINE_FILE, else the
+penguin pipeline), --pipeline-name NAME, --pipeline-root DIR (default $PIPELINE_ROOT, else the
+pipeline's own), --metadata PATH_OR_URL.
+
+Exit codes: 0 done (a new model in service, or nothing new), 1 a step failed or the data gate
+stopped the run, 2 a definition error, 3 done but held back (the model was not blessed or its push
+was refused; the served model is unchanged), 75 another run holds the root.
 """
 
 from __future__ import annotations
@@ -19,34 +26,72 @@ import sys
 import time
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_ROOT = os.path.join(REPO_ROOT, "runs", "penguin")
+DEFAULT_PIPELINE_FILE = os.path.join(REPO_ROOT, "penguin", "pipeline.py")
 
-EXIT_FAILED, EXIT_LOCKED, EXIT_DEFINITION = 1, 75, 2
+EXIT_FAILED, EXIT_DEFINITION, EXIT_HELD_BACK, EXIT_LOCKED = 1, 2, 3, 75
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipeline.errors import DefinitionError
+
     args = _parser().parse_args(argv)
-    return args.command(args)
+    try:
+        return args.command(args)
+    except DefinitionError as error:
+        print(f"pipeline definition error: {error}", file=sys.stderr)
+        return EXIT_DEFINITION
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="runner.py", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--pipeline-root",
-        default=os.environ.get("PIPELINE_ROOT", DEFAULT_ROOT),
-        help="where artifacts go (default: runs/penguin, or $PIPELINE_ROOT)",
+def _common_flags(suppress: bool) -> argparse.ArgumentParser:
+    """The flags every command takes, before or after its name (after it, they win)."""
+    flags = argparse.ArgumentParser(add_help=False)
+
+    def default(value):
+        return argparse.SUPPRESS if suppress else value
+
+    flags.add_argument(
+        "--pipeline",
+        metavar="FILE",
+        default=default(os.environ.get("PIPELINE_FILE")),
+        help="a Python file defining create_pipeline() or a module-level pipeline "
+        "(default: $PIPELINE_FILE, else the penguin pipeline)",
     )
-    parser.add_argument(
+    flags.add_argument(
+        "--pipeline-name",
+        metavar="NAME",
+        default=default(None),
+        help="run under this name; for runs, models, lineage and diff: which pipeline of the store",
+    )
+    flags.add_argument(
+        "--pipeline-root",
+        metavar="DIR",
+        default=default(os.environ.get("PIPELINE_ROOT")),
+        help="where artifacts go (default: $PIPELINE_ROOT, else the pipeline's own root)",
+    )
+    flags.add_argument(
         "--metadata",
-        default=os.environ.get("PIPELINE_METADATA"),
+        metavar="PATH_OR_URL",
+        default=default(os.environ.get("PIPELINE_METADATA")),
         help="MLMD store: a sqlite path or a postgresql:// or mysql:// URL "
         "(default: <pipeline-root>/metadata.sqlite, or $PIPELINE_METADATA)",
     )
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    return flags
 
-    run = commands.add_parser("run", help="run the pipeline")
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="runner.py",
+        description=__doc__.splitlines()[0],
+        parents=[_common_flags(suppress=False)],
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    common = [_common_flags(suppress=True)]
+
+    run = commands.add_parser("run", help="run the pipeline", parents=common)
     run.add_argument("--span", type=int, help="the span to ingest (default: the latest)")
-    run.add_argument("--data", help="input pattern with {SPAN}, e.g. 'data/penguins/span-{SPAN}/*.csv'")
+    run.add_argument(
+        "--data", help="input pattern with {SPAN}, e.g. 'data/span-{SPAN}/*.csv' (default: the pipeline's)"
+    )
     run.add_argument("--no-cache", action="store_true", help="run every step, even if unchanged")
     run.add_argument(
         "--beam-arg",
@@ -64,45 +109,114 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(command=cmd_run)
 
-    listing = commands.add_parser("runs", help="list past runs and their steps")
+    init = commands.add_parser(
+        "init", help="write a project (schema, preprocessing, model, pipeline) for a CSV", parents=common
+    )
+    init.add_argument("directory", help="the project's folder (created; must be empty if it exists)")
+    init.add_argument(
+        "--data", required=True, help="the CSV files: a glob, or a pattern with {SPAN} for span folders"
+    )
+    init.add_argument("--label", required=True, help="the column to predict (its CSV header)")
+    init.add_argument(
+        "--task", choices=("classification", "regression"), help="default: inferred from the label column"
+    )
+    init.add_argument("--name", help="the pipeline's name (default: the folder's name)")
+    init.set_defaults(command=cmd_init)
+
+    listing = commands.add_parser("runs", help="list past runs and their steps", parents=common)
     listing.add_argument("--limit", type=int, default=10)
     listing.set_defaults(command=cmd_runs)
 
     infer = commands.add_parser(
-        "infer-schema", help="print a schema inferred from a span (a start for a curated one)"
+        "infer-schema",
+        help="print a schema inferred from a span (a start for a curated one)",
+        parents=common,
     )
     infer.add_argument("--span", type=int, help="the span to read (default: the latest)")
-    infer.add_argument("--data", help="input pattern with {SPAN} (default: the embedded data)")
+    infer.add_argument("--data", help="input pattern with {SPAN} (default: the pipeline's)")
     infer.set_defaults(command=cmd_infer_schema)
 
-    models = commands.add_parser("models", help="every model trained, newest first, with blessing and push")
+    models = commands.add_parser(
+        "models", help="every model trained, newest first, with blessing and push", parents=common
+    )
     models.set_defaults(command=cmd_models)
 
-    lineage = commands.add_parser("lineage", help="where an artifact came from, as a tree")
+    lineage = commands.add_parser("lineage", help="where an artifact came from, as a tree", parents=common)
     lineage.add_argument("artifact", nargs="?", help="an artifact id or URI")
     lineage.add_argument("--pushed", metavar="latest|VERSION", help="the model pushed last, or push VERSION")
     lineage.add_argument("--json", action="store_true", help="the same tree as JSON, for programs")
     lineage.set_defaults(command=cmd_lineage)
 
-    diff = commands.add_parser("diff", help="what differs in the lineage of two models")
+    diff = commands.add_parser("diff", help="what differs in the lineage of two models", parents=common)
     diff.add_argument("first", help="a model id or URI, or vN for pushed version N")
     diff.add_argument("second", help="a model id or URI, or vN for pushed version N")
     diff.set_defaults(command=cmd_diff)
     return parser
 
 
-def _metadata_spec(args) -> str:
-    return args.metadata or os.path.join(args.pipeline_root, "metadata.sqlite")
+def _load_pipeline(args):
+    """The pipeline of --pipeline / $PIPELINE_FILE (or the penguin one), renamed by --pipeline-name."""
+    from pipeline.usercode import load_pipeline
+
+    pipeline = load_pipeline(args.pipeline or DEFAULT_PIPELINE_FILE)
+    if args.pipeline_name:
+        pipeline.name = args.pipeline_name
+    return pipeline
+
+
+def _pipeline_root(args, pipeline) -> str:
+    """--pipeline-root, else the pipeline's own root, else runs/<name> beside its file."""
+    if args.pipeline_root:
+        return args.pipeline_root
+    if pipeline.pipeline_root:
+        return pipeline.pipeline_root
+    return os.path.join(os.path.dirname(pipeline.source_file or DEFAULT_PIPELINE_FILE), "runs", pipeline.name)
+
+
+def _metadata_spec(args, root: str) -> str:
+    return args.metadata or os.path.join(root, "metadata.sqlite")
+
+
+def _store_and_pipeline_name(args):
+    """The store to read and the pipeline in it: --pipeline-name, else the pipeline of an explicit
+    --pipeline file, else the store's only pipeline. Several and none chosen: a DefinitionError
+    that lists them."""
+    from pipeline.errors import DefinitionError
+    from pipeline.metadata import MetadataStore
+
+    pipeline = None
+    if args.pipeline or not args.pipeline_root:
+        pipeline = _load_pipeline(args)
+    root = args.pipeline_root or _pipeline_root(args, pipeline)
+    spec = _metadata_spec(args, root)
+    if not args.metadata and not os.path.exists(spec):
+        raise LookupError(f"no runs recorded in {spec}")
+    store = MetadataStore(spec)
+    if args.pipeline_name:
+        return store, args.pipeline_name
+    if args.pipeline:
+        return store, pipeline.name
+    names = store.pipeline_names()
+    if len(names) == 1:
+        return store, names[0]
+    if not names:
+        raise LookupError(f"no runs recorded in {spec}")
+    raise DefinitionError(
+        f"{spec} holds {len(names)} pipelines ({', '.join(names)}); choose one with --pipeline-name NAME"
+    )
 
 
 def cmd_run(args) -> int:
-    from penguin.pipeline import DATA_PATTERN, create_pipeline
-    from pipeline.errors import DefinitionError, LockHeldError, RunBlocked
+    from pipeline.errors import LockHeldError
     from pipeline.local_runner import RunOptions, run_pipeline
 
-    pipeline = create_pipeline(input_pattern=args.data or DATA_PATTERN, span=args.span)
+    pipeline = _load_pipeline(args)
+    overrides = {"input_pattern": args.data} if args.data else {}
+    if args.span is not None:
+        overrides["span"] = args.span
+    pipeline.override(**overrides)
     options = RunOptions(
-        pipeline_root=args.pipeline_root,
+        pipeline_root=_pipeline_root(args, pipeline),
         metadata=args.metadata,
         enable_cache=not args.no_cache,
         beam_args=args.beam_arg,
@@ -111,9 +225,6 @@ def cmd_run(args) -> int:
     )
     try:
         result = run_pipeline(pipeline, options)
-    except DefinitionError as error:
-        print(f"pipeline definition error: {error}", file=sys.stderr)
-        return EXIT_DEFINITION
     except LockHeldError as error:
         print(f"not started: {error}", file=sys.stderr)
         return EXIT_LOCKED
@@ -121,7 +232,7 @@ def cmd_run(args) -> int:
     print(f"{'step':<20} {'status':<9} {'execution':>9} {'seconds':>8}  note")
     for step in result.steps:
         execution = "" if step.execution_id is None else str(step.execution_id)
-        note = step.note.splitlines()[0] if step.note else ""
+        note = (step.held_back or step.note).splitlines()[0] if step.held_back or step.note else ""
         print(f"{step.node_id:<20} {step.status:<9} {execution:>9} {step.seconds:>8.1f}  {note[:60]}")
     for step in result.steps:
         for artifact in step.outputs.values():
@@ -130,41 +241,73 @@ def cmd_run(args) -> int:
                     f"{step.node_id} page: {os.path.join(artifact.uri, artifact.custom_properties['page'])}"
                 )
     print(f"run report: {result.report}")
-    status = "COMPLETE" if result.ok else "BLOCKED" if isinstance(result.error, RunBlocked) else "FAILED"
-    print(f"run {result.run_id}: {status} in {result.seconds:.1f} s")
+    print(f"run {result.run_id}: {result.status} in {result.seconds:.1f} s")
     if not result.ok:
         print(f"\nerror: {result.error}", file=sys.stderr)
         return EXIT_FAILED
+    for node_id, reason in result.held_back:
+        print(f"held back by {node_id}: {reason.splitlines()[0]}")
+    return EXIT_HELD_BACK if result.held_back else 0
+
+
+def cmd_init(args) -> int:
+    from scaffold import InitError, init_project
+
+    try:
+        project = init_project(
+            args.directory, args.data, args.label, task=args.task, name=args.name, log=_log_err
+        )
+    except InitError as error:
+        print(f"init: {error}", file=sys.stderr)
+        return EXIT_DEFINITION
+    print(project.summary())
     return 0
 
 
 def cmd_infer_schema(args) -> int:
-    """Runs ExampleGen -> StatisticsGen -> SchemaGen under <pipeline-root>/infer-schema and prints
-    the inferred schema on stdout (progress goes to stderr)."""
-    from components.schema_gen import SCHEMA_FILE
-    from penguin.pipeline import DATA_PATTERN, create_schema_pipeline
-    from pipeline.local_runner import RunOptions, run_pipeline
+    """Runs ExampleGen -> StatisticsGen -> SchemaGen on the pipeline's data (or --data) under
+    <pipeline-root>/infer-schema and prints the inferred schema on stdout; what it decided, and
+    the progress, go to stderr."""
+    from scaffold import InitError, infer_schema_for
 
-    pipeline = create_schema_pipeline(input_pattern=args.data or DATA_PATTERN, span=args.span)
-    root = os.path.join(args.pipeline_root, "infer-schema")
-    result = run_pipeline(pipeline, RunOptions(pipeline_root=root, log=lambda m: print(m, file=sys.stderr)))
-    if not result.ok:
-        print(f"error: {result.error}", file=sys.stderr)
+    pipeline = _load_pipeline(args)
+    example_gen = next((n for n in pipeline.nodes if n.component.name == "ExampleGen"), None)
+    if example_gen is None and not args.data:
+        print(f"pipeline {pipeline.name!r} has no ExampleGen; give --data PATTERN", file=sys.stderr)
+        return EXIT_DEFINITION
+    settings = dict(vars(example_gen.params)) if example_gen else {}
+    settings.update({k: v for k, v in (("input_pattern", args.data), ("span", args.span)) if v is not None})
+    root = os.path.join(_pipeline_root(args, pipeline), "infer-schema")
+    try:
+        inferred = infer_schema_for(settings, root, log=_log_err)
+    except InitError as error:
+        print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED
-    schema = result.step("SchemaGen").outputs["schema"]
-    with open(os.path.join(schema.uri, SCHEMA_FILE)) as f:
-        sys.stdout.write(f.read())
+    for line in inferred.explanation:
+        print(line, file=sys.stderr)
+    sys.stdout.write(inferred.text)
     return 0
 
 
-def cmd_runs(args) -> int:
-    from penguin.pipeline import PIPELINE_NAME
-    from pipeline.history import runs
-    from pipeline.metadata import MetadataStore
+def _reading(args):
+    """(store, pipeline name) for a read-only command, or None after printing why not."""
+    try:
+        return _store_and_pipeline_name(args)
+    except LookupError as error:
+        print(error)
+        return None
 
-    records = runs(MetadataStore(_metadata_spec(args)), PIPELINE_NAME, args.limit)
+
+def cmd_runs(args) -> int:
+    from pipeline.history import runs
+
+    found = _reading(args)
+    if found is None:
+        return 0
+    store, name = found
+    records = runs(store, name, args.limit)
     if not records:
-        print(f"no runs recorded in {_metadata_spec(args)}")
+        print(f"no runs of pipeline {name!r} recorded in {store.spec}")
     for record in records:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.started))
         seconds = "" if record.seconds is None else f"{record.seconds:.1f} s"
@@ -178,13 +321,15 @@ def cmd_runs(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from penguin.pipeline import PIPELINE_NAME
     from pipeline.history import models
-    from pipeline.metadata import MetadataStore
 
-    records = models(MetadataStore(_metadata_spec(args)), PIPELINE_NAME)
+    found = _reading(args)
+    if found is None:
+        return 0
+    store, name = found
+    records = models(store, name)
     if not records:
-        print(f"no models recorded in {_metadata_spec(args)}")
+        print(f"no models of pipeline {name!r} recorded in {store.spec}")
     for r in records:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
         metric = f"{r.model.get('best_metric')} {r.model.get('best_metric_value', float('nan')):.4f} at step {r.model.get('best_step')}"
@@ -204,16 +349,15 @@ def cmd_models(args) -> int:
     return 0
 
 
-def _resolve_ref(store, ref: str):
-    """An artifact from an id, a URI, `latest` / `vN` (pushed models)."""
-    from penguin.pipeline import PIPELINE_NAME
+def _resolve_ref(store, pipeline_name: str, ref: str):
+    """An artifact from an id, a URI, `latest` / `vN` (pushed models of the pipeline)."""
     from pipeline.history import latest_pushed
     from pipeline.lineage import find_artifact
 
     if ref == "latest":
-        return latest_pushed(store, PIPELINE_NAME)
+        return latest_pushed(store, pipeline_name)
     if ref[:1] == "v" and ref[1:].isdigit():
-        return latest_pushed(store, PIPELINE_NAME, int(ref[1:]))
+        return latest_pushed(store, pipeline_name, int(ref[1:]))
     return find_artifact(store, ref)
 
 
@@ -221,15 +365,14 @@ def cmd_lineage(args) -> int:
     import json
 
     from pipeline.lineage import format_lineage, lineage, to_json
-    from pipeline.metadata import MetadataStore
 
-    store = MetadataStore(_metadata_spec(args))
     ref = args.artifact or (args.pushed if args.pushed in (None, "latest") else f"v{args.pushed}")
     if ref is None:
         print("name an artifact id or URI, or --pushed latest|VERSION", file=sys.stderr)
         return EXIT_DEFINITION
     try:
-        tree = lineage(store, _resolve_ref(store, ref))
+        store, name = _store_and_pipeline_name(args)
+        tree = lineage(store, _resolve_ref(store, name, ref))
     except LookupError as error:
         print(error, file=sys.stderr)
         return EXIT_FAILED
@@ -239,11 +382,10 @@ def cmd_lineage(args) -> int:
 
 def cmd_diff(args) -> int:
     from pipeline.lineage import diff, lineage
-    from pipeline.metadata import MetadataStore
 
-    store = MetadataStore(_metadata_spec(args))
     try:
-        first, second = (_resolve_ref(store, ref) for ref in (args.first, args.second))
+        store, name = _store_and_pipeline_name(args)
+        first, second = (_resolve_ref(store, name, ref) for ref in (args.first, args.second))
     except LookupError as error:
         print(error, file=sys.stderr)
         return EXIT_FAILED
@@ -263,6 +405,10 @@ def _short(value) -> str:
 
 def _log(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
+
+
+def _log_err(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -15,22 +15,40 @@ from pipeline.metadata import MetadataStore
 
 PAGE_FILE = "evaluation.html"
 BLESSED_FILE, NOT_BLESSED_FILE = "BLESSED", "NOT_BLESSED"
+# The metric names thresholds may use; kept here too so that a definition checks without TFMA.
+REGRESSION_METRICS = (
+    "example_count",
+    "mean_squared_error",
+    "root_mean_squared_error",
+    "mean_absolute_error",
+    "mean_label",
+    "mean_prediction",
+    "r_squared",
+)
+KNOWN_METRICS = {"example_count", "accuracy", "precision", "recall", "auc", *REGRESSION_METRICS}
+HEADLINE = {"classification": "accuracy", "regression": "root_mean_squared_error"}
 
 
 @dataclass(frozen=True)
 class EvaluatorParams:
-    """label_key: the raw label feature (a string); label_vocabulary: the file under the model's
-    `Format-Serving/assets/` naming its classes in class-id order (the Trainer's label_vocabulary).
+    """label_key: the raw label feature (default: the one the Trainer recorded on the Model).
+    task: "classification" or "regression" (default: what the model's serving_default answers,
+    as the Trainer recorded it). label_vocabulary (classification): the file under the model's
+    `Format-Serving/assets/` naming its classes in class-id order (default: the Trainer's).
     signature_name: the signature TFMA calls with serialized raw tf.Examples (`examples`).
     split: the Examples split evaluated. slices: feature-name tuples to slice by; `()` is the
-    whole split. value_thresholds: metric -> lowest value the candidate may have.
-    change_thresholds: metric -> lowest (candidate - baseline) allowed; checked only when a
-    baseline exists. Metric names: example_count, accuracy, precision/<class>, recall/<class>,
-    auc/<class> (two-class models). Thresholds apply to the whole split. With no thresholds at
-    all, every model is blessed."""
+    whole split. value_thresholds: metric -> the least value the candidate may have (for an error
+    metric, the most). change_thresholds: metric -> the least (candidate - baseline) allowed (for
+    an error metric, the most: 0 means "no worse than the baseline"); checked only when a baseline
+    exists. Metric names, classification: example_count, accuracy, precision/<class>,
+    recall/<class>, auc/<class> (two-class models); regression: example_count,
+    mean_squared_error, root_mean_squared_error, mean_absolute_error (errors: lower is better),
+    mean_label, mean_prediction, r_squared. Thresholds apply to the whole split. With no
+    thresholds at all, every model is blessed."""
 
-    label_key: str = "species"
-    label_vocabulary: str = "species"
+    label_key: str | None = None
+    task: str | None = None
+    label_vocabulary: str | None = None
     signature_name: str = "serving_default"
     split: str = "eval"
     slices: tuple = ((),)
@@ -43,13 +61,18 @@ class EvaluatorParams:
                 raise DefinitionError(
                     f"Evaluator: slices must be tuples of feature names, such as ((), ('island',)); got {features!r}"
                 )
+        if self.task not in (None, "classification", "regression"):
+            raise DefinitionError(
+                f"Evaluator: task must be 'classification' or 'regression', got {self.task!r}"
+            )
         for kind in ("value_thresholds", "change_thresholds"):
             for metric, bound in getattr(self, kind).items():
                 name = metric.partition("/")[0]
-                if name not in ("example_count", "accuracy", "precision", "recall", "auc"):
+                if name not in KNOWN_METRICS:
                     raise DefinitionError(
-                        f"Evaluator: {kind} names unknown metric {metric!r}; use example_count, accuracy, "
-                        "precision/<class>, recall/<class> or auc/<class>"
+                        f"Evaluator: {kind} names unknown metric {metric!r}; classification: "
+                        "example_count, accuracy, precision/<class>, recall/<class>, auc/<class>; "
+                        f"regression: {', '.join(REGRESSION_METRICS)}"
                     )
                 if not isinstance(bound, (int, float)) or isinstance(bound, bool):
                     raise DefinitionError(f"Evaluator: {kind}[{metric!r}] must be a number, got {bound!r}")
@@ -98,13 +121,19 @@ def run_evaluator(
     baseline_id = ctx.resolved.get("baseline_model_id", 0)
     baseline = ctx.store.artifacts_by_id([baseline_id])[0] if baseline_id else None
     models = {tfma_side.CANDIDATE: model, **({tfma_side.BASELINE: baseline} if baseline else {})}
-    vocabularies = {
-        name: tfma_side.label_vocabulary(m.uri, params.label_vocabulary) for name, m in models.items()
-    }
-    class_names = sorted({c for v in vocabularies.values() for c in v})
+    label_key, task = _label_and_task(ctx, params, model)
+    vocabularies, class_names = {}, None
+    if task == "classification":
+        vocabularies = {
+            name: tfma_side.label_vocabulary(m.uri, _vocabulary_name(params, m, label_key))
+            for name, m in models.items()
+        }
+        class_names = sorted({c for v in vocabularies.values() for c in v})
     thresholds = params.thresholds(with_baseline=baseline is not None)
+    for threshold in thresholds:
+        tfma_side.parse_metric(threshold.metric, class_names)
     config = tfma_side.eval_config(
-        params.label_key, params.signature_name, params.slices, class_names, thresholds, baseline is not None
+        label_key, params.signature_name, params.slices, class_names, thresholds, baseline is not None
     )
     pattern, size = _split_files(examples, params.split)
     ctx.log(_describe_start(model, baseline, params, thresholds))
@@ -120,9 +149,32 @@ def run_evaluator(
     )
     seconds = time.monotonic() - started
     results = tfma_side.read_results(evaluation.uri, class_names, thresholds)
-    _record(evaluation, blessing, model, baseline, results, round(seconds, 3))
+    _record(evaluation, blessing, model, baseline, results, round(seconds, 3), task)
     write_page(os.path.join(evaluation.uri, PAGE_FILE), results, model, baseline, class_names)
     _log_outcome(ctx, params, results, blessing, seconds)
+    if not results.validation_ok:
+        ctx.hold_back(
+            f"model {model.id} is not blessed: {'; '.join(_failures(results)) or 'see the evaluation'}"
+        )
+
+
+def _label_and_task(ctx: ExecutionContext, params: EvaluatorParams, model: Model) -> tuple[str, str]:
+    """The label feature and the task: the Evaluator's parameters, else what the Trainer recorded."""
+    label_key = params.label_key or model.custom_properties.get("label_key")
+    if not label_key:
+        raise UserInputError(
+            f"model {model.id} does not record its label; set Evaluator(label_key=...) {ctx.where_defined()}"
+        )
+    task = params.task or model.custom_properties.get("task") or "classification"
+    return label_key, task
+
+
+def _vocabulary_name(params: EvaluatorParams, model: Model, label_key: str) -> str:
+    return params.label_vocabulary or model.custom_properties.get("label_vocabulary") or label_key
+
+
+def _failures(results) -> list[str]:
+    return [v.line() for v in results.verdicts if not v.passed]
 
 
 def _log_outcome(ctx: ExecutionContext, params: EvaluatorParams, results, blessing, seconds: float) -> None:
@@ -156,20 +208,21 @@ def _describe_start(model: Model, baseline: Model | None, params: EvaluatorParam
     )
 
 
-def _record(evaluation, blessing, model, baseline, results, seconds: float) -> None:
+def _record(evaluation, blessing, model, baseline, results, seconds: float, task: str) -> None:
     """The BLESSED or NOT_BLESSED file, the blessing's properties and the headline metrics."""
     blessed = results.validation_ok
     open(os.path.join(blessing.uri, BLESSED_FILE if blessed else NOT_BLESSED_FILE), "w").close()
     blessing.set("blessed", int(blessed))
     blessing.set("current_model_id", model.id)
     blessing.set("baseline_model_id", baseline.id if baseline else 0)
-    headline = {"accuracy": results.value("accuracy"), "example_count": results.value("example_count")}
+    metric = HEADLINE[task]
+    headline = {metric: results.value(metric), "example_count": results.value("example_count")}
     if baseline is not None:
-        headline["baseline_accuracy"] = results.value("accuracy", "baseline")
+        headline[f"baseline_{metric}"] = results.value(metric, "baseline")
     headline = {k: v for k, v in headline.items() if not math.isnan(v)}
     blessing.custom_properties.update(reason=_reason(blessed, results, baseline), **headline)
     evaluation.custom_properties.update(
-        page=PAGE_FILE, blessed=int(blessed), evaluation_seconds=seconds, **headline
+        page=PAGE_FILE, blessed=int(blessed), evaluation_seconds=seconds, task=task, **headline
     )
 
 
@@ -191,6 +244,6 @@ Evaluator = Component(
     inputs={"model": Input(Model), "examples": Input(Examples)},
     outputs={"evaluation": ModelEvaluation, "blessing": ModelBlessing},
     parameters=EvaluatorParams,
-    version="1",
+    version="2",
     resolve=resolve_baseline,
 )

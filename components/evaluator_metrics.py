@@ -1,4 +1,5 @@
-"""Classification metrics for TFMA from one shared confusion matrix per model and slice.
+"""Metrics for TFMA from one shared accumulator per model and slice: a confusion matrix for
+classification, a handful of sums for regression.
 
 TFMA's own `Precision` and `Recall` binarize every example once per class and per metric, each
 through its generic label/prediction conversion, and `SparseCategoricalAccuracy` runs a Keras metric;
@@ -13,6 +14,12 @@ TFMA runs a computation shared by several metrics once.
 module="components.evaluator_metrics", config='"class_names": [...]')`; precision and recall take
 their class from the metrics spec's `binarize.class_ids`, as TFMA's own do, so their keys (and the
 thresholds on them) look exactly like TFMA's.
+
+Regression: one combiner adds each example's label y and prediction p to six sums (n, y, y^2, p,
+(y - p), (y - p)^2 and |y - p|), from which `example_count`, `mean_squared_error`,
+`root_mean_squared_error`, `mean_absolute_error`, `mean_label`, `mean_prediction` and `r_squared`
+are derived: `MetricConfig(class_name="RegressionExampleCount" | "MeanSquaredError" | ...,
+module="components.evaluator_metrics")`.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import numpy as np
 from tensorflow_model_analysis.metrics import metric_types
 
 CONFUSION = "_class_confusion_matrix"
+REGRESSION_SUMS = "_regression_sums"
 
 
 class _ConfusionMetric(metric_types.Metric):
@@ -30,7 +38,13 @@ class _ConfusionMetric(metric_types.Metric):
     NAME = ""
 
     def __init__(self, class_names: list[str], name: str | None = None):
-        super().__init__(_computations, class_names=class_names, name=name or self.NAME, derive=self.derive)
+        super().__init__(
+            _computations,
+            name=name or self.NAME,
+            derive=self.derive,
+            base_name=CONFUSION,
+            make_combiner=lambda key: _ConfusionCombiner(key, class_names),
+        )
 
     @property
     def compute_confidence_interval(self) -> bool:
@@ -87,9 +101,10 @@ def _ratio(numerator, denominator) -> float:
 
 
 def _computations(
-    class_names: list[str],
     derive,
     name: str,
+    base_name: str,
+    make_combiner,
     model_names: list[str] | None = None,
     output_names: list[str] | None = None,
     sub_keys: list | None = None,
@@ -99,15 +114,13 @@ def _computations(
     for model_name in model_names or [""]:
         for output_name in output_names or [""]:
             base = metric_types.MetricKey(
-                name=CONFUSION,
+                name=base_name,
                 model_name=model_name,
                 output_name=output_name,
                 example_weighted=example_weighted,
             )
             computations.append(
-                metric_types.MetricComputation(
-                    keys=[base], preprocessors=None, combiner=_ConfusionCombiner(base, class_names)
-                )
+                metric_types.MetricComputation(keys=[base], preprocessors=None, combiner=make_combiner(base))
             )
             keys = [
                 metric_types.MetricKey(
@@ -172,3 +185,170 @@ class _ConfusionCombiner(beam.CombineFn):
 
 def _text(value) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+class _RegressionMetric(metric_types.Metric):
+    """A metric derived from the shared regression sums by `derive(sums)`."""
+
+    NAME = ""
+
+    def __init__(self, name: str | None = None):
+        super().__init__(
+            _computations,
+            name=name or self.NAME,
+            derive=lambda sums, class_id: self.derive(sums),
+            base_name=REGRESSION_SUMS,
+            make_combiner=_RegressionCombiner,
+        )
+
+    @property
+    def compute_confidence_interval(self) -> bool:
+        return False
+
+    @staticmethod
+    def derive(sums: np.ndarray) -> float:
+        raise NotImplementedError
+
+
+# The sums' positions: count, label, label squared, prediction, error, error squared, absolute error.
+N, Y, YY, P, E, EE, AE = range(7)
+
+
+class RegressionExampleCount(_RegressionMetric):
+    """The number of examples evaluated."""
+
+    NAME = "example_count"
+
+    @staticmethod
+    def derive(sums):
+        return float(sums[N])
+
+
+class MeanSquaredError(_RegressionMetric):
+    NAME = "mean_squared_error"
+
+    @staticmethod
+    def derive(sums):
+        return _ratio(sums[EE], sums[N])
+
+
+class RootMeanSquaredError(_RegressionMetric):
+    NAME = "root_mean_squared_error"
+
+    @staticmethod
+    def derive(sums):
+        return float(np.sqrt(_ratio(sums[EE], sums[N])))
+
+
+class MeanAbsoluteError(_RegressionMetric):
+    NAME = "mean_absolute_error"
+
+    @staticmethod
+    def derive(sums):
+        return _ratio(sums[AE], sums[N])
+
+
+class MeanLabel(_RegressionMetric):
+    NAME = "mean_label"
+
+    @staticmethod
+    def derive(sums):
+        return _ratio(sums[Y], sums[N])
+
+
+class MeanPrediction(_RegressionMetric):
+    NAME = "mean_prediction"
+
+    @staticmethod
+    def derive(sums):
+        return _ratio(sums[P], sums[N])
+
+
+class RSquared(_RegressionMetric):
+    """1 - (squared error) / (squared deviation of the label from its mean): 1 is perfect, 0 is
+    no better than predicting the mean; NaN when every label is the same."""
+
+    NAME = "r_squared"
+
+    @staticmethod
+    def derive(sums):
+        total = sums[YY] - sums[Y] ** 2 / sums[N] if sums[N] else 0.0
+        return 1.0 - sums[EE] / total if total > 0 else float("nan")
+
+
+REGRESSION_METRICS = {
+    cls.NAME: cls.__name__
+    for cls in (
+        RegressionExampleCount,
+        MeanSquaredError,
+        RootMeanSquaredError,
+        MeanAbsoluteError,
+        MeanLabel,
+        MeanPrediction,
+        RSquared,
+    )
+}
+
+
+class _RegressionCombiner(beam.CombineFn):
+    """Per batch of examples: the label and the prediction (`outputs`, or the only output) into sums."""
+
+    def __init__(self, key: metric_types.MetricKey):
+        self._key = key
+
+    def create_accumulator(self) -> np.ndarray:
+        return np.zeros(7, dtype=np.float64)
+
+    def add_input(self, sums: np.ndarray, element: metric_types.StandardMetricInputs) -> np.ndarray:
+        label, prediction = element.label, element.prediction
+        if isinstance(label, dict) and self._key.model_name in label:
+            label = label[self._key.model_name]
+        if isinstance(prediction, dict) and self._key.model_name in prediction:
+            prediction = prediction[self._key.model_name]
+        if isinstance(prediction, dict):
+            prediction = prediction["outputs"] if "outputs" in prediction else next(iter(prediction.values()))
+        y = _numbers(label, "label")
+        p = np.asarray(prediction, dtype=np.float64).reshape(-1)
+        if len(y) != len(p):
+            raise ValueError(
+                f"{len(y)} label(s) for {len(p)} prediction(s): each eval example needs exactly one label value"
+            )
+        if not np.all(np.isfinite(p)):
+            raise ValueError("the model predicted NaN or an infinite value; it cannot be evaluated")
+        error = y - p
+        sums += (
+            len(y),
+            y.sum(),
+            (y * y).sum(),
+            p.sum(),
+            error.sum(),
+            (error * error).sum(),
+            np.abs(error).sum(),
+        )
+        return sums
+
+    def merge_accumulators(self, accumulators) -> np.ndarray:
+        total = self.create_accumulator()
+        for sums in accumulators:
+            total += sums
+        return total
+
+    def extract_output(self, sums: np.ndarray) -> dict:
+        return {self._key: sums}
+
+
+def _numbers(label, what: str) -> np.ndarray:
+    if label is None:
+        raise ValueError(
+            f"an eval example has no {what}; the Evaluator's label_key must name a feature every example has"
+        )
+    values = np.asarray(label).reshape(-1)
+    if values.dtype.kind not in "iuf":
+        raise ValueError(
+            f"the {what} holds {values.dtype} values such as {values[:1].tolist()}, not numbers; a "
+            "regression model needs a numeric label (for classes, use head='classification')"
+        )
+    values = values.astype(np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"an eval example's {what} is NaN or infinite")
+    return values

@@ -13,14 +13,16 @@ from components.evaluator_tfma import BASELINE, CANDIDATE, OVERALL, Results
 COLOURS = {CANDIDATE: "#4C72B0", BASELINE: "#BBBBBB"}
 
 
-def write_page(path: str, results: Results, model, baseline, class_names: list[str]) -> None:
-    """Writes `path` for the evaluation of `model` (against `baseline`, or none)."""
+def write_page(path: str, results: Results, model, baseline, class_names: list[str] | None) -> None:
+    """Writes `path` for the evaluation of `model` (against `baseline`, or none); `class_names`
+    None means a regression model."""
     blessed = results.validation_ok
     against = f"baseline: model {baseline.id} ({html.escape(baseline.uri)})" if baseline else "no baseline"
     rows = "".join(
         f"<tr class='{'ok' if v.passed else 'bad'}'><td>{'PASS' if v.passed else 'FAIL'}</td>"
         f"<td>{html.escape(v.threshold.metric)}</td>"
-        f"<td>{'value' if v.threshold.kind == 'value' else 'change vs baseline'} &ge; {v.threshold.bound:g}</td>"
+        f"<td>{'value' if v.threshold.kind == 'value' else 'change vs baseline'} "
+        f"{html.escape(v.threshold.needs())}</td>"
         f"<td>{_number(v.value)}</td></tr>"
         for v in results.verdicts
     )
@@ -45,9 +47,24 @@ def write_page(path: str, results: Results, model, baseline, class_names: list[s
         )
 
 
-def _chart(results: Results, slices: list[str], class_names: list[str], with_baseline: bool) -> str:
-    """Accuracy per slice, and overall precision and recall per class: candidate beside baseline,
-    with the accuracy threshold (if any) as a dashed line."""
+def _panels(slices: list[str], class_names: list[str] | None) -> tuple[str, list]:
+    """The headline metric, and the two panels: the headline per slice, and the overall details
+    (classification: precision and recall per class; regression: the errors and the means)."""
+    if class_names is None:
+        details = ["mean_absolute_error", "root_mean_squared_error", "mean_label", "mean_prediction"]
+        headline = "root_mean_squared_error"
+    else:
+        details = [f"{m}/{c}" for m in ("precision", "recall") for c in class_names]
+        headline = "accuracy"
+    return headline, [
+        (f"{headline} by slice", [(s, headline) for s in slices], True),
+        ("overall" if class_names is None else "overall, per class", [(OVERALL, m) for m in details], False),
+    ]
+
+
+def _chart(results: Results, slices: list[str], class_names: list[str] | None, with_baseline: bool) -> str:
+    """The headline metric per slice (accuracy, or RMSE for regression) and the overall details:
+    candidate beside baseline, with the headline's value threshold (if any) as a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,27 +72,23 @@ def _chart(results: Results, slices: list[str], class_names: list[str], with_bas
     import numpy as np
 
     models = [CANDIDATE, BASELINE] if with_baseline else [CANDIDATE]
-    per_class = [f"{m}/{c}" for m in ("precision", "recall") for c in class_names]
-    panels = [
-        ("accuracy by slice", [(s, "accuracy") for s in slices]),
-        ("overall, per class", [(OVERALL, m) for m in per_class]),
-    ]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.3 * max(len(slices), len(per_class)) + 1.6))
+    headline, panels = _panels(slices, class_names)
+    rows = max(len(bars) for _, bars, _ in panels)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.3 * rows + 1.6))
     width = 0.8 / len(models)
-    for ax, (title, bars) in zip(axes, panels):
+    for ax, (title, bars, by_slice) in zip(axes, panels):
         y = np.arange(len(bars))
         for i, name in enumerate(models):
             values = [results.value(metric, name, s) for s, metric in bars]
             ax.barh(y + i * width, np.nan_to_num(values), height=width, color=COLOURS[name], label=name)
-        ax.set_yticks(
-            y + width * (len(models) - 1) / 2, [b[0] if title.startswith("accuracy") else b[1] for b in bars]
-        )
+        ax.set_yticks(y + width * (len(models) - 1) / 2, [b[0] if by_slice else b[1] for b in bars])
         ax.invert_yaxis()
-        ax.set_xlim(0, 1.05)
+        if class_names is not None:
+            ax.set_xlim(0, 1.05)
         ax.set_title(title, fontsize=10)
         ax.tick_params(labelsize=8)
     for verdict in results.verdicts:
-        if verdict.threshold.metric == "accuracy" and verdict.threshold.kind == "value":
+        if verdict.threshold.metric == headline and verdict.threshold.kind == "value":
             axes[0].axvline(verdict.threshold.bound, color="#C44E52", linestyle="--", label="threshold")
     fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=3, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.92))
@@ -90,7 +103,7 @@ def _metrics_table(results: Results, slices: list[str], with_baseline: bool) -> 
     baseline's and the change when there is a baseline."""
     metrics = sorted(
         {m for (_, model), values in results.metrics.items() if model == CANDIDATE for m in values},
-        key=lambda m: (m != "example_count", m != "accuracy", m),
+        key=lambda m: (m != "example_count", m not in ("accuracy", "root_mean_squared_error"), m),
     )
 
     def cell(metric: str, slice_name: str) -> str:

@@ -13,9 +13,12 @@ and the baseline even if their vocabularies are ordered differently. It checks e
 `classes` against `all_classes[class_ids]`, so a wrong vocabulary fails loudly instead of
 corrupting metrics.
 
-Metric names, as the Evaluator's parameters and reports use them: `example_count`, `accuracy`,
+Metric names, as the Evaluator's parameters and reports use them. Classification (a model whose
+`serving_default` gives `classes`, `class_ids` and `scores`): `example_count`, `accuracy`,
 `precision/<class>`, `recall/<class>` (the predicted class is the one with the highest score; see
-`evaluator_metrics`) and, for two-class models, `auc/<class>`.
+`evaluator_metrics`) and, for two-class models, `auc/<class>`. Regression (`outputs`):
+`example_count`, `mean_squared_error`, `root_mean_squared_error`, `mean_absolute_error`,
+`mean_label`, `mean_prediction`, `r_squared`. Throughout, `class_names=None` means regression.
 """
 
 from __future__ import annotations
@@ -36,14 +39,35 @@ OVERALL = "Overall"
 SERVING_DIR = "Format-Serving"
 
 
+LOWER_IS_BETTER = frozenset({"mean_squared_error", "root_mean_squared_error", "mean_absolute_error"})
+REGRESSION_METRICS = [
+    "example_count",
+    "mean_squared_error",
+    "root_mean_squared_error",
+    "mean_absolute_error",
+    "mean_label",
+    "mean_prediction",
+    "r_squared",
+]
+
+
 @dataclass(frozen=True)
 class Threshold:
-    """One check: `metric` (an Evaluator metric name), `kind` "value" (the candidate's value must be
-    >= bound) or "change" (candidate minus baseline must be >= bound), on the overall slice."""
+    """One check on the overall slice: `metric` (an Evaluator metric name), `kind` "value" (the
+    candidate's value must be at least `bound`, or at most for an error such as
+    mean_squared_error) or "change" (candidate minus baseline must be at least `bound`, or at most
+    for an error)."""
 
     metric: str
     kind: str
     bound: float
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.metric in LOWER_IS_BETTER
+
+    def needs(self) -> str:
+        return f"{'<=' if self.lower_is_better else '>='} {self.bound:g}"
 
 
 @dataclass
@@ -55,7 +79,7 @@ class Verdict:
     def line(self) -> str:
         t = self.threshold
         what = t.metric if t.kind == "value" else f"{t.metric} change vs baseline"
-        return f"{'PASS' if self.passed else 'FAIL'} {what} = {self.value:.4f} (needs >= {t.bound:g})"
+        return f"{'PASS' if self.passed else 'FAIL'} {what} = {self.value:.4f} (needs {t.needs()})"
 
 
 @dataclass
@@ -101,8 +125,10 @@ def per_class_metrics(class_names: Sequence[str]) -> dict[str, tuple[str, str]]:
     return metrics
 
 
-def metric_names(class_names: Sequence[str]) -> list[str]:
-    """Every metric an evaluation reports, for a model with these classes."""
+def metric_names(class_names: Sequence[str] | None) -> list[str]:
+    """Every metric an evaluation reports, for a model with these classes (None: regression)."""
+    if class_names is None:
+        return list(REGRESSION_METRICS)
     per_class = per_class_metrics(class_names)
     return ["example_count", "accuracy", *(f"{m}/{c}" for m in per_class for c in class_names)]
 
@@ -111,13 +137,13 @@ def eval_config(
     label_key: str,
     signature_name: str,
     slices: Sequence[Sequence[str]],
-    class_names: Sequence[str],
+    class_names: Sequence[str] | None,
     thresholds: Sequence[Threshold],
     with_baseline: bool,
 ):
     """TFMA's EvalConfig: one or two models, the slices, the metrics (per-class ones in one spec per
-    class), and each threshold on its metric, for the overall slice only (a threshold on every
-    small slice would bless or refuse by noise)."""
+    class; for regression, one spec), and each threshold on its metric, for the overall slice only
+    (a threshold on every small slice would bless or refuse by noise)."""
     from tensorflow_model_analysis.proto import config_pb2 as cfg
 
     models = [cfg.ModelSpec(name=CANDIDATE, signature_name=signature_name, label_key=label_key)]
@@ -126,6 +152,22 @@ def eval_config(
             cfg.ModelSpec(name=BASELINE, signature_name=signature_name, label_key=label_key, is_baseline=True)
         )
     checks = _metric_thresholds(thresholds, class_names)
+    if class_names is None:
+        from components.evaluator_metrics import REGRESSION_METRICS as CLASSES
+
+        spec = cfg.MetricsSpec(
+            metrics=[
+                cfg.MetricConfig(
+                    class_name=CLASSES[name], module=OUR_METRICS, per_slice_thresholds=checks.get(name, [])
+                )
+                for name in REGRESSION_METRICS
+            ]
+        )
+        return cfg.EvalConfig(
+            model_specs=models,
+            slicing_specs=[cfg.SlicingSpec(feature_keys=list(s)) for s in slices],
+            metrics_specs=[spec],
+        )
 
     ours = json.dumps({"class_names": list(class_names)})[1:-1]
 
@@ -174,13 +216,13 @@ def _metric_thresholds(thresholds: Sequence[Threshold], class_names: Sequence[st
     for t in thresholds:
         parse_metric(t.metric, class_names)
         if t.kind == "value":
-            check = cfg.MetricThreshold(
-                value_threshold=cfg.GenericValueThreshold(lower_bound={"value": t.bound})
-            )
+            bound = {"upper_bound" if t.lower_is_better else "lower_bound": {"value": t.bound}}
+            check = cfg.MetricThreshold(value_threshold=cfg.GenericValueThreshold(**bound))
         else:
+            direction = "LOWER_IS_BETTER" if t.lower_is_better else "HIGHER_IS_BETTER"
             check = cfg.MetricThreshold(
                 change_threshold=cfg.GenericChangeThreshold(
-                    absolute={"value": t.bound}, direction=cfg.MetricDirection.HIGHER_IS_BETTER
+                    absolute={"value": t.bound}, direction=cfg.MetricDirection.Value(direction)
                 )
             )
         checks.setdefault(t.metric, []).append(
@@ -189,12 +231,14 @@ def _metric_thresholds(thresholds: Sequence[Threshold], class_names: Sequence[st
     return checks
 
 
-def parse_metric(metric: str, class_names: Sequence[str]) -> tuple[str, int | None]:
+def parse_metric(metric: str, class_names: Sequence[str] | None) -> tuple[str, int | None]:
     """`recall/Gentoo` -> ("recall", class id of Gentoo); `accuracy` -> ("accuracy", None)."""
     known = metric_names(class_names)
     if metric not in known:
+        kind = "regression" if class_names is None else "classification"
         raise UserInputError(
-            f"Evaluator threshold on unknown metric {metric!r}; metrics for this model: {', '.join(known)}"
+            f"Evaluator threshold on metric {metric!r}, which a {kind} model does not have; "
+            f"metrics for this model: {', '.join(known)}"
         )
     name, _, class_name = metric.partition("/")
     return name, (class_names.index(class_name) if class_name else None)
@@ -207,7 +251,7 @@ def run_tfma(
     config,
     model_dirs: dict[str, str],
     vocabularies: dict[str, list[str]],
-    class_names: list[str],
+    class_names: list[str] | None,
 ) -> None:
     """Evaluates the models of `model_dirs` (name -> SavedModel dir) on the raw tf.Examples of
     `data_pattern` in the Beam `pipeline`, writing TFMA's results to `output_path`."""
@@ -220,13 +264,15 @@ def run_tfma(
         for name, path in model_dirs.items()
     ]
     extractors = tfma.default_extractors(eval_shared_model=shared, eval_config=config)
-    after = next(i for i, e in enumerate(extractors) if e.stage_name == "ExtractPredictions") + 1
-    extractors.insert(
-        after,
-        tfma.extractors.Extractor(
-            stage_name="ClassNames", ptransform=ClassNames(vocabularies=vocabularies, class_names=class_names)
-        ),
-    )
+    if class_names is not None:
+        after = next(i for i, e in enumerate(extractors) if e.stage_name == "ExtractPredictions") + 1
+        extractors.insert(
+            after,
+            tfma.extractors.Extractor(
+                stage_name="ClassNames",
+                ptransform=ClassNames(vocabularies=vocabularies, class_names=class_names),
+            ),
+        )
     with pipeline as p:
         _ = (
             p
@@ -312,7 +358,9 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def read_results(output_path: str, class_names: Sequence[str], thresholds: Sequence[Threshold]) -> Results:
+def read_results(
+    output_path: str, class_names: Sequence[str] | None, thresholds: Sequence[Threshold]
+) -> Results:
     """TFMA's metrics and validation from `output_path`, in the Evaluator's metric names."""
     import tensorflow_model_analysis as tfma
 
@@ -327,10 +375,13 @@ def read_results(output_path: str, class_names: Sequence[str], thresholds: Seque
         value = metrics.get((OVERALL, model), {}).get(t.metric, math.nan)
         name, class_id = parse_metric(t.metric, class_names)
         verdicts.append(Verdict(t, value, (name, class_id, t.kind == "change") not in failed))
-    return Results(metrics, verdicts, validation.validation_ok, sliced_by)
+    # With no threshold at all TFMA reports `missing_thresholds` and not ok; the Evaluator's
+    # contract is that every model is then blessed.
+    ok = validation.validation_ok or (not thresholds and validation.missing_thresholds)
+    return Results(metrics, verdicts, ok, sliced_by)
 
 
-def _read_metrics(output_path: str, class_names: Sequence[str]):
+def _read_metrics(output_path: str, class_names: Sequence[str] | None):
     """`{(slice, model): {metric: value}}` and the slices' feature sets."""
     import tensorflow_model_analysis as tfma
 

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 from pipeline import Component, ExecutionContext, Input, UserInputError
@@ -21,9 +22,12 @@ COLUMN_TYPES = ("int", "float", "string")
 class ExampleGenParams:
     """input_pattern: a glob with a `{SPAN}` placeholder (and optionally `{VERSION}`), such as
     `data/penguins/span-{SPAN}/*.csv`. span / version: which to read; None means the latest.
-    splits: split name -> hash-bucket weight. column_types: column -> int, float or string, which
-    wins over the schema input; other columns take the schema's type, or are inferred.
-    null_values: cells that mean "missing" (an empty cell always does)."""
+    splits: split name -> hash-bucket weight. column_types: column (its CSV header or its feature
+    name) -> int, float or string, which wins over the schema input; other columns take the
+    schema's type, or are inferred. null_values: cells that mean "missing" (an empty cell always
+    does). Each column becomes the feature named by `feature_names(header)`: the header itself when
+    it is a valid name, else a lower-case name of letters, digits and '_' (recorded on the
+    Examples as `column_names`)."""
 
     input_pattern: str
     span: int | None = None
@@ -52,16 +56,24 @@ def resolve_span(ctx: ExecutionContext, params: ExampleGenParams, schema: Schema
                 "all files of a span must have the same columns in the same order"
             )
         files.append({"path": path, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    features = feature_names(header, first)
     ctx.log(
         f"span {span}, version {version}: {len(files)} file(s), "
         f"{sum(f['bytes'] for f in files) / 1e6:.1f} MB, columns {', '.join(header)}"
     )
+    renamed = {c: f for c, f in zip(header, features) if c != f}
+    if renamed:
+        ctx.log(
+            "columns renamed to valid feature names: "
+            + ", ".join(f"{c!r} -> {f}" for c, f in renamed.items())
+        )
     fingerprint = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
     return {
         "span": span,
         "version": version,
         "files": files,
         "header": header,
+        "features": features,
         "input_fingerprint": fingerprint,
     }
 
@@ -129,6 +141,36 @@ def _header_of(path: str, data: bytes) -> list[str]:
     return header
 
 
+_VALID_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def feature_name(column: str) -> str:
+    """A CSV header as a feature name valid everywhere a name must be (SavedModel signature
+    arguments, TensorFlow node names): the header itself when it is already one, else its letters
+    (accents dropped) and digits, lower case, joined by '_', with `f_` before a leading digit.
+    `Culmen Length (mm)` -> `culmen_length_mm`; `2nd/try` -> `f_2nd_try`; "" when nothing is left."""
+    if _VALID_NAME.match(column):
+        return column
+    ascii_text = unicodedata.normalize("NFKD", column).encode("ascii", "ignore").decode()
+    name = re.sub(r"[^A-Za-z0-9]+", "_", ascii_text).strip("_").lower()
+    return f"f_{name}" if name[:1].isdigit() else name
+
+
+def feature_names(header: list[str], path: str = "") -> list[str]:
+    """The feature name of each column; a column with no letter or digit that maps to something
+    becomes `column_<n>`. Two columns that map to one name are an error naming both."""
+    names = [feature_name(c) or f"column_{i}" for i, c in enumerate(header, 1)]
+    first: dict[str, str] = {}
+    for column, name in zip(header, names):
+        if name in first:
+            raise UserInputError(
+                f"{path}, line 1: columns {first[name]!r} and {column!r} both become feature {name!r}; "
+                "rename one of them in the CSV header"
+            )
+        first[name] = column
+    return names
+
+
 def _check_params(params: ExampleGenParams) -> None:
     if not params.splits or not all(isinstance(w, int) and w > 0 for w in params.splits.values()):
         raise UserInputError(f"splits must map split names to positive integer weights, got {params.splits}")
@@ -155,11 +197,14 @@ def run_example_gen(
     from components.example_gen_beam import write_examples
 
     resolved = ctx.resolved
-    declared = {**schema_column_types(schema), **params.column_types}
-    declared = {c: t for c, t in declared.items() if c in resolved["header"]}
+    header, features = resolved["header"], resolved["features"]
+    by_header = dict(zip(header, features))
+    given = {by_header.get(c, c): t for c, t in params.column_types.items()}
+    declared = {**schema_column_types(schema), **given}
+    declared = {c: t for c, t in declared.items() if c in features}
     paths = [f["path"] for f in resolved["files"]]
     report = write_examples(
-        ctx, paths, resolved["header"], declared, list(params.null_values), dict(params.splits), examples
+        ctx, paths, features, declared, list(params.null_values), dict(params.splits), examples
     )
     if report.errors:
         shown = "\n  ".join(str(e) for e in report.errors[:10])
@@ -178,6 +223,9 @@ def run_example_gen(
     examples.custom_properties["input_fingerprint"] = resolved["input_fingerprint"]
     examples.custom_properties["input_pattern"] = params.input_pattern
     examples.custom_properties["column_types"] = json.dumps(report.types)
+    renamed = {c: f for c, f in by_header.items() if c != f}
+    if renamed:
+        examples.custom_properties["column_names"] = json.dumps(renamed)
     counts = ", ".join(f"{s} {report.counts.get(s, 0)}" for s in params.splits)
     ctx.log(
         f"wrote {total} examples ({counts}); types: {', '.join(f'{k}={v}' for k, v in report.types.items())}"

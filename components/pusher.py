@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipeline import Component, ExecutionContext, Input, UserInputError
+from pipeline import Component, DefinitionError, ExecutionContext, Input, UserInputError
 from pipeline.artifacts import Examples, Model, ModelBlessing, PushedModel
 
 SERVING_DIR = "Format-Serving"
@@ -21,22 +22,36 @@ RECORD_FILE = "push_record.json"
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 STAGING_PREFIX = ".staging-"
 STALE_STAGING_SECONDS = 3600
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 SMOKE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pusher_smoke.py")
 
 
 @dataclass(frozen=True)
 class PusherParams:
     """push_destination: the serving base directory (default `<pipeline_root>/serving`); the model
-    lands in `<push_destination>/<model_name>/<version>/`. The smoke check feeds `smoke_examples`
-    raw examples of `split`, without `label_key`, to `serving_default` in a fresh process, and
-    gives up after `smoke_timeout_seconds`."""
+    lands in `<push_destination>/<model_name>/<version>/` (model_name: default the pipeline's
+    name). The smoke check feeds `smoke_examples` (at least 1) raw examples of `split`, without
+    `label_key` (default: the label the Trainer recorded on the Model), to `serving_default` in
+    a fresh process, and gives up after `smoke_timeout_seconds`. A model that fails it is not
+    pushed, and the run ends HELD_BACK."""
 
     push_destination: str | None = None
-    model_name: str = "penguin"
-    label_key: str = "species"
+    model_name: str | None = None
+    label_key: str | None = None
     split: str = "eval"
     smoke_examples: int = 8
     smoke_timeout_seconds: float = 300.0
+
+    def __post_init__(self):
+        if self.smoke_examples < 1:
+            raise DefinitionError(
+                f"Pusher: smoke_examples must be at least 1, got {self.smoke_examples}: the smoke check "
+                "is what keeps a model that cannot serve from replacing the served one"
+            )
+        if self.model_name is not None and not _MODEL_NAME.match(self.model_name):
+            raise DefinitionError(
+                f"Pusher: model_name {self.model_name!r} becomes a folder name; use letters, digits, '_', '-', '.'"
+            )
 
 
 def run_pusher(
@@ -53,7 +68,8 @@ def run_pusher(
             "give the Pusher the Evaluator's blessing of the same model it pushes"
         )
     model_dir = os.path.join(
-        params.push_destination or os.path.join(ctx.pipeline_root, "serving"), params.model_name
+        params.push_destination or os.path.join(ctx.pipeline_root, "serving"),
+        params.model_name or ctx.pipeline_name,
     )
     if not blessing.get("blessed"):
         failed = [line for line in blessing.get("reason", "").splitlines() if line.startswith("FAIL")]
@@ -78,12 +94,14 @@ def run_pusher(
             fingerprint=fingerprint,
         )
         return
-    passed, detail = smoke_check(serving, examples.split_uri(params.split), params)
+    label_key = params.label_key or model.custom_properties.get("label_key", "")
+    passed, detail = smoke_check(serving, examples.split_uri(params.split), label_key, params)
     if not passed:
         ctx.log(
             f"not pushed: the smoke check of model {model.id} failed: {detail}; {model_dir} left unchanged"
         )
         _record(pushed_model, "smoke_check_failed", "", 0, reason=f"smoke check failed: {detail}")
+        ctx.hold_back(f"model {model.id} was not pushed: its smoke check failed: {detail}")
         return
     record = {
         "model_id": model.id,
@@ -172,13 +190,15 @@ def warm_up() -> Callable[[], None]:
     return release
 
 
-def smoke_check(serving_dir: str, examples_dir: str, params: PusherParams) -> tuple[bool, str]:
+def smoke_check(
+    serving_dir: str, examples_dir: str, label_key: str, params: PusherParams
+) -> tuple[bool, str]:
     """Runs `pusher_smoke.py` in a fresh process (one started ahead by `warm_up` if there is one):
     (passed, what it saw or why it failed)."""
     while _WAITING and _WAITING[-1].poll() is not None:  # one that died waiting is no use
         _WAITING.pop().communicate()
     process = _WAITING.pop() if _WAITING else _start_smoke_process()
-    request = json.dumps([serving_dir, examples_dir, params.label_key, str(params.smoke_examples)])
+    request = json.dumps([serving_dir, examples_dir, label_key, str(params.smoke_examples)])
     try:
         stdout, stderr = process.communicate(request + "\n", timeout=params.smoke_timeout_seconds)
     except subprocess.TimeoutExpired:
@@ -235,6 +255,6 @@ Pusher = Component(
     inputs={"model": Input(Model), "blessing": Input(ModelBlessing), "examples": Input(Examples)},
     outputs={"pushed_model": PushedModel},
     parameters=PusherParams,
-    version="1",
+    version="2",
     warm_up=warm_up,
 )

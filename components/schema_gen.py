@@ -71,10 +71,12 @@ ImportSchemaGen = Component(
 
 @dataclass(frozen=True)
 class SchemaGenParams:
-    """max_domain_size: a string feature with at most this many distinct values gets a domain."""
+    """max_domain_size: a string feature with at most this many distinct values, each seen at
+    least twice on average, gets a closed domain. splits: the splits whose statistics are read
+    (default all of them, so the schema accepts every split of the span it came from)."""
 
     max_domain_size: int = 20
-    split: str = "train"
+    splits: tuple | None = None
 
 
 def run_schema_gen(
@@ -82,10 +84,15 @@ def run_schema_gen(
 ) -> None:
     from components.statistics import load_statistics
 
-    proto = infer_schema(load_statistics(statistics, params.split), max_domain_size=params.max_domain_size)
-    write_schema(schema, proto)
+    splits = list(params.splits or statistics.split_names)
+    inferred = infer_schema([load_statistics(statistics, s) for s in splits], params.max_domain_size)
+    with open(os.path.join(schema.uri, SCHEMA_FILE), "w") as f:
+        f.write(schema_text(inferred, f"the statistics of split(s) {', '.join(splits)}"))
     schema.custom_properties["source"] = "inferred"
-    ctx.log(f"inferred {len(proto.feature)} features from the {params.split} split's statistics")
+    ctx.log(
+        f"inferred {len(inferred.proto.feature)} features from the statistics of {', '.join(splits)}; "
+        f"what was decided for each is commented in {SCHEMA_FILE}"
+    )
 
 
 SchemaGen = Component(
@@ -94,46 +101,112 @@ SchemaGen = Component(
     inputs={"statistics": Input(ExampleStatistics)},
     outputs={"schema": Schema},
     parameters=SchemaGenParams,
-    version="1",
+    version="2",
 )
 
 
-def infer_schema(dataset, max_domain_size: int = 20):
-    """A Schema from one split's DatasetFeatureStatistics: each feature's type; presence (required
-    when nothing is missing, otherwise optional with the observed fraction, rounded down); value
-    counts; a string domain when there are at most `max_domain_size` distinct values; the observed
-    range of numeric features."""
+@dataclass
+class InferredSchema:
+    """A Schema proto and, per feature, what inference decided and why (one line each)."""
+
+    proto: object
+    notes: dict = field(default_factory=dict)
+
+    def explanation(self) -> list[str]:
+        return [f"{name}: {note}" for name, note in self.notes.items()]
+
+
+def infer_schema(datasets, max_domain_size: int = 20) -> InferredSchema:
+    """A Schema from the DatasetFeatureStatistics of one or more splits, as TFDV infers one, left
+    open where the data cannot tell: a feature's type; required (present once in every example)
+    or optional; a closed string domain (the union of the values seen) only for a string with few
+    distinct values that repeat, never for free text, ids or dates; no numeric range. Where a
+    person tightens it is written in the notes (and, by `schema_text`, in the file)."""
     from tensorflow_metadata.proto.v0 import schema_pb2
     from tensorflow_metadata.proto.v0 import statistics_pb2 as stats_pb
 
     from components.statistics import feature_stats
 
+    datasets = datasets if isinstance(datasets, (list, tuple)) else [datasets]
     types = {
         stats_pb.FeatureNameStatistics.INT: schema_pb2.INT,
         stats_pb.FeatureNameStatistics.FLOAT: schema_pb2.FLOAT,
     }
-    schema = schema_pb2.Schema()
-    for name, stats in sorted(feature_stats(dataset).items()):
-        feature = schema.feature.add(name=name, type=types.get(stats.type, schema_pb2.BYTES))
-        strings = stats.HasField("string_stats")
-        common = stats.string_stats.common_stats if strings else stats.num_stats.common_stats
-        fraction = common.num_non_missing / dataset.num_examples if dataset.num_examples else 0.0
+    per_split = [feature_stats(d) for d in datasets]
+    names = sorted({name for stats in per_split for name in stats})
+    examples = sum(d.num_examples for d in datasets)
+    inferred = InferredSchema(schema_pb2.Schema())
+    for name in names:
+        seen = [stats[name] for stats in per_split if name in stats]
+        kinds = {types.get(s.type, schema_pb2.BYTES) for s in seen}
+        kind = schema_pb2.BYTES if schema_pb2.BYTES in kinds else max(kinds)
+        feature = inferred.proto.feature.add(name=name, type=kind)
+        commons = [_common(s) for s in seen]
+        present = sum(c.num_non_missing for c in commons)
+        fewest = min(c.min_num_values for c in commons)
+        most = max(c.max_num_values for c in commons)
+        notes = []
         feature.presence.min_count = 1
-        if common.num_missing == 0 and common.min_num_values == common.max_num_values == 1:
+        if present == examples and fewest == most == 1:
             feature.presence.min_fraction = 1.0
             feature.shape.dim.add(size=1)
+            notes.append("required (in every example)")
         else:
-            feature.presence.min_fraction = int(fraction * 100) / 100
-            feature.value_count.min = common.min_num_values
-            feature.value_count.max = common.max_num_values
-        if strings and 0 < stats.string_stats.unique <= max_domain_size:
-            values = sorted(b.label for b in stats.string_stats.rank_histogram.buckets)
-            schema.string_domain.add(name=name, value=values)
-            feature.domain = name
-        elif not strings and common.num_non_missing:
-            if feature.type == schema_pb2.INT:
-                feature.int_domain.min = int(stats.num_stats.min)
-                feature.int_domain.max = int(stats.num_stats.max)
-            else:
-                feature.float_domain.min, feature.float_domain.max = stats.num_stats.min, stats.num_stats.max
-    return schema
+            feature.value_count.min, feature.value_count.max = fewest, most
+            notes.append(
+                f"optional (missing in {examples - present} of {examples} examples; "
+                "set presence.min_fraction to require a share)"
+            )
+        if kind == schema_pb2.BYTES:
+            notes.append(_string_domain(inferred.proto, feature, seen, present, max_domain_size))
+        elif present:
+            low = min(s.num_stats.min for s in seen if _common(s).num_non_missing)
+            high = max(s.num_stats.max for s in seen if _common(s).num_non_missing)
+            what = "int" if kind == schema_pb2.INT else "float"
+            notes.append(
+                f"{what}, seen from {low:g} to {high:g}; no range set (add "
+                f"{what}_domain {{ min: ... max: ... }} to check one)"
+            )
+        inferred.notes[name] = "; ".join(notes)
+    return inferred
+
+
+def _common(stats):
+    return stats.string_stats.common_stats if stats.HasField("string_stats") else stats.num_stats.common_stats
+
+
+def _string_domain(schema, feature, seen, present: int, max_domain_size: int) -> str:
+    """Gives `feature` a closed domain when its values are few and repeat; returns the note."""
+    values = sorted(
+        {b.label for s in seen if s.HasField("string_stats") for b in s.string_stats.rank_histogram.buckets}
+    )
+    distinct = max([len(values), *(s.string_stats.unique for s in seen if s.HasField("string_stats"))])
+    if 0 < distinct <= max_domain_size and distinct * 2 <= present:
+        schema.string_domain.add(name=feature.name, value=values)
+        feature.domain = feature.name
+        return (
+            f"string, closed domain of {distinct} value(s) (a new value is an anomaly; "
+            "add it to string_domain to accept it)"
+        )
+    why = "too many to list" if distinct > max_domain_size else "most appear once"
+    return f"string, open: {distinct} distinct value(s), {why} (free text, ids or dates?); not a closed list"
+
+
+def schema_text(inferred: InferredSchema, source: str) -> str:
+    """The schema in text format, each feature preceded by a comment saying what was inferred and
+    where a person tightens it; `text_format` reads the comments as such."""
+    from google.protobuf import text_format
+
+    lines = [
+        f"# Inferred from {source}: a start for a curated schema.",
+        "# Nothing here is pinned to the extremes seen: numeric ranges and presence are left open and",
+        "# only strings with few, repeating values get a closed domain. Tighten what you know.",
+        "",
+    ]
+    for feature in inferred.proto.feature:
+        lines.append(f"# {feature.name}: {inferred.notes.get(feature.name, '')}")
+        body = text_format.MessageToString(feature, indent=2).rstrip("\n")
+        lines += ["feature {", body, "}"]
+    for domain in inferred.proto.string_domain:
+        lines += ["string_domain {", text_format.MessageToString(domain, indent=2).rstrip("\n"), "}"]
+    return "\n".join(lines) + "\n"

@@ -22,8 +22,10 @@ PAGE_FILE = "training.html"
 class TrainerParams:
     """module_file: a Python file defining `build_fn(features, params) -> logits` (used with the
     head below) or `model_fn(features, labels, mode, params) -> EstimatorSpec`; or pass either
-    function directly. head: "classification" (classes from Transform's vocabulary
-    `label_vocabulary`) or "regression". hyperparameters: the `params` dict the function receives
+    function directly. label_key: the transformed feature holding the label (required; the
+    Evaluator and Pusher read it from the Model). head: "classification" (classes from Transform's
+    vocabulary `label_vocabulary`, by default the one named like the label) or "regression".
+    hyperparameters: the `params` dict the function receives
     (learning_rate is also the optimizer's). Steps count batches of `batch_size`; the model is
     evaluated every `eval_every_steps` on `eval_steps` batches of `eval_batch_size` examples of the
     eval split (all of it if None; the same examples each time, in file order).
@@ -33,9 +35,9 @@ class TrainerParams:
     module_file: str | None = field(default=None, metadata={"module_file": True})
     build_fn: Callable | None = None
     model_fn: Callable | None = None
-    label_key: str = "species"
+    label_key: str = ""
     head: str = "classification"
-    label_vocabulary: str | None = "species"
+    label_vocabulary: str | None = None
     hyperparameters: dict = field(default_factory=dict)
     train_steps: int = 1000
     eval_steps: int | None = None
@@ -55,6 +57,11 @@ class TrainerParams:
             raise DefinitionError(
                 "Trainer: give exactly one of module_file='path/to/module.py' (defining build_fn or "
                 f"model_fn), build_fn=<function> or model_fn=<function>; got {given or 'none'}"
+            )
+        if not self.label_key:
+            raise DefinitionError(
+                "Trainer: give label_key, the name of the label among preprocessing_fn's outputs, "
+                "e.g. Trainer(..., label_key='price')"
             )
         if self.head not in ("classification", "regression"):
             raise DefinitionError(
@@ -77,7 +84,7 @@ def run_trainer(
     from components.trainer_io import export_model, input_fn, write_training_page
 
     tft_output = tft.TFTransformOutput(transform_graph.uri)
-    model_fn, given = _model_fn(params, tft_output)
+    model_fn, given = _model_fn(ctx, params, tft_output, examples)
     run_dir = _run_dir(ctx)
     warm = os.path.join(base_model.uri, RUN_DIR, "best") if params.warm_start and base_model else None
     estimator = est.Estimator(
@@ -91,10 +98,13 @@ def run_trainer(
     result = est.train_and_evaluate(
         estimator,
         est.TrainSpec(
-            input_fn(examples, "train", spec, params.label_key, params.batch_size, True), params.train_steps
+            input_fn(examples, "train", spec, params.label_key, params.batch_size, True, ctx.where_defined()),
+            params.train_steps,
         ),
         est.EvalSpec(
-            input_fn(examples, "eval", spec, params.label_key, params.eval_batch_size, False),
+            input_fn(
+                examples, "eval", spec, params.label_key, params.eval_batch_size, False, ctx.where_defined()
+            ),
             params.eval_steps,
             params.eval_every_steps,
         ),
@@ -121,6 +131,9 @@ def run_trainer(
         stopped_early=int(result.stopped_early),
         resumed_from=result.resumed_from,
         signatures=json.dumps(signatures),
+        label_key=params.label_key,
+        task=_task(signatures),
+        label_vocabulary=params.label_vocabulary or params.label_key,
         page=PAGE_FILE,
         eval_metrics=json.dumps(
             {k: v for k, v in result.best_metrics.items() if isinstance(v, (int, float))}
@@ -132,7 +145,13 @@ def run_trainer(
     )
 
 
-def _model_fn(params: TrainerParams, tft_output) -> tuple[Callable, dict]:
+def _task(signatures: dict[str, list[str]]) -> str:
+    """What `serving_default` answers, for the Evaluator: classification when it gives class
+    scores, else regression (whether a head or the user's model_fn made it)."""
+    return "classification" if "scores" in signatures.get("serving_default", []) else "regression"
+
+
+def _model_fn(ctx: ExecutionContext, params: TrainerParams, tft_output, examples) -> tuple[Callable, dict]:
     """The model_fn, and what the Trainer adds to its params: `vocabulary_sizes` (Transform's
     vocabularies, name -> size) and, for classification, `n_classes`."""
     from components import estimator as est
@@ -150,14 +169,31 @@ def _model_fn(params: TrainerParams, tft_output) -> tuple[Callable, dict]:
             return module.model_fn, given
         build_fn = load_function(params.module_file, "build_fn")
     if params.head == "regression":
-        return est.model_fn_from_build_fn(build_fn, est.RegressionHead()), given
-    try:
-        vocabulary = tft_output.vocabulary_by_name(params.label_vocabulary)
-    except (ValueError, OSError, KeyError) as error:
+        from components.trainer_io import label_moments
+
+        spec = tft_output.transformed_feature_spec()
+        if params.label_key in spec:
+            mean, scale = label_moments(examples, "train", spec, params.label_key)
+            ctx.log(
+                f"regression label {params.label_key!r}: standardized with mean {mean:.4g}, scale {scale:.4g}"
+            )
+        else:
+            mean, scale = 0.0, 1.0  # the input function says what is wrong
+        given.update(label_mean=mean, label_scale=scale)
+        return est.model_fn_from_build_fn(
+            build_fn, est.RegressionHead(label_mean=mean, label_scale=scale)
+        ), given
+    name = params.label_vocabulary or params.label_key
+    if name not in given["vocabulary_sizes"]:
+        found = ", ".join(sorted(given["vocabulary_sizes"])) or "none"
         raise UserInputError(
-            f"Transform wrote no vocabulary {params.label_vocabulary!r} for the label ({error}); use "
-            f"tft.compute_and_apply_vocabulary(..., vocab_filename={params.label_vocabulary!r}) in preprocessing_fn"
-        ) from None
+            f"the classification head needs the label's vocabulary, and Transform wrote no vocabulary "
+            f"{name!r} (vocabularies: {found}). Either set Trainer(label_vocabulary=...) "
+            f"{ctx.where_defined()} to the vocabulary that holds the classes, or write it in preprocessing_fn: "
+            f"outputs[{params.label_key!r}] = tft.compute_and_apply_vocabulary(inputs[...], "
+            f"vocab_filename={name!r}); for a numeric label use Trainer(head='regression')"
+        )
+    vocabulary = tft_output.vocabulary_by_name(name)
     given["n_classes"] = len(vocabulary)
     return est.model_fn_from_build_fn(build_fn, est.ClassificationHead(len(vocabulary), vocabulary)), given
 
@@ -180,5 +216,5 @@ Trainer = Component(
     },
     outputs={"model": Model},
     parameters=TrainerParams,
-    version="1",
+    version="2",
 )

@@ -15,7 +15,9 @@ CACHE_BYTES = 256 << 20
 CACHE_EXPANSION = 6  # serialized records take about this many times their gzipped size
 
 
-def input_fn(examples, split: str, feature_spec: dict, label_key: str, batch_size: int, train: bool):
+def input_fn(
+    examples, split: str, feature_spec: dict, label_key: str, batch_size: int, train: bool, where: str = ""
+):
     """(features, label) batches from `Split-<split>/*.gz` of transformed Examples: read in
     parallel, shuffled and repeated for training, batched, parsed per batch, prefetched."""
     files = sorted(glob.glob(os.path.join(examples.split_uri(split), "*.gz")))
@@ -28,7 +30,8 @@ def input_fn(examples, split: str, feature_spec: dict, label_key: str, batch_siz
 
         raise UserInputError(
             f"the transformed examples have no label {label_key!r} (features: {', '.join(sorted(feature_spec))}); "
-            "set the Trainer's label_key to the preprocessing_fn output that holds the label"
+            f"set Trainer(label_key=...) {where or 'in the pipeline definition'} to the preprocessing_fn "
+            "output that holds the label, or make preprocessing_fn output it under that name"
         )
 
     def make():
@@ -47,6 +50,24 @@ def input_fn(examples, split: str, feature_spec: dict, label_key: str, batch_siz
         return dataset.prefetch(tf.data.AUTOTUNE)
 
     return make
+
+
+def label_moments(examples, split: str, feature_spec: dict, label_key: str, limit: int = 20_000):
+    """(mean, standard deviation) of the label over the first `limit` examples of a split, for a
+    regression head to standardize it (a deviation of 0 becomes 1)."""
+    files = sorted(glob.glob(os.path.join(examples.split_uri(split), "*.gz")))
+    label_spec = {label_key: feature_spec[label_key]}
+    dataset = (
+        tf.data.TFRecordDataset(files, compression_type="GZIP")
+        .take(limit)
+        .batch(1024)
+        .map(lambda records: tf.reshape(tf.io.parse_example(records, label_spec)[label_key], [-1]))
+    )
+    values = tf.cast(tf.concat(list(dataset), axis=0), tf.float64).numpy()
+    if len(values) == 0:
+        return 0.0, 1.0
+    deviation = float(values.std())
+    return float(values.mean()), deviation if deviation > 0 else 1.0
 
 
 def _split_label(features: dict, label_key: str):

@@ -13,7 +13,7 @@ from pipeline import Component, DefinitionError, ExecutionContext, Input, UserIn
 from pipeline.artifacts import Examples, Schema, TransformGraph
 from pipeline.usercode import UserFunction, user_function
 
-CODE_VERSION = "1"
+CODE_VERSION = "2"
 FUNCTION_NAME = "preprocessing_fn"
 TEMP_DIR = ".tft-temp"
 
@@ -23,11 +23,14 @@ class TransformParams:
     """Give one of module_file (a Python file that defines `preprocessing_fn(inputs) -> outputs`;
     its content is part of the cache key) or preprocessing_fn (the function; the source of its
     module is). analyze_splits: the splits the analyzers (means, vocabularies, ...) see; every
-    split is transformed with what they computed."""
+    split is transformed with what they computed. custom_config: handed to a
+    `preprocessing_fn(inputs, custom_config)` that takes a second argument, as TFX does (for
+    example the label's name, so that it is written once in the pipeline file)."""
 
     module_file: str | None = field(default=None, metadata={"module_file": True})
     preprocessing_fn: Callable | None = None
     analyze_splits: list = field(default_factory=lambda: ["train"])
+    custom_config: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if (self.module_file is None) == (self.preprocessing_fn is None):
@@ -49,11 +52,24 @@ class SchemaFeatures(dict):
         )
 
 
-def checked_preprocessing_fn(function: UserFunction) -> Callable:
-    """`function` as TFT calls it: raw features in a SchemaFeatures, its result checked."""
+def checked_preprocessing_fn(function: UserFunction, custom_config: dict | None = None) -> Callable:
+    """`function` as TFT calls it: raw features in a SchemaFeatures (and `custom_config` when it
+    takes a second argument), its result checked."""
+    import inspect
+
+    try:
+        takes_config = len(inspect.signature(function.function).parameters) >= 2
+    except (TypeError, ValueError):
+        takes_config = False
+    if custom_config and not takes_config:
+        raise UserInputError(
+            f"Transform(custom_config=...) is set, but {function.name} in {function.source} takes only "
+            "`inputs`; define it as `def preprocessing_fn(inputs, custom_config)` to receive it"
+        )
+    extra = (dict(custom_config or {}),) if takes_config else ()
 
     def preprocessing_fn(inputs):
-        outputs = function(SchemaFeatures(inputs))
+        outputs = function(SchemaFeatures(inputs), *extra)
         if not isinstance(outputs, dict) or not outputs:
             raise UserInputError(
                 f"{function.name} in {function.source} returned {type(outputs).__name__}; "
@@ -85,7 +101,7 @@ def run_transform(
     try:
         counts = transform_splits(
             ctx,
-            checked_preprocessing_fn(function),
+            checked_preprocessing_fn(function, params.custom_config),
             load_schema(schema),
             examples,
             list(params.analyze_splits),

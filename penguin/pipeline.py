@@ -9,7 +9,7 @@ from components.evaluator import Evaluator
 from components.example_gen import ExampleGen
 from components.example_validator import ExampleValidator
 from components.pusher import Pusher
-from components.schema_gen import ImportSchemaGen, SchemaGen
+from components.schema_gen import ImportSchemaGen
 from components.statistics_gen import StatisticsGen
 from components.trainer import Trainer
 from components.transform import Transform
@@ -17,6 +17,7 @@ from pipeline import Pipeline
 
 PIPELINE_NAME = "penguin"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PIPELINE_ROOT = os.path.join(REPO_ROOT, "runs", PIPELINE_NAME)
 DATA_PATTERN = os.path.join(REPO_ROOT, "data", "penguins", "span-{SPAN}", "*.csv")
 PREPROCESSING_MODULE = os.path.join(REPO_ROOT, "penguin", "module.py")
 MODEL_MODULE = os.path.join(REPO_ROOT, "penguin", "model.py")
@@ -50,6 +51,7 @@ def create_pipeline(
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         module_file=MODEL_MODULE,
+        label_key=schemas.LABEL_KEY,
         hyperparameters={"learning_rate": 0.01, "hidden_units": [16, 8]},
         train_steps=train_steps,
         eval_every_steps=50,
@@ -59,6 +61,7 @@ def create_pipeline(
         early_stopping_min_delta=0.001,
         early_stopping_patience=3,
     )
+    # The Evaluator and the Pusher read the label from the Model the Trainer wrote.
     evaluator = Evaluator(
         model=trainer.outputs["model"],
         examples=example_gen.outputs["examples"],
@@ -70,7 +73,6 @@ def create_pipeline(
         model=trainer.outputs["model"],
         blessing=evaluator.outputs["blessing"],
         examples=example_gen.outputs["examples"],
-        model_name="penguin",
     )
     nodes = [
         schema_gen,
@@ -82,12 +84,4 @@ def create_pipeline(
         evaluator,
         pusher,
     ]
-    return Pipeline(name=name, nodes=nodes, beam_args=list(beam_args or []))
-
-
-def create_schema_pipeline(input_pattern: str = DATA_PATTERN, span: int | None = None) -> Pipeline:
-    """ExampleGen (types inferred) -> StatisticsGen -> SchemaGen: a starting point for a curated schema."""
-    example_gen = ExampleGen(input_pattern=input_pattern, span=span)
-    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"])
-    return Pipeline(name=f"{PIPELINE_NAME}-infer-schema", nodes=[example_gen, statistics_gen, schema_gen])
+    return Pipeline(name=name, nodes=nodes, beam_args=list(beam_args or []), pipeline_root=PIPELINE_ROOT)

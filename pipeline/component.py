@@ -119,6 +119,11 @@ class Component:
                 raise DefinitionError(f"{node_id}: unknown parameter or input {key!r}; {fix}")
         return Node(node_id, self, inputs, _make_params(node_id, self.parameters, params))
 
+    def with_params(self, node_id: str, params: Any, values: dict[str, Any]) -> Any:
+        """`params` with `values` replaced, checked as when the node was made."""
+        current = {f.name: getattr(params, f.name) for f in dataclasses.fields(params)}
+        return _make_params(node_id, self.parameters, {**current, **values})
+
     def __repr__(self) -> str:
         return f"Component({self.name})"
 
@@ -220,11 +225,23 @@ class ExecutionContext:
     store: Any = None
     log: Callable[[str], None] = print
     blocked: str | None = None
+    held_back: str | None = None
+    pipeline_file: str | None = None  # the file that defined the pipeline, for errors to name
 
     def block_run(self, reason: str) -> None:
         """Lets a gate stop the run: its outputs are still published (COMPLETE), the decision is
         recorded on the execution, and no downstream step runs."""
         self.blocked = reason
+
+    def hold_back(self, reason: str) -> None:
+        """Says that the step completed but kept its result from taking effect (a model not
+        blessed, a push refused): the run goes on and ends HELD_BACK, with `reason`, instead of
+        COMPLETE. A cached rerun of the step says the same."""
+        self.held_back = reason
+
+    def where_defined(self) -> str:
+        """`in <pipeline file>` for errors that tell a person which parameter to set."""
+        return f"in {self.pipeline_file}" if self.pipeline_file else "in the pipeline definition"
 
     def beam_pipeline(self, *, input_bytes: int = 0):
         """A Beam pipeline with the run's options; see `pipeline.beam.pipeline_options`."""

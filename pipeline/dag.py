@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import graphlib
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline.component import Node
 from pipeline.errors import DefinitionError
@@ -18,11 +20,33 @@ class Pipeline:
 
     Definition errors: a duplicate or malformed node id, a required input left unconnected, an
     input fed by a node that is not in the pipeline, a cycle. Each message names the node and the fix.
+
+    `pipeline_root` is where the pipeline's artifacts and metadata go unless the runner is told
+    otherwise; `source_file` is the file that defined the pipeline (set when it is loaded from one),
+    which errors name.
     """
 
     name: str
     nodes: list[Node]
     beam_args: list[str] = field(default_factory=list)
+    pipeline_root: str | None = None
+    source_file: str | None = None
+
+    def override(self, **values: Any) -> list[str]:
+        """Sets parameters on every node whose component declares them (such as `input_pattern`
+        and `span` from the command line); returns the ids of the nodes changed. A parameter that
+        no node declares is a DefinitionError."""
+        changed = []
+        for name, value in values.items():
+            nodes = [
+                n for n in self.nodes if name in {f.name for f in dataclasses.fields(n.component.parameters)}
+            ]
+            if not nodes:
+                raise DefinitionError(f"no node of pipeline {self.name!r} takes parameter {name!r}")
+            for node in nodes:
+                node.params = node.component.with_params(node.id, node.params, {name: value})
+                changed.append(node.id)
+        return changed
 
     def validate(self) -> list[Node]:
         """Checks the graph and returns its nodes in an order where producers come first."""

@@ -111,6 +111,10 @@ def format_lineage(
     props = _shown_properties(a)
     if props:
         lines.append(f"{indent}    {props}")
+    renamed = json.loads(a.custom_properties.get("column_names") or "{}")
+    if renamed:
+        mapping = ", ".join(f"{column!r} -> {name}" for column, name in renamed.items())
+        lines.append(f"{indent}    CSV columns renamed: {mapping}")
     for check in node.checks:
         lines.append(
             f"{indent}    validated by ExampleAnomalies #{check.id}: {check.get('decision')}, "
@@ -130,7 +134,7 @@ def format_lineage(
 
 
 def _shown_properties(a: Artifact) -> str:
-    hidden = {"fingerprint", "page", "column_types", "signatures"}
+    hidden = {"fingerprint", "page", "column_types", "column_names", "signatures"}
     props = {**a.properties, **{k: v for k, v in a.custom_properties.items() if k not in hidden}}
     return ", ".join(f"{k}={_short(v)}" for k, v in sorted(props.items()))
 

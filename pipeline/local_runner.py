@@ -53,6 +53,7 @@ class StepResult:
     seconds: float = 0.0
     outputs: dict[str, Artifact] = field(default_factory=dict)
     note: str = ""
+    held_back: str = ""  # the step completed but kept its result from taking effect, and why
 
 
 @dataclass
@@ -66,6 +67,22 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def held_back(self) -> list[tuple[str, str]]:
+        """(node id, reason) of each step that completed but held its result back (a model not
+        blessed, a push refused): a normal outcome, yet not the one a new run hopes for."""
+        return [(s.node_id, s.held_back) for s in self.steps if s.held_back]
+
+    @property
+    def status(self) -> str:
+        """COMPLETE, HELD_BACK (every step ran, one held its result back), BLOCKED (a gate
+        stopped the run) or FAILED."""
+        if isinstance(self.error, RunBlocked):
+            return "BLOCKED"
+        if self.error is not None:
+            return "FAILED"
+        return "HELD_BACK" if self.held_back else "COMPLETE"
 
     def step(self, node_id: str) -> StepResult:
         return next(s for s in self.steps if s.node_id == node_id)
@@ -94,11 +111,15 @@ def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
                     continue
                 options.log(f"[{index}/{len(order)}] {node.id}")
                 runner.next_node = order[index] if index < len(order) else None
+                step_started = time.monotonic()
                 try:
                     step = runner.run(node)
                 except ExecutionError as failure:
                     error = failure
-                    steps.append(StepResult(node.id, "FAILED", failure.execution_id, note=str(failure.cause)))
+                    spent = time.monotonic() - step_started
+                    steps.append(
+                        StepResult(node.id, "FAILED", failure.execution_id, spent, note=str(failure.cause))
+                    )
                     continue
                 steps.append(step)
                 if step.status == "BLOCKED":
@@ -106,13 +127,14 @@ def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
         finally:
             runner.release_warm_ups()
         seconds = time.monotonic() - started
+        result = RunResult(run_id, steps, seconds, error)
         store.update_context(
             run_ctx,
-            status="BLOCKED" if isinstance(error, RunBlocked) else "FAILED" if error else "COMPLETE",
+            status=result.status,
             end_time=time.time(),
             seconds=round(seconds, 3),
+            held_back="\n".join(f"{node}: {reason}" for node, reason in result.held_back),
         )
-        result = RunResult(run_id, steps, seconds, error)
         result.report = _write_report(result, pipeline.name, root, store)
         store.update_context(run_ctx, report=result.report)
     return result
@@ -181,6 +203,7 @@ class _NodeRunner:
             beam_args=[*self.pipeline.beam_args, *self.options.beam_args],
             store=self.store,
             log=lambda message: log(f"      {message}"),
+            pipeline_file=self.pipeline.source_file,
         )
         staging = {key: self._staging_uri(uri) for key, uri in final_uris.items()}
         try:
@@ -196,16 +219,20 @@ class _NodeRunner:
             )
             cached = self._lookup_cache(node, key)
             if cached is not None:
-                earlier, outputs, blocked = cached
+                earlier, outputs, blocked, held_back = cached
                 self.store.cache_execution(
-                    execution_id, contexts, outputs, cached_from=earlier, blocked=blocked
+                    execution_id, contexts, outputs, cached_from=earlier, blocked=blocked, held_back=held_back
                 )
                 self._remember(node, outputs)
                 seconds = time.monotonic() - started
                 log(f"      CACHED: reused the outputs of execution {earlier} ({seconds:.1f} s)")
+                if held_back:
+                    log(f"      held back: {held_back}")
                 if blocked:
                     return StepResult(node.id, "BLOCKED", execution_id, seconds, outputs, blocked)
-                return StepResult(node.id, "CACHED", execution_id, seconds, outputs, f"from {earlier}")
+                return StepResult(
+                    node.id, "CACHED", execution_id, seconds, outputs, f"from {earlier}", held_back
+                )
             for name, artifact in inputs.items():
                 if artifact is not None and (problem := damage(artifact)):
                     raise UserInputError(
@@ -223,7 +250,12 @@ class _NodeRunner:
                 artifact.custom_properties["fingerprint"] = directory_fingerprint(artifact.uri)
             seconds = time.monotonic() - started
             self.store.complete_execution(
-                execution_id, contexts, outputs, seconds=round(seconds, 3), blocked=ctx.blocked or ""
+                execution_id,
+                contexts,
+                outputs,
+                seconds=round(seconds, 3),
+                blocked=ctx.blocked or "",
+                held_back=ctx.held_back or "",
             )
         except BaseException as error:  # noqa: BLE001 - recorded, cleaned up, re-raised
             _remove_dirs([*staging.values(), *final_uris.values()])
@@ -241,9 +273,9 @@ class _NodeRunner:
         )
         if ctx.blocked:
             return StepResult(node.id, "BLOCKED", execution_id, seconds, outputs, ctx.blocked)
-        return StepResult(node.id, "COMPLETE", execution_id, seconds, outputs)
+        return StepResult(node.id, "COMPLETE", execution_id, seconds, outputs, held_back=ctx.held_back or "")
 
-    def _lookup_cache(self, node: Node, key: str) -> tuple[int, dict[str, Artifact], str] | None:
+    def _lookup_cache(self, node: Node, key: str) -> tuple[int, dict[str, Artifact], str, str] | None:
         if not self.options.enable_cache:
             return None
         found = self.store.find_cached(self.pipeline.name, node.id, key)
@@ -259,7 +291,7 @@ class _NodeRunner:
                 f"{damaged[0][0].TYPE_NAME} #{damaged[0][0].id} is marked ABANDONED and will be rebuilt"
             )
             return None
-        return execution.id, outputs, custom(execution, "blocked", "")
+        return execution.id, outputs, custom(execution, "blocked", ""), custom(execution, "held_back", "")
 
     def _remember(self, node: Node, outputs: dict[str, Artifact]) -> None:
         for key, artifact in outputs.items():

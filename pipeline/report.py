@@ -35,8 +35,9 @@ def write_run_report(result, pipeline_name: str, root: str, lineage_lines: list[
                     f"<section class='page'><h2>{html.escape(step.node_id)}: {html.escape(page)}</h2>"
                     f"{_demote_headings(body.group(1) if body else content)}</section>"
                 )
-    status = "COMPLETE" if result.ok else ("BLOCKED" if getattr(result.error, "reason", None) else "FAILED")
-    error = f"<p class='error'>{html.escape(str(result.error))}</p>" if result.error else ""
+    status = result.status
+    problems = [str(result.error)] if result.error else [f"{n}: {r}" for n, r in result.held_back]
+    error = "".join(f"<p class='error'>{html.escape(p)}</p>" for p in problems)
     page = _PAGE.format(
         title=html.escape(f"Run {result.run_id} of {pipeline_name}"),
         status=status,
@@ -62,7 +63,7 @@ def _steps_table(result) -> str:
     rows = "".join(
         f"<tr class='{s.status.lower()}'><td>{html.escape(s.node_id)}</td><td>{s.status}</td>"
         f"<td>{'' if s.execution_id is None else s.execution_id}</td><td>{s.seconds:.1f}</td>"
-        f"<td>{html.escape(s.note.splitlines()[0] if s.note else '')}</td></tr>"
+        f"<td>{html.escape((s.held_back or s.note).splitlines()[0] if s.held_back or s.note else '')}</td></tr>"
         for s in result.steps
     )
     return f"<table><tr><th>step</th><th>status</th><th>execution</th><th>seconds</th><th>note</th></tr>{rows}</table>"

@@ -130,3 +130,37 @@ def _line(error: BaseException, path: str) -> str:
     """`, line N` for the deepest frame of the traceback that is in `path`, else nothing."""
     lines = [f.lineno for f in traceback.extract_tb(error.__traceback__) if f.filename == path]
     return f", line {lines[-1]}" if lines else ""
+
+
+PIPELINE_FACTORY, PIPELINE_VARIABLE = "create_pipeline", "pipeline"
+
+
+def load_pipeline(pipeline_file: str):
+    """The Pipeline a pipeline file defines: the result of its `create_pipeline()`, or else its
+    module-level `pipeline`. Every mistake is a DefinitionError that names the file (and the line
+    for an exception raised inside it), raised before anything runs."""
+    from pipeline.dag import Pipeline
+    from pipeline.errors import DefinitionError
+
+    path = os.path.abspath(pipeline_file)
+    try:
+        module = load_module(path)
+        factory = getattr(module, PIPELINE_FACTORY, None)
+        if callable(factory):
+            built = UserFunction(factory, PIPELINE_FACTORY, path)()
+            where = f"{PIPELINE_FACTORY}() in {path}"
+        else:
+            built = getattr(module, PIPELINE_VARIABLE, None)
+            where = f"{path}"
+    except UserInputError as error:
+        cause = error.__cause__
+        if isinstance(cause, DefinitionError):  # raised by our API while the file built its pipeline
+            raise DefinitionError(f"{path}{_line(cause, path)}: {cause}") from None
+        raise DefinitionError(str(error)) from None
+    if not isinstance(built, Pipeline):
+        raise DefinitionError(
+            f"{where} gave {type(built).__name__}, not a Pipeline; define `def {PIPELINE_FACTORY}() -> "
+            f"Pipeline` (or a module-level `{PIPELINE_VARIABLE} = Pipeline(...)`) in that file"
+        )
+    built.source_file = path
+    return built

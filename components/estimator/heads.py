@@ -89,21 +89,29 @@ class ClassificationHead:
 
 
 class RegressionHead:
-    """One real value per example; mean squared error."""
+    """One real value per example; mean squared error.
 
-    def __init__(self, name: str = "regression"):
+    `label_mean` and `label_scale` standardize the label for training: the network predicts
+    (label - mean) / scale, which starts near zero whatever the label's units, and predictions are
+    scaled back, so a client sees the label's own units. The loss is on the standardized scale."""
+
+    def __init__(self, name: str = "regression", label_mean: float = 0.0, label_scale: float = 1.0):
+        if not label_scale > 0:
+            raise UserInputError(f"{name} head: label_scale must be positive, got {label_scale}")
         self.name = name
         self.logits_dimension = 1
+        self.label_mean = float(label_mean)
+        self.label_scale = float(label_scale)
 
     def predictions(self, logits) -> dict[str, Any]:
         import tensorflow as tf
 
-        return {"predictions": tf.reshape(logits, [-1])}
+        return {"predictions": tf.reshape(logits, [-1]) * self.label_scale + self.label_mean}
 
     def loss(self, labels, logits):
         import tensorflow as tf
 
-        labels = tf.cast(tf.reshape(labels, [-1]), logits.dtype)
+        labels = (tf.cast(tf.reshape(labels, [-1]), logits.dtype) - self.label_mean) / self.label_scale
         return tf.reduce_mean(tf.square(labels - tf.reshape(logits, [-1])))
 
     def eval_metrics(self, labels, predictions) -> dict[str, metrics.Mean]:
@@ -133,8 +141,10 @@ def head_spec(head, labels, logits, mode: str) -> EstimatorSpec:
 
 
 def _serving_default(head, predictions, first):
-    """`serving_default` gives what a client wants: for classification, `classes` (names),
-    `class_ids` and `scores` (probabilities); for regression, `outputs`."""
+    """`serving_default` gives what a client wants, from serialized tf.Examples under `examples`
+    whatever the head: for classification, `classes` (names), `class_ids` and `scores`
+    (probabilities); for regression, `outputs`. (TF Serving's Classify and Regress APIs have their
+    own signatures, `classification` and `regression`, which take `inputs`.)"""
     if isinstance(head, ClassificationHead):
         return PredictOutput(
             {
@@ -143,6 +153,8 @@ def _serving_default(head, predictions, first):
                 "scores": predictions["probabilities"],
             }
         )
+    if isinstance(head, RegressionHead):
+        return PredictOutput({"outputs": predictions["predictions"]})
     return first
 
 

@@ -1,0 +1,293 @@
+"""`runner.py init` and `infer-schema`: a project for anyone's CSV, and a schema inferred from data.
+
+`init_project(DIR, data, label)` reads the CSV files once (ExampleGen -> StatisticsGen ->
+SchemaGen in a scratch root), decides the task from the label column when it is not given, and
+writes a project that runs end to end with no edits:
+
+    DIR/data/span-1/*.csv   the files, when `data` has no {SPAN} placeholder (else the pattern is kept)
+    DIR/schema.pbtxt        the inferred schema, commented where a person tightens it
+    DIR/preprocessing.py    preprocessing_fn: z-scores, vocabularies, missing-value flags, the label
+    DIR/model.py            build_fn: a small dense network over whatever Transform outputs
+    DIR/pipeline.py         create_pipeline(): the whole pipeline, with the label named once
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from scaffold import templates
+
+CLASSIFICATION, REGRESSION = "classification", "regression"
+MAX_INT_CLASSES = 10  # an integer label with at most this many distinct values is a class id
+
+
+class InitError(Exception):
+    """The data or the request cannot make a project; the message says what to change."""
+
+
+@dataclass
+class InferredData:
+    """What one pass over a span says: the schema (with its notes), the statistics of each
+    split, each column's feature name, and the schema as commented text."""
+
+    schema: object  # components.schema_gen.InferredSchema
+    statistics: list
+    feature_of_column: dict[str, str]
+    text: str
+
+    @property
+    def explanation(self) -> list[str]:
+        return self.schema.explanation()
+
+
+def infer_schema_for(settings: dict, root: str, log: Callable[[str], None] = print) -> InferredData:
+    """Runs ExampleGen (with `settings`, its parameters) -> StatisticsGen -> SchemaGen in `root`."""
+    from components.example_gen import ExampleGen
+    from components.schema_gen import SCHEMA_FILE, SchemaGen, infer_schema
+    from components.statistics import load_statistics
+    from components.statistics_gen import StatisticsGen
+    from pipeline import Pipeline
+    from pipeline.errors import DefinitionError
+    from pipeline.local_runner import RunOptions, run_pipeline
+
+    try:
+        example_gen = ExampleGen(**settings)
+    except DefinitionError as error:
+        raise InitError(str(error)) from None
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"])
+    pipeline = Pipeline(name="infer-schema", nodes=[example_gen, statistics_gen, schema_gen])
+    result = run_pipeline(pipeline, RunOptions(pipeline_root=root, log=log))
+    if not result.ok:
+        raise InitError(str(result.error))
+    examples = result.step("ExampleGen").outputs["examples"]
+    statistics = result.step("StatisticsGen").outputs["statistics"]
+    datasets = [load_statistics(statistics, split) for split in statistics.split_names]
+    renamed = json.loads(examples.custom_properties.get("column_names") or "{}")
+    feature_of_column = {**{n: n for n in json.loads(examples.custom_properties["column_types"])}, **renamed}
+    with open(os.path.join(result.step("SchemaGen").outputs["schema"].uri, SCHEMA_FILE)) as f:
+        text = f.read()
+    return InferredData(infer_schema(datasets), datasets, feature_of_column, text)
+
+
+@dataclass
+class Project:
+    """A project written by `init_project`: where, what it predicts, and how its columns are used."""
+
+    directory: str
+    name: str
+    label: str
+    task: str
+    data_pattern: str
+    numeric: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)
+    explanation: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        pipeline_file = _shown_path(self.directory)
+        lines = [
+            f"wrote project {self.name!r} in {self.directory}:",
+            f"  {self.task} of {self.label!r} from {self.data_pattern}",
+            f"  numbers (z-scores): {', '.join(self.numeric) or 'none'}",
+            f"  categories (vocabularies): {', '.join(self.categorical) or 'none'}",
+            f"  not used (many distinct values): {', '.join(self.unused) or 'none'}",
+            "  schema.pbtxt, preprocessing.py, model.py, pipeline.py: edit them, they are yours",
+            "what the schema inference decided:",
+            *(f"  {line}" for line in self.explanation),
+            "run it:",
+            f"  python runner.py run --pipeline {pipeline_file}",
+        ]
+        return "\n".join(lines)
+
+
+def init_project(
+    directory: str,
+    data: str,
+    label: str,
+    task: str | None = None,
+    name: str | None = None,
+    log: Callable[[str], None] = print,
+) -> Project:
+    """Writes a project for the CSV files of `data` predicting column `label` (its CSV header or
+    feature name); `task` is inferred from the label when None. Raises InitError."""
+    directory = os.path.abspath(directory)
+    if os.path.exists(directory) and os.listdir(directory):
+        raise InitError(f"{directory} exists and is not empty; give a new folder")
+    name = name or _pipeline_name(os.path.basename(directory))
+    if not re.match(r"^[A-Za-z][A-Za-z0-9_.-]*$", name):
+        raise InitError(f"pipeline name {name!r}: use letters, digits, '_', '-', '.', starting with a letter")
+    pattern, copies = _data_layout(directory, data)
+    scratch = tempfile.mkdtemp(prefix="init-")
+    try:
+        inferred = infer_schema_for({"input_pattern": pattern}, scratch, log)
+    except InitError:
+        _undo(directory, copies)
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        project = _write_project(directory, name, pattern, copies, label, task, inferred)
+    except InitError:
+        _undo(directory, copies)
+        raise
+    return project
+
+
+def _write_project(directory, name, pattern, copies, label, task, inferred) -> Project:
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    label_feature = inferred.feature_of_column.get(label, label)
+    features = {f.name: f for f in inferred.schema.proto.feature}
+    if label_feature not in features:
+        columns = ", ".join(repr(c) for c in inferred.feature_of_column)
+        raise InitError(f"--label {label!r} is not a column of the data; columns: {columns}")
+    feature = features[label_feature]
+    _check_label_present(label, label_feature, feature, inferred)
+    task = task or _infer_task(feature, label_feature, pattern, copies, inferred)
+    if task == REGRESSION and feature.type == schema_pb2.BYTES:
+        raise InitError(
+            f"label {label!r} holds text, which a regression cannot predict; use --task classification"
+        )
+    if task == CLASSIFICATION and feature.type != schema_pb2.BYTES:
+        # Class names are strings: read the label column as text, so that the model's classes,
+        # the Evaluator's labels and a client's answers all speak of the same values.
+        feature.type = schema_pb2.BYTES
+        feature.ClearField("int_domain")
+        feature.ClearField("float_domain")
+        inferred.schema.notes[label_feature] += "; read as text: the label of a classification"
+    numeric = [
+        n for n, f in features.items() if n != label_feature and f.type in (schema_pb2.INT, schema_pb2.FLOAT)
+    ]
+    categorical = [
+        n for n, f in features.items() if n != label_feature and f.type == schema_pb2.BYTES and f.domain
+    ]
+    unused = [
+        n for n, f in features.items() if n != label_feature and f.type == schema_pb2.BYTES and not f.domain
+    ]
+    if not numeric and not categorical:
+        raise InitError(
+            f"no column besides the label can feed a model (not used: {', '.join(unused) or 'none'}); "
+            "a project needs at least one numeric column or one text column with few distinct values"
+        )
+    from components.schema_gen import schema_text
+
+    os.makedirs(directory, exist_ok=True)
+    files = {
+        "schema.pbtxt": schema_text(inferred.schema, f"the data of {pattern}"),
+        "preprocessing.py": templates.preprocessing(name, task, numeric, categorical, unused),
+        "model.py": templates.model(name, task),
+        "pipeline.py": templates.pipeline(
+            name, task, label_feature, _pattern_in_file(pattern, copies), categorical, _shown_path(directory)
+        ),
+    }
+    for file_name, text in files.items():
+        with open(os.path.join(directory, file_name), "w") as f:
+            f.write(text)
+    return Project(
+        directory, name, label_feature, task, pattern, numeric, categorical, unused, inferred.explanation
+    )
+
+
+def _check_label_present(label: str, label_feature: str, feature, inferred: InferredData) -> None:
+    from components.statistics import feature_stats
+
+    examples = sum(d.num_examples for d in inferred.statistics)
+    present = 0
+    for dataset in inferred.statistics:
+        stats = feature_stats(dataset).get(label_feature)
+        if stats is not None:
+            common = (stats.string_stats if stats.HasField("string_stats") else stats.num_stats).common_stats
+            present += common.num_non_missing
+    if present < examples:
+        raise InitError(
+            f"the label {label!r} is empty or NA in {examples - present} of {examples} rows; a row "
+            "without a label can neither train nor evaluate a model: fill those cells or remove those "
+            "rows, then run init again"
+        )
+
+
+def _infer_task(feature, label_feature: str, pattern: str, copies: list[str], inferred: InferredData) -> str:
+    """Text labels are classes; integers with few distinct values are class ids; other numbers are
+    a regression target."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    if feature.type == schema_pb2.BYTES:
+        return CLASSIFICATION
+    if feature.type == schema_pb2.FLOAT:
+        return REGRESSION
+    values = _distinct_label_values(label_feature, pattern, copies, inferred)
+    return CLASSIFICATION if len(values) <= MAX_INT_CLASSES else REGRESSION
+
+
+def _distinct_label_values(
+    label_feature: str, pattern: str, copies: list[str], inferred: InferredData
+) -> set:
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    column = next(c for c, f in inferred.feature_of_column.items() if f == label_feature)
+    values: set = set()
+    for path in copies or glob.glob(pattern.replace("{SPAN}", "*").replace("{VERSION}", "*")):
+        table = pcsv.read_csv(
+            path,
+            convert_options=pcsv.ConvertOptions(include_columns=[column], column_types={column: pa.string()}),
+        )
+        values.update(v for v in table.column(0).to_pylist() if v not in (None, "", "NA"))
+        if len(values) > MAX_INT_CLASSES:
+            break
+    return values
+
+
+def _data_layout(directory: str, data: str) -> tuple[str, list[str]]:
+    """(the input pattern, the files copied): a pattern with {SPAN} is kept as it is (made
+    absolute); the files of any other glob are copied into DIR/data/span-1/."""
+    if "{SPAN}" in data:
+        return os.path.abspath(data), []
+    paths = sorted(p for p in glob.glob(data) if os.path.isfile(p))
+    if not paths:
+        raise InitError(f"no file matches --data {data!r}")
+    span_dir = os.path.join(directory, "data", "span-1")
+    os.makedirs(span_dir, exist_ok=True)
+    copies = []
+    for index, path in enumerate(paths):
+        base = os.path.basename(path)
+        target = os.path.join(span_dir, base if base.endswith(".csv") else base + ".csv")
+        if os.path.exists(target):
+            target = os.path.join(span_dir, f"{index}-{os.path.basename(target)}")
+        shutil.copyfile(path, target)
+        copies.append(target)
+    return os.path.join(directory, "data", "span-{SPAN}", "*.csv"), copies
+
+
+def _shown_path(directory: str) -> str:
+    """The pipeline file's path as a person types it: relative when below the current folder."""
+    path = os.path.join(directory, "pipeline.py")
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def _pattern_in_file(pattern: str, copies: list[str]) -> str:
+    """The data pattern as pipeline.py writes it: beside the file when the data was copied there."""
+    if copies:
+        return 'os.path.join(HERE, "data", "span-{SPAN}", "*.csv")'
+    return repr(pattern)
+
+
+def _undo(directory: str, copies: list[str]) -> None:
+    if copies:
+        shutil.rmtree(os.path.join(directory, "data"), ignore_errors=True)
+    if os.path.isdir(directory) and not os.listdir(directory):
+        os.rmdir(directory)
+
+
+def _pipeline_name(folder: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", folder).strip("-.")
+    return name if name[:1].isalpha() else f"p-{name}" if name else "my-pipeline"

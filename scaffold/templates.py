@@ -1,0 +1,214 @@
+"""The files `runner.py init` writes: short, commented, and meant to be edited."""
+
+from __future__ import annotations
+
+PREPROCESSING = '''"""{name}: `preprocessing_fn` for Transform.
+
+Transform runs it over the training split to learn means, deviations and vocabularies, then
+applies the same graph to every split, and the served model embeds it: training and serving
+cannot disagree. Written by `runner.py init` from schema.pbtxt; edit the lists to change what
+the model sees.
+"""
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+# Numbers: z-scores over the training split. A missing value becomes 0 (the mean), and
+# `<name>_missing` is 1 for it (0 otherwise), so the model can tell.
+NUMERIC_FEATURES = {numeric}
+
+# Text with few distinct values: an index into a vocabulary of the training split, with one
+# more index for missing values and values never seen in training.
+CATEGORICAL_FEATURES = {categorical}
+
+# Not used: text with many distinct values (free text, ids, dates). Move one to
+# CATEGORICAL_FEATURES to use its most frequent values, or derive a feature from it below.
+UNUSED_FEATURES = {unused}
+
+MISSING_SUFFIX = "_missing"
+TOP_K = 1000  # the most frequent values kept in a vocabulary
+
+
+def preprocessing_fn(inputs, custom_config):
+    """Raw features (dense when required, sparse when optional) to model features; the label's
+    name comes from the pipeline (Transform's custom_config)."""
+    label = custom_config["label_key"]
+    outputs = {{}}
+    for name in NUMERIC_FEATURES:
+        values = tf.cast(inputs[name], tf.float32)
+        outputs[name] = _dense(tft.scale_to_z_score(values), default=0.0)
+        outputs[name + MISSING_SUFFIX] = 1.0 - _dense(_ones_like(values), default=0.0)
+    for name in CATEGORICAL_FEATURES:
+        strings = _dense(inputs[name], default="")  # "" never enters a vocabulary: out of vocabulary
+        outputs[name] = tft.compute_and_apply_vocabulary(
+            strings, top_k=TOP_K, num_oov_buckets=1, vocab_filename=name
+        )
+{label_code}
+    return outputs
+
+
+def _dense(values, default):
+    """A [batch] tensor from a [batch, 1] dense or sparse one, `default` where a value is missing."""
+    if isinstance(values, tf.SparseTensor):
+        values = tft.sparse_tensor_to_dense_with_shape(values, [None, 1], default_value=default)
+    return tf.reshape(values, [-1])
+
+
+def _ones_like(values):
+    if isinstance(values, tf.SparseTensor):
+        return tf.sparse.map_values(tf.ones_like, values)
+    return tf.ones_like(values)
+'''
+
+LABEL_CODE = {
+    "classification": """    # The label: its index in the vocabulary named like it, most frequent class first; the
+    # Trainer's classification head reads that vocabulary to name the classes it predicts.
+    outputs[label] = tft.compute_and_apply_vocabulary(_dense(inputs[label], default=""), vocab_filename=label)""",
+    "regression": """    # The label, as a number; the Trainer's regression head standardizes it while training and
+    # predicts in its own units.
+    outputs[label] = _dense(tf.cast(inputs[label], tf.float32), default=0.0)""",
+}
+
+MODEL = '''"""{name}: `build_fn` for the Trainer, a small dense network over Transform's outputs.
+
+The Trainer calls `build_fn(features, params)` with the transformed features (the label left
+out) and puts the logits it returns under a {task} head. `params` holds the Trainer's
+hyperparameters plus `vocabulary_sizes` (Transform's vocabularies, name -> size){n_classes}.
+"""
+
+import keras
+import tensorflow as tf
+
+OOV_BUCKETS = 1  # preprocessing.py gives each vocabulary one index for unseen values
+
+
+def build_fn(features, params):
+    columns = []
+    for name in sorted(features):
+        if name in params["vocabulary_sizes"]:  # a vocabulary index: one-hot
+            size = params["vocabulary_sizes"][name] + OOV_BUCKETS
+            columns.append(tf.one_hot(tf.cast(features[name], tf.int32), size))
+        else:  # a number
+            columns.append(tf.reshape(tf.cast(features[name], tf.float32), [-1, 1]))
+    hidden = tf.concat(columns, axis=1)
+    for units in params.get("hidden_units", [32, 16]):
+        hidden = keras.layers.Dense(units, activation="relu")(hidden)
+    return keras.layers.Dense({outputs})(hidden)
+'''
+
+PIPELINE = '''"""The {name} pipeline: a {task} model of {label!r}, from CSV files to a blessed, pushed model.
+
+    python runner.py run --pipeline {path}          # the latest span
+    python runner.py runs --pipeline {path}         # past runs; also models, lineage --pushed latest
+
+Written by `runner.py init`. Each new span is a folder matching DATA (span-2/, span-3/, ...); a
+run picks the latest. Everything here is yours to change: the schema (schema.pbtxt), the
+preprocessing (preprocessing.py), the model (model.py) and the thresholds below.
+"""
+
+import os
+
+from components.evaluator import Evaluator
+from components.example_gen import ExampleGen
+from components.example_validator import ExampleValidator
+from components.pusher import Pusher
+from components.schema_gen import ImportSchemaGen
+from components.statistics_gen import StatisticsGen
+from components.trainer import Trainer
+from components.transform import Transform
+from pipeline import Pipeline
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NAME = {name!r}
+DATA = {data}
+LABEL = {label!r}  # the label's feature name; the Evaluator and Pusher read it from the model
+TASK = {task!r}
+
+
+def create_pipeline() -> Pipeline:
+    schema_gen = ImportSchemaGen(schema_file=os.path.join(HERE, "schema.pbtxt"))
+    example_gen = ExampleGen(input_pattern=DATA, schema=schema_gen.outputs["schema"])
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+    # The data gate: anomalies against the schema (and drift from the previous span) stop the run.
+    example_validator = ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
+    transform = Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        module_file=os.path.join(HERE, "preprocessing.py"),
+        custom_config={{"label_key": LABEL}},
+    )
+    trainer = Trainer(
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        module_file=os.path.join(HERE, "model.py"),
+        label_key=LABEL,
+        head=TASK,
+        hyperparameters={{"learning_rate": 0.01, "hidden_units": [32, 16]}},
+        train_steps=2000,
+        eval_every_steps=50,
+        eval_steps=40,  # early stopping on 40 batches of the eval split
+        early_stopping_patience=3,
+        early_stopping_min_delta=0.001,
+    )
+    evaluator = Evaluator(
+        model=trainer.outputs["model"],
+        examples=example_gen.outputs["examples"],
+        slices={slices},
+        # Blessed only if no worse than the model served now (the first model is blessed). Add a
+        # floor such as value_thresholds={{{floor}}} once you know what is good enough.
+        change_thresholds={{{change}: 0.0}},
+    )
+    pusher = Pusher(
+        model=trainer.outputs["model"],
+        blessing=evaluator.outputs["blessing"],
+        examples=example_gen.outputs["examples"],
+    )
+    nodes = [schema_gen, example_gen, statistics_gen, example_validator, transform, trainer, evaluator, pusher]
+    return Pipeline(name=NAME, nodes=nodes, pipeline_root=os.path.join(HERE, "runs"))
+'''
+
+
+def preprocessing(name: str, task: str, numeric: list[str], categorical: list[str], unused: list[str]) -> str:
+    return PREPROCESSING.format(
+        name=name,
+        numeric=_names(numeric),
+        categorical=_names(categorical),
+        unused=_names(unused),
+        label_code=LABEL_CODE[task],
+    )
+
+
+def model(name: str, task: str) -> str:
+    classification = task == "classification"
+    return MODEL.format(
+        name=name,
+        task=task,
+        n_classes=" and `n_classes`" if classification else "",
+        outputs='params["n_classes"]' if classification else "1",
+    )
+
+
+def pipeline(name: str, task: str, label: str, data: str, categorical: list[str], path: str) -> str:
+    """`data`: the input pattern as Python source; `path`: the file's path, for its docstring."""
+    headline = "accuracy" if task == "classification" else "root_mean_squared_error"
+    floor = '"accuracy": 0.9' if task == "classification" else '"root_mean_squared_error": 1.5'
+    slices = ["()", *(f"({c!r},)" for c in categorical[:2])]  # the whole split, then by category
+    return PIPELINE.format(
+        name=name,
+        task=task,
+        label=label,
+        data=data,
+        path=path,
+        slices="((),)" if len(slices) == 1 else f"({', '.join(slices)})",
+        change=repr(headline),
+        floor=floor,
+    )
+
+
+def _names(names: list[str]) -> str:
+    if len(names) <= 3:
+        return repr(list(names))
+    return "[\n" + "".join(f"    {n!r},\n" for n in names) + "]"
