@@ -345,7 +345,7 @@ def _numbers(label, what: str) -> np.ndarray:
     values = np.asarray(label).reshape(-1)
     if values.dtype.kind not in "iuf":
         raise ValueError(
-            f"the {what} holds {values.dtype} values such as {values[:1].tolist()}, not numbers; a "
+            f"the {what} holds text such as {values[:1].tolist()}, not numbers; a "
             "regression model needs a numeric label (for classes, use head='classification')"
         )
     values = values.astype(np.float64)

@@ -155,8 +155,11 @@ def _model_fn(ctx: ExecutionContext, params: TrainerParams, tft_output, examples
     """The model_fn, and what the Trainer adds to its params: `vocabulary_sizes` (Transform's
     vocabularies, name -> size) and, for classification, `n_classes`."""
     from components import estimator as est
+    from components.trainer_io import check_label, label_moments
     from pipeline.usercode import load_function, load_module
 
+    spec = tft_output.transformed_feature_spec()
+    check_label(spec, params.label_key, ctx.where_defined())
     assets = os.path.join(tft_output.transform_savedmodel_dir, "assets")
     names = sorted(os.listdir(assets)) if os.path.isdir(assets) else []
     given: dict = {"vocabulary_sizes": {n: tft_output.vocabulary_size_by_name(n) for n in names}}
@@ -169,16 +172,10 @@ def _model_fn(ctx: ExecutionContext, params: TrainerParams, tft_output, examples
             return module.model_fn, given
         build_fn = load_function(params.module_file, "build_fn")
     if params.head == "regression":
-        from components.trainer_io import label_moments
-
-        spec = tft_output.transformed_feature_spec()
-        if params.label_key in spec:
-            mean, scale = label_moments(examples, "train", spec, params.label_key)
-            ctx.log(
-                f"regression label {params.label_key!r}: standardized with mean {mean:.4g}, scale {scale:.4g}"
-            )
-        else:
-            mean, scale = 0.0, 1.0  # the input function says what is wrong
+        mean, scale = label_moments(examples, "train", spec, params.label_key)
+        ctx.log(
+            f"regression label {params.label_key!r}: standardized with mean {mean:.4g}, scale {scale:.4g}"
+        )
         given.update(label_mean=mean, label_scale=scale)
         return est.model_fn_from_build_fn(
             build_fn, est.RegressionHead(label_mean=mean, label_scale=scale)

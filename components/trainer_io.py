@@ -25,14 +25,7 @@ def input_fn(
         from pipeline.errors import UserInputError
 
         raise UserInputError(f"no transformed examples for split {split!r} in {examples.uri}")
-    if label_key not in feature_spec:
-        from pipeline.errors import UserInputError
-
-        raise UserInputError(
-            f"the transformed examples have no label {label_key!r} (features: {', '.join(sorted(feature_spec))}); "
-            f"set Trainer(label_key=...) {where or 'in the pipeline definition'} to the preprocessing_fn "
-            "output that holds the label, or make preprocessing_fn output it under that name"
-        )
+    check_label(feature_spec, label_key, where)
 
     def make():
         dataset = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
@@ -50,6 +43,18 @@ def input_fn(
         return dataset.prefetch(tf.data.AUTOTUNE)
 
     return make
+
+
+def check_label(feature_spec: dict, label_key: str, where: str = "") -> None:
+    """Raises a UserInputError naming the parameter to set when Transform outputs no `label_key`."""
+    if label_key not in feature_spec:
+        from pipeline.errors import UserInputError
+
+        raise UserInputError(
+            f"the transformed examples have no label {label_key!r} (features: {', '.join(sorted(feature_spec))}); "
+            f"set Trainer(label_key=...) {where or 'in the pipeline definition'} to the preprocessing_fn "
+            "output that holds the label, or make preprocessing_fn output it under that name"
+        )
 
 
 def label_moments(examples, split: str, feature_spec: dict, label_key: str, limit: int = 20_000):

@@ -265,7 +265,7 @@ def test_smoke_check_uses_the_process_started_ahead_and_an_unused_one_is_stopped
     eval_split = outputs(first, "ExampleGen", "examples").split_uri("eval")
     release = pusher.warm_up()
     [ahead] = pusher._WAITING
-    passed, detail = pusher.smoke_check(serving, eval_split, PusherParams())
+    passed, detail = pusher.smoke_check(serving, eval_split, "species", PusherParams())
     assert passed and "answered 8 raw examples" in detail, detail
     assert ahead.returncode == 0 and pusher._WAITING == []  # it answered, then exited
     release()  # used: nothing to undo
@@ -305,7 +305,9 @@ def test_class_order_is_shared_and_a_wrong_vocabulary_is_refused():
 
 def test_threshold_on_an_unknown_metric_names_the_metrics_there_are():
     with pytest.raises(
-        UserInputError, match=r"unknown metric 'recall/Emperor'; metrics for this model: .*recall/Gentoo"
+        UserInputError,
+        match=r"metric 'recall/Emperor', which a classification model does not have; metrics for this "
+        r"model: .*recall/Gentoo",
     ):
         eval_config(
             "species",
@@ -386,3 +388,96 @@ def test_metrics_from_the_confusion_matrix_match_counting_by_hand():
                 labels=np.array([b"Emperor"]), predictions={"scores": np.ones(3)}
             ),
         )
+
+
+def test_regression_metrics_match_a_reference_computation():
+    import numpy as np
+    from tensorflow_model_analysis.metrics import metric_types
+
+    from components import evaluator_metrics
+    from components.evaluator_metrics import REGRESSION_METRICS
+
+    rng = np.random.default_rng(0)
+    labels = rng.normal(50, 10, 3000)
+    predictions = labels + rng.normal(0, 3, 3000)
+    error = labels - predictions
+    reference = {
+        "example_count": 3000.0,
+        "mean_squared_error": np.mean(error**2),
+        "root_mean_squared_error": np.sqrt(np.mean(error**2)),
+        "mean_absolute_error": np.mean(np.abs(error)),
+        "mean_label": labels.mean(),
+        "mean_prediction": predictions.mean(),
+        "r_squared": 1 - np.sum(error**2) / np.sum((labels - labels.mean()) ** 2),
+    }
+    for name, class_name in REGRESSION_METRICS.items():
+        base, derived = getattr(evaluator_metrics, class_name)().computations(model_names=["candidate"])
+        combiner = base.combiner
+        parts = [combiner.create_accumulator() for _ in range(3)]
+        for i in range(0, 3000, 100):  # batches of 100, spread over three accumulators and merged
+            element = metric_types.StandardMetricInputs(
+                labels=labels[i : i + 100], predictions={"outputs": predictions[i : i + 100]}
+            )
+            parts[i % 3] = combiner.add_input(parts[i % 3], element)
+        [(key, value)] = derived.result(combiner.extract_output(combiner.merge_accumulators(parts))).items()
+        assert key.name == name and value == pytest.approx(reference[name], rel=1e-9)
+
+
+def test_regression_labels_must_be_numbers_that_every_example_has():
+    import numpy as np
+    from tensorflow_model_analysis.metrics import metric_types
+
+    from components.evaluator_metrics import MeanSquaredError
+
+    [base, _] = MeanSquaredError().computations(model_names=["candidate"])
+    for label, expected in [
+        (np.array([b"high"]), r"the label holds text such as \[b'high'\], not numbers"),
+        (None, r"an eval example has no label"),
+        (np.array([1.0, 2.0]), r"2 label\(s\) for 1 prediction\(s\)"),
+    ]:
+        with pytest.raises(ValueError, match=expected):
+            base.combiner.add_input(
+                base.combiner.create_accumulator(),
+                metric_types.StandardMetricInputs(labels=label, predictions={"outputs": np.array([1.0])}),
+            )
+
+
+def test_error_thresholds_point_down_and_say_so():
+    config = eval_config(
+        "price",
+        "serving_default",
+        [()],
+        None,
+        [
+            Threshold("root_mean_squared_error", "value", 5.0),
+            Threshold("root_mean_squared_error", "change", 0.0),
+            Threshold("r_squared", "value", 0.8),
+        ],
+        True,
+    )
+    [spec] = config.metrics_specs
+    by_name = {m.class_name: list(m.per_slice_thresholds) for m in spec.metrics}
+    value, change = (t.threshold for t in by_name["RootMeanSquaredError"])
+    assert value.value_threshold.upper_bound.value == 5.0 and not value.value_threshold.HasField(
+        "lower_bound"
+    )
+    assert change.change_threshold.direction == 1  # LOWER_IS_BETTER in TFMA's MetricDirection
+    assert by_name["RSquared"][0].threshold.value_threshold.lower_bound.value == 0.8
+    assert Threshold("mean_absolute_error", "value", 2).needs() == "<= 2"
+    with pytest.raises(UserInputError, match=r"metric 'accuracy', which a regression model does not have"):
+        eval_config("price", "serving_default", [()], None, [Threshold("accuracy", "value", 0.5)], False)
+
+
+def test_parameters_that_would_not_be_honoured_are_refused_when_the_pipeline_is_defined():
+    from components.evaluator import Evaluator
+    from components.trainer import Trainer
+    from pipeline import DefinitionError
+
+    with pytest.raises(DefinitionError, match=r"smoke_examples must be at least 1, got 0"):
+        PusherParams(smoke_examples=0)
+    with pytest.raises(DefinitionError, match=r"model_name 'my model' becomes a folder name"):
+        PusherParams(model_name="my model")
+    with pytest.raises(DefinitionError, match=r"Trainer: give label_key, the name of the label"):
+        Trainer(module_file="model.py")
+    with pytest.raises(DefinitionError, match=r"names unknown metric 'rmse'; classification: .*regression: "):
+        Evaluator(value_thresholds={"rmse": 1.0})

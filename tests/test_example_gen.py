@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from components import csv_to_examples as csv2ex
-from components.example_gen import ExampleGen, find_span
+from components.example_gen import ExampleGen, feature_name, feature_names, find_span
 from pipeline import Pipeline, UserInputError
 from tests.helpers import decode_examples, quiet_run, read_tfrecords, write_csv
 
@@ -240,3 +240,45 @@ def test_truncated_gzip_is_named_when_read(tmp_path):
         f.write(data[: len(data) // 2])
     with pytest.raises(ValueError, match=r"data_tfrecord-00000-00000.gz is not a complete gzip file"):
         list(read_gzipped(path))
+
+
+@pytest.mark.parametrize(
+    "header, name",
+    [
+        ("bill_length_mm", "bill_length_mm"),
+        ("Island", "Island"),
+        ("Culmen Length (mm)", "culmen_length_mm"),
+        ("Clutch.Size", "clutch_size"),
+        ("15N/14N ratio", "f_15n_14n_ratio"),
+        ("Année d'étude", "annee_d_etude"),
+        ("_private", "private"),
+        ("重量", ""),
+    ],
+)
+def test_headers_become_valid_feature_names(header, name):
+    assert feature_name(header) == name
+
+
+def test_two_headers_that_map_to_one_name_are_refused_naming_both():
+    assert feature_names(["a b", "重量", "c"]) == ["a_b", "column_2", "c"]
+    with pytest.raises(
+        UserInputError, match=r"x.csv, line 1: columns 'Body Mass' and 'body mass' both become"
+    ):
+        feature_names(["Body Mass", "body mass"], "x.csv")
+
+
+def test_messy_headers_are_renamed_and_the_mapping_recorded(tmp_path):
+    make_span(tmp_path, header="Species Name,Island,Culmen Length (mm),Body Mass (g),Sex\n")
+    result = run_gen(tmp_path, column_types={"Body Mass (g)": "float"})
+    assert result.ok, result.error
+    examples = result.step("ExampleGen").outputs["examples"]
+    import json
+
+    assert json.loads(examples.get("column_names")) == {
+        "Species Name": "species_name",
+        "Culmen Length (mm)": "culmen_length_mm",
+        "Body Mass (g)": "body_mass_g",
+    }
+    rows = [r for split in all_examples(result).values() for r in split]
+    assert {"species_name", "Island", "culmen_length_mm"} <= set(rows[0])
+    assert {type(r["body_mass_g"][0]) for r in rows if "body_mass_g" in r} == {float}

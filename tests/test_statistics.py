@@ -18,15 +18,15 @@ ROWS = {
 TYPES = {"mass": "int", "bill": "float", "island": "string"}
 
 
-def examples_of(rows: dict) -> list[bytes]:
+def examples_of(rows: dict, types: dict | None = None) -> list[bytes]:
     table = pa.RecordBatch.from_pydict({k: pa.array(v, pa.string()) for k, v in rows.items()})
     batch = csv2ex.CsvBatch(csv2ex.Chunk("f.csv", 0, 0, 0, 0, 2), table, b"")
-    return list(csv2ex.encode_examples(csv2ex.parse_columns(batch, TYPES)))
+    return list(csv2ex.encode_examples(csv2ex.parse_columns(batch, types or TYPES)))
 
 
-def statistics_of(rows: dict, pieces: int = 1):
+def statistics_of(rows: dict, pieces: int = 1, types: dict | None = None):
     """Statistics over `pieces` accumulators merged after a pickle round trip, as Beam does."""
-    records = examples_of(rows)
+    records = examples_of(rows, types)
     accumulators = []
     for part in np.array_split(np.arange(len(records)), pieces):
         acc = SplitAccumulator()
@@ -92,24 +92,60 @@ def test_accumulator_size_does_not_grow_with_the_row_count():
     assert sizes[100_000] < 1.1 * sizes[20_000] < 1_000_000
 
 
-def test_schema_inference_from_inline_rows():
-    schema = infer_schema(statistics_of(ROWS))
-    features = {f.name: f for f in schema.feature}
+def test_schema_inference_leaves_ranges_and_presence_open():
     from tensorflow_metadata.proto.v0 import schema_pb2
 
+    inferred = infer_schema(statistics_of(ROWS))
+    features = {f.name: f for f in inferred.proto.feature}
     assert features["mass"].type == schema_pb2.INT
     assert features["bill"].type == schema_pb2.FLOAT
     assert features["island"].type == schema_pb2.BYTES
-    # Something is missing in each: optional, with the observed fraction rounded down.
-    assert features["mass"].presence.min_fraction == 0.75
-    assert features["island"].presence.min_fraction == 0.87
-    assert (features["mass"].value_count.min, features["mass"].value_count.max) == (1, 1)
-    assert (features["mass"].int_domain.min, features["mass"].int_domain.max) == (0, 5700)
-    assert features["bill"].float_domain.max == pytest.approx(50.0)
-    [domain] = schema.string_domain
+    # Something is missing in each: optional, with no share pinned to the one observed.
+    for name in ("mass", "bill", "island"):
+        assert not features[name].presence.HasField("min_fraction")
+        assert (features[name].value_count.min, features[name].value_count.max) == (1, 1)
+    # No numeric range copied from the extremes seen; the note says where one is set.
+    assert not features["mass"].HasField("int_domain") and not features["bill"].HasField("float_domain")
+    assert "seen from 0 to 5700; no range set (add int_domain" in inferred.notes["mass"]
+    [domain] = inferred.proto.string_domain
     assert features["island"].domain == domain.name == "island"
     assert list(domain.value) == ["Biscoe", "Dream", "Torgersen"]
 
     complete = infer_schema(statistics_of({"mass": ["1", "2"], "bill": ["1.5", "2"], "island": ["a", "b"]}))
-    required = {f.name: f for f in complete.feature}["mass"]
+    required = {f.name: f for f in complete.proto.feature}["mass"]
     assert required.presence.min_fraction == 1.0 and [d.size for d in required.shape.dim] == [1]
+
+
+def test_free_text_ids_and_dates_are_not_closed_domains():
+    rows = {
+        "comment": ["Nest, never observed", "Adult not sampled.", "ok", "Nest, never observed", "late", "x"],
+        "date": ["2007-11-11", "2007-11-12", "2007-11-16", "2007-11-16", "2007-11-17", "2007-11-18"],
+        "island": ["Dream", "Biscoe", "Dream", "Biscoe", "Dream", "Biscoe"],
+    }
+    inferred = infer_schema(statistics_of(rows, types=dict.fromkeys(rows, "string")))
+    features = {f.name: f for f in inferred.proto.feature}
+    assert not features["comment"].domain and not features["date"].domain
+    assert features["island"].domain == "island"
+    assert "not a closed list" in inferred.notes["comment"] and "most appear once" in inferred.notes["date"]
+
+
+def test_schema_from_several_splits_accepts_values_and_gaps_of_each():
+    train = statistics_of({"mass": ["1", "2", "3", "4"], "island": ["a", "a", "b", "b"]})
+    evaluation = statistics_of({"mass": ["5", None], "island": ["c", "c"]})
+    inferred = infer_schema([train, evaluation])
+    features = {f.name: f for f in inferred.proto.feature}
+    assert not features["mass"].presence.HasField("min_fraction")  # missing only in the eval split
+    assert "missing in 1 of 6 examples" in inferred.notes["mass"]
+    assert list(inferred.proto.string_domain[0].value) == ["a", "b", "c"]
+
+
+def test_schema_text_reads_back_with_its_comments():
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from components.schema_gen import schema_text
+
+    inferred = infer_schema(statistics_of(ROWS))
+    text = schema_text(inferred, "inline rows")
+    assert "# mass: optional (missing in 2 of 8 examples" in text
+    assert text_format.Parse(text, schema_pb2.Schema()) == inferred.proto

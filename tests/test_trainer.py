@@ -144,3 +144,22 @@ def test_build_fn_that_raises_fails_the_step_naming_it(root, default_run):
     store = MetadataStore(os.path.join(root, "metadata.sqlite"))
     [execution] = store.mlmd.get_executions_by_id([result.step("Trainer").execution_id])
     assert state_name(execution) == "FAILED" and "no_such_feature" in custom(execution, "error")
+
+
+def test_label_missing_from_transform_names_the_parameter_to_set(root, default_run):
+    result = quiet_run(penguin(root, label_key="kind"), root)
+    assert result.step("Trainer").status == "FAILED"
+    assert re.search(
+        r"the transformed examples have no label 'kind' \(features: .*species.*\); set "
+        r"Trainer\(label_key=\.\.\.\) in the pipeline definition",
+        str(result.error),
+    )
+
+
+def test_missing_label_vocabulary_names_both_fixes(root, default_run):
+    result = quiet_run(penguin(root, label_vocabulary="classes"), root)
+    assert result.step("Trainer").status == "FAILED"
+    message = str(result.error)
+    assert "Transform wrote no vocabulary 'classes' (vocabularies: island, sex, species)" in message
+    assert "set Trainer(label_vocabulary=...) in the pipeline definition" in message
+    assert "vocab_filename='classes'" in message and "Trainer(head='regression')" in message

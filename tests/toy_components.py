@@ -15,6 +15,7 @@ class WriteParams:
     text: str = "hello"
     fail: bool = False
     sleep: float = 0.0
+    hold_back: str = ""
 
 
 def run_write(ctx: ExecutionContext, params: WriteParams, examples: Examples) -> None:
@@ -28,6 +29,8 @@ def run_write(ctx: ExecutionContext, params: WriteParams, examples: Examples) ->
         time.sleep(params.sleep)
     if params.fail:
         raise UserInputError("asked to fail, line 7 of nothing")
+    if params.hold_back:
+        ctx.hold_back(params.hold_back)
     examples.set("span", 1)
     examples.split_names = ["train"]
 
@@ -69,9 +72,11 @@ Read = Component(
 )
 
 
-def toy_pipeline(text: str = "hello", fail: bool = False, sleep: float = 0.0, suffix: str = "!"):
+def toy_pipeline(
+    text: str = "hello", fail: bool = False, sleep: float = 0.0, suffix: str = "!", hold_back: str = ""
+):
     from pipeline import Pipeline
 
-    write = Write(text=text, fail=fail, sleep=sleep)
+    write = Write(text=text, fail=fail, sleep=sleep, hold_back=hold_back)
     read = Read(examples=write.outputs["examples"], suffix=suffix)
     return Pipeline(name="toy", nodes=[write, read])

@@ -1,0 +1,133 @@
+"""`runner.py` with a pipeline of the user's own: loading the file, overriding its settings from the
+command line, choosing among the pipelines of a store, and the exit codes a scheduler reads.
+The pipelines are the pure-Python toys of tests/toy_components.py: no TensorFlow, so these are fast."""
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from pipeline.errors import DefinitionError
+from pipeline.usercode import load_pipeline
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def runner(*args, env=None):
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "runner.py"), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def pipeline_file(tmp_path, body: str, name: str = "pipeline.py") -> str:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return str(path)
+
+
+TOY = """
+    from tests.toy_components import toy_pipeline
+
+    def create_pipeline():
+        return toy_pipeline({args})
+"""
+
+
+def test_create_pipeline_or_a_module_level_pipeline(tmp_path):
+    made = load_pipeline(pipeline_file(tmp_path, TOY.format(args="text='a'")))
+    assert made.name == "toy" and made.source_file == str(tmp_path / "pipeline.py")
+    variable = pipeline_file(
+        tmp_path, "from tests.toy_components import toy_pipeline\npipeline = toy_pipeline()\n", "v.py"
+    )
+    assert load_pipeline(variable).name == "toy"
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        (
+            "from tests.toy_components import Write\nfrom pipeline import Pipeline\n\n"
+            "def create_pipeline():\n    return Pipeline('p', [Write(txt='x')])\n",
+            r"pipeline.py, line 5: Write: unknown parameter or input 'txt'; did you mean 'text'\?",
+        ),
+        (
+            "def create_pipeline():\n    return undefined_name\n",
+            r"create_pipeline in .*pipeline.py, line 2, raised NameError: name 'undefined_name' is not defined",
+        ),
+        (
+            "x = 1\n",
+            r"pipeline.py gave NoneType, not a Pipeline; define `def create_pipeline\(\) -> Pipeline`",
+        ),
+        ("def create_pipeline(:\n", r"pipeline.py, line 1: syntax error"),
+    ],
+)
+def test_mistakes_in_a_pipeline_file_are_definition_errors_naming_it(tmp_path, body, expected):
+    path = pipeline_file(tmp_path, body)
+    with pytest.raises(DefinitionError, match=expected):
+        load_pipeline(path)
+    done = runner("run", "--pipeline", path)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and re.search(expected, done.stderr)
+    assert done.stderr.startswith("pipeline definition error: ")
+
+
+def test_pipeline_file_from_the_environment_and_its_settings_overridden(tmp_path):
+    path = pipeline_file(tmp_path, TOY.format(args=""))
+    root = str(tmp_path / "root")
+    done = runner("--pipeline-root", root, "run", env={"PIPELINE_FILE": path})
+    assert done.returncode == 0, done.stderr
+    assert "run of pipeline toy" not in done.stderr and re.search(
+        r"pipeline toy \(root .*root\)", done.stdout
+    )
+    wrong = runner(
+        "--pipeline-root", root, "run", "--data", "x/span-{SPAN}/*.csv", env={"PIPELINE_FILE": path}
+    )
+    assert wrong.returncode == 2
+    assert "no node of pipeline 'toy' takes parameter 'input_pattern'" in wrong.stderr
+
+
+def test_commands_pick_the_only_pipeline_of_a_store_and_ask_when_there_are_several(tmp_path):
+    path = pipeline_file(tmp_path, TOY.format(args=""))
+    root = str(tmp_path / "root")
+    assert runner("run", "--pipeline", path, "--pipeline-root", root).returncode == 0
+    one = runner("runs", "--pipeline-root", root)
+    assert one.returncode == 0 and re.search(r"run \S+\s+COMPLETE", one.stdout)
+    assert (
+        runner("run", "--pipeline", path, "--pipeline-root", root, "--pipeline-name", "other").returncode == 0
+    )
+    several = runner("runs", "--pipeline-root", root)
+    assert several.returncode == 2
+    assert "holds 2 pipelines (other, toy); choose one with --pipeline-name NAME" in several.stderr
+    chosen = runner("runs", "--pipeline-root", root, "--pipeline-name", "other")
+    assert chosen.returncode == 0 and chosen.stdout.count("run ") == 1
+    by_file = runner("models", "--pipeline", path, "--pipeline-root", root)
+    assert by_file.returncode == 0 and "no models of pipeline 'toy'" in by_file.stdout
+    empty = runner("runs", "--pipeline-root", str(tmp_path / "nothing"))
+    assert empty.returncode == 0 and "no runs recorded in" in empty.stdout
+
+
+def test_a_held_back_result_ends_the_run_with_exit_3_and_says_why(tmp_path):
+    path = pipeline_file(tmp_path, TOY.format(args="hold_back='model 3 is not blessed: FAIL accuracy'"))
+    root = str(tmp_path / "root")
+    for _ in range(2):  # the cached rerun says the same
+        done = runner("run", "--pipeline", path, "--pipeline-root", root)
+        assert done.returncode == 3, done.stderr
+        assert re.search(r"run \S+: HELD_BACK in", done.stdout)
+        assert "held back by Write: model 3 is not blessed: FAIL accuracy" in done.stdout
+    listed = runner("runs", "--pipeline-root", root)
+    assert len(re.findall(r"HELD_BACK", listed.stdout)) == 2
+
+
+def test_a_failed_step_shows_how_long_it_ran(tmp_path):
+    path = pipeline_file(tmp_path, TOY.format(args="fail=True, sleep=0.3"))
+    done = runner("run", "--pipeline", path, "--pipeline-root", str(tmp_path / "root"))
+    assert done.returncode == 1
+    seconds = float(re.search(r"^Write\s+FAILED\s+\d+\s+([\d.]+)", done.stdout, re.M).group(1))
+    assert seconds >= 0.3

@@ -1,0 +1,248 @@
+"""A new user's path, end to end, on three data sets the product does not ship as its default:
+`runner.py init` -> `run` -> a pushed model -> a prediction in a fresh process -> `lineage --pushed
+latest` -> a cached rerun. The three runs go in parallel, one process each, as users' jobs would.
+
+- field: penguin measurements under a field export's headers (spaces, parentheses, a dot, a slash
+  after a leading digit, non-ASCII letters); a classification of `Species Name`;
+- prices: a generated regression target `price` from two numbers and a zone;
+- notes: a raw export with ids, dates, free text with quoted commas and `NA` cells; a
+  classification of `Species` whose classes are long names.
+"""
+
+import csv
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PENGUINS = os.path.join(REPO, "data", "penguins", "span-2008", "penguins.csv")
+
+FIELD_HEADERS = {
+    "species": "Species Name",
+    "island": "Island",
+    "bill_length_mm": "Culmen Length (mm)",
+    "bill_depth_mm": "Culmen Depth (mm)",
+    "flipper_length_mm": "Flipper Length (mm)",
+    "body_mass_g": "Body Mass (g)",
+    "sex": "Sex",
+    "year": "Année d'étude",
+}
+LONG_NAMES = {
+    "Adelie": "Adelie Penguin (Pygoscelis adeliae)",
+    "Chinstrap": "Chinstrap penguin (Pygoscelis antarctica)",
+    "Gentoo": "Gentoo penguin (Pygoscelis papua)",
+}
+
+
+def runner(*args, cwd=REPO):
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "runner.py"), *args], cwd=cwd, capture_output=True, text=True
+    )
+
+
+def penguin_rows():
+    with open(PENGUINS) as f:
+        return list(csv.DictReader(f))
+
+
+def write_field(folder):
+    """The penguins under field headers, plus `Clutch.Size` and `15N/14N ratio` columns."""
+    rng = random.Random(1)
+    path = os.path.join(folder, "field export.csv")
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow([*FIELD_HEADERS.values(), "Clutch.Size", "15N/14N ratio"])
+        for row in penguin_rows():
+            writer.writerow(
+                [*(row[k] for k in FIELD_HEADERS), rng.choice([1, 2]), f"{rng.uniform(7, 10):.3f}"]
+            )
+    return path
+
+
+def write_prices(folder):
+    """price = 100 + 20 x1 - 10 x2 + a zone's offset + noise, 300 rows."""
+    rng = random.Random(2)
+    path = os.path.join(folder, "prices.csv")
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["x1", "x2", "zone", "price"])
+        for _ in range(300):
+            x1, x2, zone = rng.uniform(0, 10), rng.uniform(-5, 5), rng.choice("ABC")
+            price = 100 + 20 * x1 - 10 * x2 + {"A": 0, "B": 30, "C": -30}[zone] + rng.gauss(0, 2)
+            writer.writerow([f"{x1:.3f}", f"{x2:.3f}", zone, f"{price:.2f}"])
+    return path
+
+
+def write_notes(folder):
+    """A raw export: `Individual ID`, `Date Egg`, free-text `Comments` (commas, quotes, mostly NA),
+    measurements with NA cells, and the label `Species` as long names."""
+    rng = random.Random(3)
+    comments = ['Nest {} never observed with full clutch, "late"', "Adult {} not sampled, blood only.", "NA"]
+    path = os.path.join(folder, "penguins_raw.csv")
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            [
+                "Individual ID",
+                "Date Egg",
+                "Species",
+                "Island",
+                "Culmen Length (mm)",
+                "Body Mass (g)",
+                "Comments",
+            ]
+        )
+        for i, row in enumerate(penguin_rows()):
+            length = row["bill_length_mm"] if rng.random() > 0.05 else "NA"
+            comment = comments[i % 3].format(i) if rng.random() < 0.3 else "NA"
+            date = f"2008-11-{1 + i % 28:02d}"
+            writer.writerow(
+                [
+                    f"N{i}A{i % 2 + 1}",
+                    date,
+                    LONG_NAMES[row["species"]],
+                    row["island"],
+                    length,
+                    row["body_mass_g"],
+                    comment,
+                ]
+            )
+    return path
+
+
+DATA_SETS = {
+    # name: (writer, label column, task init must infer, a column that must not feed the model)
+    "field": (write_field, "Species Name", "classification", None),
+    "prices": (write_prices, "price", "regression", None),
+    "notes": (write_notes, "Species", "classification", "Comments"),
+}
+
+
+@pytest.fixture(scope="module")
+def projects(tmp_path_factory):
+    """Each data set through `init` and a first `run`, the three runs in parallel."""
+    base = tmp_path_factory.mktemp("your-data")
+    inits = {}
+    for name, (write, label, _, _) in DATA_SETS.items():
+        source = base / "exports" / name
+        os.makedirs(source)
+        write(str(source))
+        inits[name] = runner("init", name, "--data", str(source / "*.csv"), "--label", label, cwd=str(base))
+        assert inits[name].returncode == 0, inits[name].stderr
+    with ThreadPoolExecutor(len(DATA_SETS)) as pool:
+        runs = dict(
+            zip(
+                DATA_SETS,
+                pool.map(lambda n: runner("run", "--pipeline", f"{n}/pipeline.py", cwd=str(base)), DATA_SETS),
+            )
+        )
+    return base, inits, runs
+
+
+@pytest.mark.parametrize("name", list(DATA_SETS))
+def test_init_then_run_reaches_a_pushed_model(projects, name):
+    base, inits, runs = projects
+    _, label, task, unused = DATA_SETS[name]
+    assert f"{task} of " in inits[name].stdout
+    if unused:
+        assert re.search(rf"not used \(many distinct values\): .*{unused}", inits[name].stdout)
+    done = runs[name]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert re.search(
+        rf"pushed model \d+ as version 1: {re.escape(str(base / name))}/runs/serving/{name}/1", done.stdout
+    )
+    assert "COMPLETE in" in done.stdout.splitlines()[-1]
+
+
+def test_headers_become_valid_feature_names_recorded_and_shown_by_lineage(projects):
+    base, inits, _ = projects
+    assert "classification of 'species_name'" in inits["field"].stdout
+    schema = open(base / "field" / "schema.pbtxt").read()
+    for feature in ("culmen_length_mm", "annee_d_etude", "clutch_size", "f_15n_14n_ratio"):
+        assert f'name: "{feature}"' in schema
+    lineage = runner("lineage", "--pushed", "latest", "--pipeline", "field/pipeline.py", cwd=str(base))
+    assert lineage.returncode == 0, lineage.stderr
+    assert (
+        "CSV columns renamed: 'Species Name' -> species_name, 'Culmen Length (mm)' -> culmen_length_mm"
+        in lineage.stdout
+    )
+    assert "'15N/14N ratio' -> f_15n_14n_ratio" in lineage.stdout
+
+
+def test_regression_is_evaluated_with_its_own_metrics(projects):
+    base, _, runs = projects
+    assert "regression label 'price': standardized" in runs["prices"].stdout
+    models = runner("models", "--pipeline", "prices/pipeline.py", cwd=str(base))
+    assert "BLESSED" in models.stdout and "pushed as version 1" in models.stdout
+    evaluation = re.search(r"Evaluator page: (\S+)", runs["prices"].stdout).group(1)
+    page = open(evaluation).read()
+    assert "root_mean_squared_error by slice" not in page  # the chart is a picture; the table has the names
+    for metric in ("mean_squared_error", "root_mean_squared_error", "mean_absolute_error", "r_squared"):
+        assert metric in page
+
+
+PREDICT = """
+import json, sys
+import tensorflow as tf
+model = tf.saved_model.load(sys.argv[1])
+features = json.loads(sys.argv[2])
+def feature(value):
+    if isinstance(value, str):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+    if isinstance(value, int):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+    return tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+example = tf.train.Example(features=tf.train.Features(feature={k: feature(v) for k, v in features.items()}))
+out = model.signatures["serving_default"](examples=tf.constant([example.SerializeToString()]))
+print(json.dumps({k: v.numpy()[0].tolist() if v.dtype != tf.string else v.numpy()[0].decode() for k, v in out.items()}))
+"""
+
+QUERIES = {
+    # name: (features a client sends, under the feature names, and a check of the answer)
+    "field": (
+        # Headers that were valid names already (Island, Sex) keep them.
+        {
+            "Island": "Biscoe",
+            "culmen_length_mm": 47.5,
+            "culmen_depth_mm": 15.0,
+            "flipper_length_mm": 218,
+            "body_mass_g": 4950,
+            "Sex": "female",
+            "annee_d_etude": 2008,
+            "clutch_size": 1,
+            "f_15n_14n_ratio": 8.5,
+        },
+        lambda out: out["classes"] == "Gentoo",
+    ),
+    "prices": (
+        {"x1": 5.0, "x2": 0.0, "zone": "B"},
+        lambda out: abs(out["outputs"] - 230.0) < 25.0,
+    ),
+    "notes": (
+        {"Island": "Dream", "culmen_length_mm": 49.5, "body_mass_g": 3800},
+        lambda out: out["classes"] in LONG_NAMES.values(),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(DATA_SETS))
+def test_pushed_model_predicts_in_a_fresh_process_and_a_rerun_is_cached(projects, name):
+    base, _, _ = projects
+    features, check = QUERIES[name]
+    served = base / name / "runs" / "serving" / name / "1"
+    done = subprocess.run(
+        [sys.executable, "-c", PREDICT, str(served), json.dumps(features)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert check(answer), answer
+
+    rerun = runner("run", "--pipeline", f"{name}/pipeline.py", cwd=str(base))
+    assert rerun.returncode == 0, rerun.stdout[-2000:]
+    assert len(re.findall(r"^\w+\s+CACHED", rerun.stdout, re.M)) == 8
