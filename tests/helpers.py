@@ -9,6 +9,10 @@ import struct
 
 from pipeline.local_runner import RunOptions, run_pipeline
 
+# `runner.py run` exit codes of a run that completed: 0, or 3 when the model was held back (not
+# blessed: on a few dozen rows a model may miss the penguin pipeline's accuracy threshold).
+COMPLETED = (0, 3)
+
 
 def read_tfrecords(directory: str) -> list[bytes]:
     """Every record of every `*.gz` TFRecord file in `directory` (framing read by hand)."""
