@@ -160,11 +160,19 @@ def test_module_with_a_syntax_error_names_file_and_line(root, tmp_path):
 
     broken = tmp_path / "module.py"
     broken.write_text(open(PREPROCESSING_MODULE).read() + "\ndef oops(:\n")
+    pipeline_file = tmp_path / "pipeline.py"
+    pipeline_file.write_text(
+        "import dataclasses\n"
+        "from penguin.pipeline import create_pipeline as penguin\n\n"
+        "def create_pipeline():\n"
+        "    pipeline = penguin()\n"
+        "    transform = pipeline.node('Transform')\n"
+        f"    transform.params = dataclasses.replace(transform.params, module_file={str(broken)!r})\n"
+        "    return pipeline\n"
+    )
     script = (
-        "import sys, penguin.pipeline as p\n"
-        f"p.PREPROCESSING_MODULE = {str(broken)!r}\n"
-        "import runner\n"
-        f"sys.exit(runner.main(['--pipeline-root', {str(root)!r}, 'run']))\n"
+        "import sys, runner\n"
+        f"sys.exit(runner.main(['--pipeline-root', {str(root)!r}, 'run', '--pipeline', {str(pipeline_file)!r}]))\n"
     )
     before = pushed_model_dirs(root)
     done = subprocess.run(
