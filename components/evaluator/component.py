@@ -78,7 +78,7 @@ class EvaluatorParams:
                     raise DefinitionError(f"Evaluator: {kind}[{metric!r}] must be a number, got {bound!r}")
 
     def thresholds(self, with_baseline: bool) -> list:
-        from components.evaluator_tfma import Threshold
+        from components.evaluator.tfma import Threshold
 
         checks = [Threshold(m, "value", float(b)) for m, b in sorted(self.value_thresholds.items())]
         if with_baseline:
@@ -115,8 +115,8 @@ def run_evaluator(
     evaluation: ModelEvaluation,
     blessing: ModelBlessing,
 ) -> None:
-    from components import evaluator_tfma as tfma_side
-    from components.evaluator_page import write_page
+    from components.evaluator import tfma as tfma_side
+    from components.evaluator.page import write_page
 
     baseline_id = ctx.resolved.get("baseline_model_id", 0)
     baseline = ctx.store.artifacts_by_id([baseline_id])[0] if baseline_id else None
