@@ -21,7 +21,7 @@ COLUMN_TYPES = ("int", "float", "string")
 @dataclass(frozen=True)
 class ExampleGenParams:
     """input_pattern: a glob with a `{SPAN}` placeholder (and optionally `{VERSION}`), such as
-    `data/penguins/span-{SPAN}/*.csv`. span / version: which to read; None means the latest.
+    `data/span-{SPAN}/*.csv`. span / version: which to read; None means the latest.
     splits: split name -> hash-bucket weight. column_types: column (its CSV header or its feature
     name) -> int, float or string, which wins over the schema input; other columns take the
     schema's type, or are inferred. null_values: cells that mean "missing" (an empty cell always
