@@ -6,6 +6,7 @@ smoke check refuses a model whose serving signature is broken."""
 import collections
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -192,6 +193,17 @@ def test_pusher_rerun_for_the_model_already_served_adds_no_version(root, destina
     assert versions(destination) == ["1", "2"]
     assert any("already served as version 2" in line for line in again.log)
     assert any("slice by islnd: no eval example has these features" in line for line in again.log)
+
+
+def test_a_label_the_eval_examples_lack_is_named_before_tfma_starts(root, destination, second):
+    again = quiet_run(penguin(destination, trainer={"random_seed": 1}, evaluator={"label_key": "kind"}), root)
+    assert again.step("Evaluator").status == "FAILED"
+    assert re.search(
+        r"the eval examples have no feature 'kind', which Evaluator\(label_key=\.\.\.\) names as the label "
+        r"\(features: .*species.*\); set Evaluator\(label_key=\.\.\.\) in the pipeline definition",
+        str(again.error),
+    )
+    assert versions(destination) == ["1", "2"]
 
 
 def test_pushed_model_answers_saved_model_cli_with_a_class_name(first, destination):
