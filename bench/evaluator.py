@@ -30,7 +30,7 @@ def write_eval_set(records: list[bytes], size: int, path: str) -> None:
 def time_tfma(model_dir: str, pattern: str, output: str, with_baseline: bool) -> float:
     import apache_beam as beam
 
-    from components import evaluator_tfma as t
+    from components.evaluator import tfma as t
 
     vocabulary = t.label_vocabulary(model_dir, "species")
     models = {t.CANDIDATE: model_dir, **({t.BASELINE: model_dir} if with_baseline else {})}

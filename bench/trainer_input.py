@@ -56,7 +56,7 @@ def main() -> None:
     import tensorflow_transform as tft
 
     from components import estimator as est
-    from components.trainer_io import input_fn
+    from components.trainer.io import input_fn
     from penguin.model import build_fn
 
     with tempfile.TemporaryDirectory() as workdir:

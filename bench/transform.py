@@ -56,9 +56,9 @@ def bench_size(rows: int, workdir: str) -> dict:
 def run_child(root: str, pattern: str, with_transform: bool) -> None:
     """Runs ImportSchemaGen -> ExampleGen (-> Transform) and prints one `step` line per node."""
     import schemas
-    from components.example_gen import ExampleGen
-    from components.schema_gen import ImportSchemaGen
-    from components.transform import Transform
+    from components.example_gen.component import ExampleGen
+    from components.schema_gen.component import ImportSchemaGen
+    from components.transform.component import Transform
     from pipeline import Pipeline
     from pipeline.local_runner import RunOptions, run_pipeline
 

@@ -1,6 +1,6 @@
 """User code: a function from a module file or a callable, loaded once, with errors that name it.
 
-    fn = user_function("preprocessing_fn", module_file="penguin/module.py")   # or function=fn
+    fn = user_function("preprocessing_fn", module_file="my/module.py")   # or function=fn
     fn(inputs)   # an exception inside becomes a UserInputError naming the function, file and line
 
 Every problem is a `UserInputError` (the runner records the execution FAILED with the message and

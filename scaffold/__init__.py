@@ -37,7 +37,7 @@ class InferredData:
     """What one pass over a span says: the schema (with its notes), the statistics of each
     split, each column's feature name, and the schema as commented text."""
 
-    schema: object  # components.schema_gen.InferredSchema
+    schema: object  # components.schema_gen.component.InferredSchema
     statistics: list
     feature_of_column: dict[str, str]
     text: str
@@ -49,10 +49,10 @@ class InferredData:
 
 def infer_schema_for(settings: dict, root: str, log: Callable[[str], None] = print) -> InferredData:
     """Runs ExampleGen (with `settings`, its parameters) -> StatisticsGen -> SchemaGen in `root`."""
-    from components.example_gen import ExampleGen
-    from components.schema_gen import SCHEMA_FILE, SchemaGen, infer_schema
-    from components.statistics import load_statistics
-    from components.statistics_gen import StatisticsGen
+    from components.example_gen.component import ExampleGen
+    from components.schema_gen.component import SCHEMA_FILE, SchemaGen, infer_schema
+    from components.statistics_gen.component import StatisticsGen
+    from components.statistics_gen.statistics import load_statistics
     from pipeline import Pipeline
     from pipeline.errors import DefinitionError
     from pipeline.local_runner import RunOptions, run_pipeline
@@ -177,7 +177,7 @@ def _write_project(directory, name, pattern, copies, label, task, inferred) -> P
             f"no column besides the label can feed a model (not used: {', '.join(unused) or 'none'}); "
             "a project needs at least one numeric column or one text column with few distinct values"
         )
-    from components.schema_gen import schema_text
+    from components.schema_gen.component import schema_text
 
     os.makedirs(directory, exist_ok=True)
     files = {
@@ -197,7 +197,7 @@ def _write_project(directory, name, pattern, copies, label, task, inferred) -> P
 
 
 def _check_label_present(label: str, label_feature: str, feature, inferred: InferredData) -> None:
-    from components.statistics import feature_stats
+    from components.statistics_gen.statistics import feature_stats
 
     examples = sum(d.num_examples for d in inferred.statistics)
     present = 0

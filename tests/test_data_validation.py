@@ -13,11 +13,11 @@ import pytest
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
 import schemas
-from components import anomalies as checks
-from components.example_gen import ExampleGen
-from components.example_validator import ExampleValidator
-from components.schema_gen import ImportSchemaGen, read_schema_file
-from components.statistics_gen import StatisticsGen
+from components.example_gen.component import ExampleGen
+from components.example_validator import anomalies as checks
+from components.example_validator.component import ExampleValidator
+from components.schema_gen.component import ImportSchemaGen, read_schema_file
+from components.statistics_gen.component import StatisticsGen
 from pipeline import Pipeline
 from pipeline.metadata import MetadataStore, custom
 from tests.helpers import quiet_run

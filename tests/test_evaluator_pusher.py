@@ -6,13 +6,14 @@ smoke check refuses a model whose serving signature is broken."""
 import collections
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
-from components.evaluator_tfma import Threshold, eval_config, shared_class_order
-from components.pusher import PusherParams, run_pusher
+from components.evaluator.tfma import Threshold, eval_config, shared_class_order
+from components.pusher.component import PusherParams, run_pusher
 from pipeline import UserInputError
 from pipeline.artifacts import Model, ModelBlessing, PushedModel
 from pipeline.component import ExecutionContext
@@ -194,6 +195,17 @@ def test_pusher_rerun_for_the_model_already_served_adds_no_version(root, destina
     assert any("slice by islnd: no eval example has these features" in line for line in again.log)
 
 
+def test_a_label_the_eval_examples_lack_is_named_before_tfma_starts(root, destination, second):
+    again = quiet_run(penguin(destination, trainer={"random_seed": 1}, evaluator={"label_key": "kind"}), root)
+    assert again.step("Evaluator").status == "FAILED"
+    assert re.search(
+        r"the eval examples have no feature 'kind', which Evaluator\(label_key=\.\.\.\) names as the label "
+        r"\(features: .*species.*\); set Evaluator\(label_key=\.\.\.\) in the pipeline definition",
+        str(again.error),
+    )
+    assert versions(destination) == ["1", "2"]
+
+
 def test_pushed_model_answers_saved_model_cli_with_a_class_name(first, destination):
     example = (
         'examples=[{"island":["Biscoe"],"bill_length_mm":[50.0],"bill_depth_mm":[15.0],'
@@ -259,7 +271,7 @@ def test_smoke_check_refuses_a_model_whose_signature_is_broken(tmp_path, first, 
 
 
 def test_smoke_check_uses_the_process_started_ahead_and_an_unused_one_is_stopped(first):
-    from components import pusher
+    from components.pusher import component as pusher
 
     serving = os.path.join(outputs(first, "Trainer", "model").uri, "Format-Serving")
     eval_split = outputs(first, "ExampleGen", "examples").split_uri("eval")
@@ -335,7 +347,7 @@ def test_metrics_from_the_confusion_matrix_match_counting_by_hand():
     import numpy as np
     from tensorflow_model_analysis.metrics import metric_types
 
-    from components.evaluator_metrics import (
+    from components.evaluator.metrics import (
         ClassPrecision,
         ClassRecall,
         LabeledExampleCount,
@@ -394,8 +406,7 @@ def test_regression_metrics_match_a_reference_computation():
     import numpy as np
     from tensorflow_model_analysis.metrics import metric_types
 
-    from components import evaluator_metrics
-    from components.evaluator_metrics import REGRESSION_METRICS
+    from components.evaluator import metrics
 
     rng = np.random.default_rng(0)
     labels = rng.normal(50, 10, 3000)
@@ -410,8 +421,8 @@ def test_regression_metrics_match_a_reference_computation():
         "mean_prediction": predictions.mean(),
         "r_squared": 1 - np.sum(error**2) / np.sum((labels - labels.mean()) ** 2),
     }
-    for name, class_name in REGRESSION_METRICS.items():
-        base, derived = getattr(evaluator_metrics, class_name)().computations(model_names=["candidate"])
+    for name, class_name in metrics.REGRESSION_METRICS.items():
+        base, derived = getattr(metrics, class_name)().computations(model_names=["candidate"])
         combiner = base.combiner
         parts = [combiner.create_accumulator() for _ in range(3)]
         for i in range(0, 3000, 100):  # batches of 100, spread over three accumulators and merged
@@ -427,7 +438,7 @@ def test_regression_labels_must_be_numbers_that_every_example_has():
     import numpy as np
     from tensorflow_model_analysis.metrics import metric_types
 
-    from components.evaluator_metrics import MeanSquaredError
+    from components.evaluator.metrics import MeanSquaredError
 
     [base, _] = MeanSquaredError().computations(model_names=["candidate"])
     for label, expected in [
@@ -469,8 +480,8 @@ def test_error_thresholds_point_down_and_say_so():
 
 
 def test_parameters_that_would_not_be_honoured_are_refused_when_the_pipeline_is_defined():
-    from components.evaluator import Evaluator
-    from components.trainer import Trainer
+    from components.evaluator.component import Evaluator
+    from components.trainer.component import Trainer
     from pipeline import DefinitionError
 
     with pytest.raises(DefinitionError, match=r"smoke_examples must be at least 1, got 0"):

@@ -8,8 +8,8 @@ import apache_beam as beam
 import pytest
 import tensorflow as tf
 
-from components.example_batches import ReadExampleBatches
-from components.tfrecord import write_gzipped
+from components.io.example_batches import ReadExampleBatches
+from components.io.tfrecord import write_gzipped
 from pipeline import UserInputError
 
 

@@ -5,8 +5,8 @@ import os
 import pyarrow as pa
 import pytest
 
-from components import csv_to_examples as csv2ex
-from components.example_gen import ExampleGen, feature_name, feature_names, find_span
+from components.example_gen import csv_to_examples as csv2ex
+from components.example_gen.component import ExampleGen, feature_name, feature_names, find_span
 from pipeline import Pipeline, UserInputError
 from tests.helpers import decode_examples, quiet_run, read_tfrecords, write_csv
 
@@ -230,7 +230,7 @@ def test_failed_generation_leaves_no_live_artifact_or_files(tmp_path):
 
 
 def test_truncated_gzip_is_named_when_read(tmp_path):
-    from components.tfrecord import read_gzipped, write_gzipped
+    from components.io.tfrecord import read_gzipped, write_gzipped
 
     path = str(tmp_path / "data_tfrecord-00000-00000.gz")
     write_gzipped(path, [b"x" * 100] * 50)

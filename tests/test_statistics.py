@@ -6,9 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from components import csv_to_examples as csv2ex
-from components.schema_gen import infer_schema
-from components.statistics import SplitAccumulator, decode_examples, feature_stats, to_proto
+from components.example_gen import csv_to_examples as csv2ex
+from components.schema_gen.component import infer_schema
+from components.statistics_gen.statistics import SplitAccumulator, decode_examples, feature_stats, to_proto
 
 ROWS = {
     "mass": ["3750", "0", None, "4725", "3500", None, "5700", "3900"],
@@ -143,7 +143,7 @@ def test_schema_text_reads_back_with_its_comments():
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    from components.schema_gen import schema_text
+    from components.schema_gen.component import schema_text
 
     inferred = infer_schema(statistics_of(ROWS))
     text = schema_text(inferred, "inline rows")

@@ -8,9 +8,9 @@ from collections import Counter
 import pytest
 
 import schemas
-from components.example_gen import ExampleGen
-from components.schema_gen import ImportSchemaGen
-from components.transform import Transform
+from components.example_gen.component import ExampleGen
+from components.schema_gen.component import ImportSchemaGen
+from components.transform.component import Transform
 from penguin.module import MISSING_SUFFIX
 from pipeline import DefinitionError, Pipeline, UserInputError
 from pipeline.metadata import MetadataStore, custom, state_name

@@ -42,7 +42,7 @@ class Finding:
 
 def check_split(split: str, dataset, schema) -> list[Finding]:
     """Findings for one split's DatasetFeatureStatistics against a Schema."""
-    from components.statistics import feature_stats
+    from components.statistics_gen.statistics import feature_stats
 
     stats = feature_stats(dataset)
     findings = []
@@ -165,7 +165,7 @@ def check_drift(
     """Drift of `current` from `previous` (DatasetFeatureStatistics of two spans, same split):
     a categorical feature whose value distribution moved by more than `linf_threshold` (L-infinity
     distance), a numeric one whose mean moved by more than `stddevs` of the previous std dev."""
-    from components.statistics import feature_stats
+    from components.statistics_gen.statistics import feature_stats
 
     now, before = feature_stats(current), feature_stats(previous)
     findings = []

@@ -15,7 +15,7 @@ PAGE_FILE = "statistics.html"
 @dataclass(frozen=True)
 class ExampleValidatorParams:
     """warn_only: anomaly kinds reported as warnings instead of stopping the run (see
-    components.anomalies.KINDS). categorical_drift_linf / numeric_drift_stddevs: drift thresholds
+    components.example_validator.anomalies.KINDS). categorical_drift_linf / numeric_drift_stddevs: drift thresholds
     against the previous span (between the penguin spans they reach 0.20 and 0.6 at most).
     drift_splits: the splits compared for drift (train: the largest, so the least noisy).
     drift_exclude: features not checked for drift (such as the span key itself)."""
@@ -31,7 +31,7 @@ def resolve_previous_span(
     ctx: ExecutionContext, params: ExampleValidatorParams, statistics: ExampleStatistics, schema: Schema
 ) -> dict:
     """Finds the statistics of the latest earlier span in MLMD; its id joins the cache key."""
-    from components.anomalies import KINDS
+    from components.example_validator.anomalies import KINDS
 
     unknown = sorted(set(params.warn_only) - set(KINDS))
     if unknown:
@@ -53,10 +53,10 @@ def run_example_validator(
     schema: Schema,
     anomalies: ExampleAnomalies,
 ) -> None:
-    from components import anomalies as checks
-    from components.schema_gen import load_schema
-    from components.statistics import load_statistics
-    from components.stats_page import write_page
+    from components.example_validator import anomalies as checks
+    from components.example_validator.page import write_page
+    from components.schema_gen.component import load_schema
+    from components.statistics_gen.statistics import load_statistics
 
     schema_proto = load_schema(schema)
     previous = None

@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from components.schema_gen import load_schema
+from components.schema_gen.component import load_schema
 from pipeline import Component, DefinitionError, ExecutionContext, Input, UserInputError
 from pipeline.artifacts import Examples, Schema, TransformGraph
 from pipeline.usercode import UserFunction, user_function
@@ -89,7 +89,7 @@ def run_transform(
     transformed_examples: Examples,
 ) -> None:
     function = user_function(FUNCTION_NAME, module_file=params.module_file, function=params.preprocessing_fn)
-    from components.transform_beam import transform_splits
+    from components.transform.beam import transform_splits
 
     missing = [s for s in params.analyze_splits if s not in examples.split_names]
     if missing:

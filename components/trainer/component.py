@@ -81,7 +81,7 @@ def run_trainer(
     import tensorflow_transform as tft
 
     from components import estimator as est
-    from components.trainer_io import export_model, input_fn, write_training_page
+    from components.trainer.io import export_model, input_fn, write_training_page
 
     tft_output = tft.TFTransformOutput(transform_graph.uri)
     model_fn, given = _model_fn(ctx, params, tft_output, examples)
@@ -155,7 +155,7 @@ def _model_fn(ctx: ExecutionContext, params: TrainerParams, tft_output, examples
     """The model_fn, and what the Trainer adds to its params: `vocabulary_sizes` (Transform's
     vocabularies, name -> size) and, for classification, `n_classes`."""
     from components import estimator as est
-    from components.trainer_io import check_label, label_moments
+    from components.trainer.io import check_label, label_moments
     from pipeline.usercode import load_function, load_module
 
     spec = tft_output.transformed_feature_spec()

@@ -8,7 +8,7 @@ import html
 import io
 import math
 
-from components.evaluator_tfma import BASELINE, CANDIDATE, OVERALL, Results
+from components.evaluator.tfma import BASELINE, CANDIDATE, OVERALL, Results
 
 COLOURS = {CANDIDATE: "#4C72B0", BASELINE: "#BBBBBB"}
 

@@ -24,8 +24,8 @@ from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx_bsl.coders import example_coder
 from tfx_bsl.public import tfxio
 
-from components.example_batches import ReadExampleBatches
-from components.tfrecord import frame
+from components.io.example_batches import ReadExampleBatches
+from components.io.tfrecord import frame
 from pipeline import ExecutionContext
 from pipeline.artifacts import Examples
 

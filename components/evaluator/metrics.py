@@ -11,7 +11,7 @@ recall are derived from that matrix per slice. Each metric asks for the same bas
 TFMA runs a computation shared by several metrics once.
 
 `MetricConfig(class_name="LabeledExampleCount" | "MulticlassAccuracy" | "ClassPrecision" | "ClassRecall",
-module="components.evaluator_metrics", config='"class_names": [...]')`; precision and recall take
+module="components.evaluator.metrics", config='"class_names": [...]')`; precision and recall take
 their class from the metrics spec's `binarize.class_ids`, as TFMA's own do, so their keys (and the
 thresholds on them) look exactly like TFMA's.
 
@@ -19,7 +19,7 @@ Regression: one combiner adds each example's label y and prediction p to six sum
 (y - p), (y - p)^2 and |y - p|), from which `example_count`, `mean_squared_error`,
 `root_mean_squared_error`, `mean_absolute_error`, `mean_label`, `mean_prediction` and `r_squared`
 are derived: `MetricConfig(class_name="RegressionExampleCount" | "MeanSquaredError" | ...,
-module="components.evaluator_metrics")`.
+module="components.evaluator.metrics")`.
 """
 
 from __future__ import annotations

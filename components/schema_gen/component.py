@@ -82,7 +82,7 @@ class SchemaGenParams:
 def run_schema_gen(
     ctx: ExecutionContext, params: SchemaGenParams, statistics: ExampleStatistics, schema: Schema
 ) -> None:
-    from components.statistics import load_statistics
+    from components.statistics_gen.statistics import load_statistics
 
     splits = list(params.splits or statistics.split_names)
     inferred = infer_schema([load_statistics(statistics, s) for s in splits], params.max_domain_size)
@@ -125,7 +125,7 @@ def infer_schema(datasets, max_domain_size: int = 20) -> InferredSchema:
     from tensorflow_metadata.proto.v0 import schema_pb2
     from tensorflow_metadata.proto.v0 import statistics_pb2 as stats_pb
 
-    from components.statistics import feature_stats
+    from components.statistics_gen.statistics import feature_stats
 
     datasets = datasets if isinstance(datasets, (list, tuple)) else [datasets]
     types = {

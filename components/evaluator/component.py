@@ -4,6 +4,7 @@ blessed model of the pipeline, deciding the ModelBlessing."""
 from __future__ import annotations
 
 import glob
+import json
 import math
 import os
 import time
@@ -78,7 +79,7 @@ class EvaluatorParams:
                     raise DefinitionError(f"Evaluator: {kind}[{metric!r}] must be a number, got {bound!r}")
 
     def thresholds(self, with_baseline: bool) -> list:
-        from components.evaluator_tfma import Threshold
+        from components.evaluator.tfma import Threshold
 
         checks = [Threshold(m, "value", float(b)) for m, b in sorted(self.value_thresholds.items())]
         if with_baseline:
@@ -115,13 +116,14 @@ def run_evaluator(
     evaluation: ModelEvaluation,
     blessing: ModelBlessing,
 ) -> None:
-    from components import evaluator_tfma as tfma_side
-    from components.evaluator_page import write_page
+    from components.evaluator import tfma as tfma_side
+    from components.evaluator.page import write_page
 
     baseline_id = ctx.resolved.get("baseline_model_id", 0)
     baseline = ctx.store.artifacts_by_id([baseline_id])[0] if baseline_id else None
     models = {tfma_side.CANDIDATE: model, **({tfma_side.BASELINE: baseline} if baseline else {})}
     label_key, task = _label_and_task(ctx, params, model)
+    _check_label_in(examples, label_key, params, ctx)
     vocabularies, class_names = {}, None
     if task == "classification":
         vocabularies = {
@@ -167,6 +169,24 @@ def _label_and_task(ctx: ExecutionContext, params: EvaluatorParams, model: Model
         )
     task = params.task or model.custom_properties.get("task") or "classification"
     return label_key, task
+
+
+def _check_label_in(
+    examples: Examples, label_key: str, params: EvaluatorParams, ctx: ExecutionContext
+) -> None:
+    """Says, before TFMA starts, that the eval examples lack the label (TFMA would fail deep in Beam)."""
+    features = json.loads(examples.custom_properties.get("column_types") or "{}")
+    if features and label_key not in features:
+        source = (
+            "Evaluator(label_key=...)"
+            if params.label_key
+            else "the Trainer's label_key, recorded on the model,"
+        )
+        raise UserInputError(
+            f"the eval examples have no feature {label_key!r}, which {source} names as the label "
+            f"(features: {', '.join(sorted(features))}); set Evaluator(label_key=...) {ctx.where_defined()} "
+            "to the raw feature that holds the label"
+        )
 
 
 def _vocabulary_name(params: EvaluatorParams, model: Model, label_key: str) -> str:

@@ -13,7 +13,7 @@ import glob
 
 import apache_beam as beam
 
-from components.tfrecord import read_gzipped
+from components.io.tfrecord import read_gzipped
 from pipeline.errors import UserInputError
 
 BATCH_SIZE = 10_000

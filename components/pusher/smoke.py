@@ -1,8 +1,8 @@
 """The Pusher's smoke check, run as a script in a fresh Python process: load a SavedModel and call
 `serving_default` on a few raw examples with the label removed, as a serving client would.
 
-    python components/pusher_smoke.py SAVED_MODEL_DIR EXAMPLES_DIR LABEL_KEY COUNT
-    python components/pusher_smoke.py --wait    (imports TensorFlow, then reads the same four
+    python components/pusher/smoke.py SAVED_MODEL_DIR EXAMPLES_DIR LABEL_KEY COUNT
+    python components/pusher/smoke.py --wait    (imports TensorFlow, then reads the same four
                                                  arguments as one JSON list on stdin)
 
 Prints one JSON line: {"ok": true, "examples": n, "outputs": {name: shape}, "first": {...}} or

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 
-from components import csv_to_examples as csv2ex
-from components.tfrecord import write_gzipped
+from components.example_gen import csv_to_examples as csv2ex
+from components.io.tfrecord import write_gzipped
 from pipeline import ExecutionContext
 from pipeline.artifacts import Examples
 

@@ -16,8 +16,8 @@ class StatisticsGenParams:
 
 
 def _shard_accumulator(item: tuple[str, str]):
-    from components.statistics import SplitAccumulator, decode_examples
-    from components.tfrecord import read_gzipped
+    from components.io.tfrecord import read_gzipped
+    from components.statistics_gen.statistics import SplitAccumulator, decode_examples
 
     split, path = item
     acc = SplitAccumulator()
@@ -34,7 +34,7 @@ def run_statistics_gen(
 ) -> None:
     import apache_beam as beam
 
-    from components.statistics import SplitAccumulator, save_statistics, to_proto
+    from components.statistics_gen.statistics import SplitAccumulator, save_statistics, to_proto
 
     shards = [
         (split, path)

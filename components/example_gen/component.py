@@ -21,7 +21,7 @@ COLUMN_TYPES = ("int", "float", "string")
 @dataclass(frozen=True)
 class ExampleGenParams:
     """input_pattern: a glob with a `{SPAN}` placeholder (and optionally `{VERSION}`), such as
-    `data/penguins/span-{SPAN}/*.csv`. span / version: which to read; None means the latest.
+    `data/span-{SPAN}/*.csv`. span / version: which to read; None means the latest.
     splits: split name -> hash-bucket weight. column_types: column (its CSV header or its feature
     name) -> int, float or string, which wins over the schema input; other columns take the
     schema's type, or are inferred. null_values: cells that mean "missing" (an empty cell always
@@ -185,7 +185,7 @@ def schema_column_types(schema: Schema | None) -> dict[str, str]:
         return {}
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    from components.schema_gen import load_schema
+    from components.schema_gen.component import load_schema
 
     names = {schema_pb2.INT: "int", schema_pb2.FLOAT: "float", schema_pb2.BYTES: "string"}
     return {f.name: names[f.type] for f in load_schema(schema).feature if f.type in names}
@@ -194,7 +194,7 @@ def schema_column_types(schema: Schema | None) -> dict[str, str]:
 def run_example_gen(
     ctx: ExecutionContext, params: ExampleGenParams, schema: Schema | None, examples: Examples
 ) -> None:
-    from components.example_gen_beam import write_examples
+    from components.example_gen.beam import write_examples
 
     resolved = ctx.resolved
     header, features = resolved["header"], resolved["features"]

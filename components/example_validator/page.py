@@ -12,7 +12,7 @@ SPLIT_COLOURS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52"]
 def write_page(path: str, datasets: dict, findings: list, span: int | None) -> None:
     """Writes `path`: per feature, each split's histogram (numeric) or top values (strings) with
     its missing count, then a table of every anomaly and warning. Images are embedded PNGs."""
-    from components.statistics import feature_stats
+    from components.statistics_gen.statistics import feature_stats
 
     per_split = {split: feature_stats(d) for split, d in datasets.items()}
     names = sorted({name for stats in per_split.values() for name in stats})

@@ -16,7 +16,7 @@ corrupting metrics.
 Metric names, as the Evaluator's parameters and reports use them. Classification (a model whose
 `serving_default` gives `classes`, `class_ids` and `scores`): `example_count`, `accuracy`,
 `precision/<class>`, `recall/<class>` (the predicted class is the one with the highest score; see
-`evaluator_metrics`) and, for two-class models, `auc/<class>`. Regression (`outputs`):
+`metrics`) and, for two-class models, `auc/<class>`. Regression (`outputs`):
 `example_count`, `mean_squared_error`, `root_mean_squared_error`, `mean_absolute_error`,
 `mean_label`, `mean_prediction`, `r_squared`. Throughout, `class_names=None` means regression.
 """
@@ -112,12 +112,12 @@ def label_vocabulary(model_uri: str, vocabulary: str) -> list[str]:
         return [line.rstrip("\n") for line in f if line.strip()]
 
 
-OUR_METRICS = "components.evaluator_metrics"
+OUR_METRICS = "components.evaluator.metrics"
 
 
 def per_class_metrics(class_names: Sequence[str]) -> dict[str, tuple[str, str]]:
     """Our per-class metric names -> (metric class, its module; "" for TFMA's own). Precision and
-    recall come from the shared confusion matrix of `evaluator_metrics`; AUC, for two-class models
+    recall come from the shared confusion matrix of `metrics`; AUC, for two-class models
     only, is TFMA's."""
     metrics = {"precision": ("ClassPrecision", OUR_METRICS), "recall": ("ClassRecall", OUR_METRICS)}
     if len(class_names) == 2:
@@ -153,7 +153,7 @@ def eval_config(
         )
     checks = _metric_thresholds(thresholds, class_names)
     if class_names is None:
-        from components.evaluator_metrics import REGRESSION_METRICS as CLASSES
+        from components.evaluator.metrics import REGRESSION_METRICS as CLASSES
 
         spec = cfg.MetricsSpec(
             metrics=[
@@ -257,7 +257,7 @@ def run_tfma(
     `data_pattern` in the Beam `pipeline`, writing TFMA's results to `output_path`."""
     import tensorflow_model_analysis as tfma
 
-    from components.example_batches import ReadExampleBatches
+    from components.io.example_batches import ReadExampleBatches
 
     shared = [
         tfma.default_eval_shared_model(eval_saved_model_path=path, model_name=name, eval_config=config)

@@ -23,7 +23,7 @@ SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 STAGING_PREFIX = ".staging-"
 STALE_STAGING_SECONDS = 3600
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-SMOKE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pusher_smoke.py")
+SMOKE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "smoke.py")
 
 
 @dataclass(frozen=True)
@@ -193,7 +193,7 @@ def warm_up() -> Callable[[], None]:
 def smoke_check(
     serving_dir: str, examples_dir: str, label_key: str, params: PusherParams
 ) -> tuple[bool, str]:
-    """Runs `pusher_smoke.py` in a fresh process (one started ahead by `warm_up` if there is one):
+    """Runs `smoke.py` in a fresh process (one started ahead by `warm_up` if there is one):
     (passed, what it saw or why it failed)."""
     while _WAITING and _WAITING[-1].poll() is not None:  # one that died waiting is no use
         _WAITING.pop().communicate()

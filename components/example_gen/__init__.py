@@ -1,0 +1,11 @@
+"""ExampleGen: the CSV files of one span to gzipped TFRecord tf.Examples, split by a stable hash.
+
+Modules:
+- `component`: the declaration: spans, headers, feature names;
+- `beam`: the Beam pipeline;
+- `csv_to_examples`: CSV rows to tf.Example in Arrow batches.
+"""
+
+from components.example_gen.component import ExampleGen, ExampleGenParams
+
+__all__ = ["ExampleGen", "ExampleGenParams"]
