@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The command line: run any pipeline, start a project from a CSV, list runs and models, trace lineage.
 
-    python runner.py run [--pipeline FILE] [--span N] [--data PATTERN] [--no-cache] [--beam-arg=FLAG ...] [--wait SECONDS]
+    python runner.py run [--pipeline FILE] [--span N] [--data PATTERN] [--no-cache] [--wait SECONDS]
+                         [--beam-arg=FLAG ...] [--job-server HOST:PORT [--workers HOST:PORT]]
     python runner.py init DIR --data PATTERN --label COLUMN [--task classification|regression]
     python runner.py runs [--limit N]
     python runner.py models
@@ -99,6 +100,18 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="FLAG",
         help="a Beam pipeline option, repeatable: --beam-arg=--runner=FlinkRunner",
+    )
+    run.add_argument(
+        "--job-server",
+        metavar="HOST:PORT",
+        help="run the data steps on a portable Beam runner whose job server listens here "
+        "(short for --beam-arg=--runner=PortableRunner --beam-arg=--job_endpoint=HOST:PORT)",
+    )
+    run.add_argument(
+        "--workers",
+        metavar="HOST:PORT",
+        help="with --job-server: the Beam worker pool the job's workers come from (default: the "
+        "launching process serves them)",
     )
     run.add_argument(
         "--wait",
@@ -215,11 +228,21 @@ def cmd_run(args) -> int:
     if args.span is not None:
         overrides["span"] = args.span
     pipeline.override(**overrides)
+    beam_args = list(args.beam_arg)
+    if args.job_server:
+        from pipeline.beam import portable_args
+
+        beam_args = [*portable_args(args.job_server, args.workers), *beam_args]
+    elif args.workers:
+        print(
+            "--workers needs --job-server: the worker pool serves a portable runner's jobs", file=sys.stderr
+        )
+        return EXIT_DEFINITION
     options = RunOptions(
         pipeline_root=_pipeline_root(args, pipeline),
         metadata=args.metadata,
         enable_cache=not args.no_cache,
-        beam_args=args.beam_arg,
+        beam_args=beam_args,
         lock_wait_seconds=args.wait,
         log=_log,
     )

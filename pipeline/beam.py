@@ -27,6 +27,17 @@ def pipeline_options(beam_args: list[str], *, input_bytes: int = 0):
     return PipelineOptions(args)
 
 
+def portable_args(job_server: str, workers: str | None = None) -> list[str]:
+    """Beam flags for a portable runner: the job server at `job_server` (host:port; Beam's Python
+    job server here, or Flink's or Spark's on a cluster), and SDK workers from the worker pool at
+    `workers` (host:port; an EXTERNAL environment), or, without it, workers the launching process
+    serves itself (LOOPBACK)."""
+    args = ["--runner=PortableRunner", f"--job_endpoint={job_server}"]
+    if workers:
+        return [*args, "--environment_type=EXTERNAL", f"--environment_config={workers}"]
+    return [*args, "--environment_type=LOOPBACK"]
+
+
 def _flag_value(args: list[str], flag: str) -> str | None:
     for i, arg in enumerate(args):
         if arg.startswith(flag + "="):

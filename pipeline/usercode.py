@@ -71,9 +71,12 @@ def load_module(module_file: str) -> ModuleType:
     return _MODULES[key]
 
 
+_MODULE_PREFIX = "user_module_"
+
+
 def _import(path: str, digest: str) -> ModuleType:
     stem = os.path.splitext(os.path.basename(path))[0]
-    module_name = f"user_module_{stem}_{digest[:12]}"
+    module_name = f"{_MODULE_PREFIX}{stem}_{digest[:12]}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     # Registered so that inspect, pickle and tracebacks can find the module by name.
@@ -87,6 +90,18 @@ def _import(path: str, digest: str) -> ModuleType:
         del sys.modules[module_name]
         raise UserInputError(f"{_raised(f'importing {path}', error, path)}; fix the module") from error
     return module
+
+
+def ship_by_value(function: Callable) -> None:
+    """Makes Beam pickle `function`'s module by value when it was loaded from a user's file: such a
+    module has a name only the launching process knows, so a worker elsewhere (a portable runner's
+    pool, Flink, Spark, Dataflow) could not import it by reference."""
+    module = sys.modules.get(getattr(function, "__module__", None) or "")
+    if module is None or not module.__name__.startswith(_MODULE_PREFIX):
+        return
+    from apache_beam.internal.cloudpickle import cloudpickle
+
+    cloudpickle.register_pickle_by_value(module)
 
 
 class UserFunction:

@@ -39,10 +39,17 @@ def get_global_step() -> tf.Variable:
 
 @dataclass
 class RunConfig:
+    """As tf.estimator's: checkpoint and logging cadence, the seed, and the distribution strategy
+    (None: one device; a MirroredStrategy or MultiWorkerMirroredStrategy otherwise, as
+    `train_distribute` was). `is_chief`: this process writes checkpoints and `best/`; the other
+    workers of a multi-worker job read them and write nothing."""
+
     save_checkpoints_steps: int = 100
     keep_checkpoint_max: int = 3
     log_step_count_steps: int = 50
     random_seed: int = 0
+    strategy: Any = None
+    is_chief: bool = True
 
 
 class SharedVariables(tf.Module):
@@ -106,7 +113,10 @@ class Estimator:
         self.params = dict(params or {})
         self.config = config or RunConfig()
         self.warm_start_from = warm_start_from
+        self.strategy = self.config.strategy or tf.distribute.get_strategy()
+        self.replicas = self.strategy.num_replicas_in_sync
         self.variables = SharedVariables()
+        # Plain variables, outside the strategy: updated between steps, the same on every worker.
         self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         self.early_stopping_state = {
             "best_value": tf.Variable(float("nan"), dtype=tf.float64, trainable=False),
@@ -118,7 +128,8 @@ class Estimator:
         import keras
 
         make_optimizer = optimizer or (lambda p: keras.optimizers.Adam(p.get("learning_rate", 0.01)))
-        self.optimizer = make_optimizer(self.params)
+        with self.strategy.scope():
+            self.optimizer = make_optimizer(self.params)
         self._built = False
         self.train_losses: list[tuple[int, float]] = []
         self._train_step = None
@@ -166,8 +177,9 @@ class Estimator:
         if self._built:
             return
         features, labels = element
-        self.call_model_fn(features, labels, ModeKeys.TRAIN)
-        self.optimizer.build(self.trainable_variables)
+        with self.strategy.scope():
+            self.call_model_fn(features, labels, ModeKeys.TRAIN)
+            self.optimizer.build(self.trainable_variables)
         self._built = True
         restored = self._manager.restore_or_initialize()
         if restored:
@@ -194,16 +206,15 @@ class Estimator:
     def train(self, input_fn: Callable, max_steps: int, log: Callable[[str], None] = print) -> None:
         """Trains until the global step reaches `max_steps`, saving checkpoints on the way."""
         if self._train_iterator is None:
-            dataset = input_fn()
-            self._train_iterator = iter(dataset)
-            self._train_spec = dataset.element_spec
+            self._train_iterator = iter(self._distribute(input_fn()))
+            self._train_spec = self._train_iterator.element_spec
         if not self._built:
             self.build(next(iter(input_fn().take(1))))
         if self._train_step is None:
             self._train_step = tf.function(
                 self._step, input_signature=list(self._train_spec), autograph=False
             )
-        writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train"))
+        writer = self._summary_writer("train")
         started, first = time.monotonic(), int(self.global_step.numpy())
         while int(self.global_step.numpy()) < max_steps:
             try:
@@ -235,13 +246,29 @@ class Estimator:
             )
         return value
 
+    def _distribute(self, dataset):
+        """The training input as the strategy feeds it: each global batch split between the
+        replicas; across workers, sharded by element (a split may be a single file)."""
+        if self.replicas == 1 and not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return dataset
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return self.strategy.experimental_distribute_dataset(dataset.with_options(options))
+
     def _step(self, features, labels):
+        """One training step on every replica; the loss averaged over them."""
+        losses = self.strategy.run(self._replica_step, args=(features, labels))
+        self.global_step.assign_add(1)
+        return self.strategy.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None)
+
+    def _replica_step(self, features, labels):
         with tf.GradientTape() as tape:
             spec = self.call_model_fn(features, labels, ModeKeys.TRAIN)
             loss = tf.convert_to_tensor(spec.loss)
-        gradients = tape.gradient(loss, self.trainable_variables)
+            # The optimizer sums the replicas' gradients: each contributes its share of the mean.
+            scaled = loss / self.replicas
+        gradients = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        self.global_step.assign_add(1)
         return loss
 
     def evaluate(self, input_fn: Callable, steps: int | None = None) -> dict[str, float]:
@@ -266,7 +293,7 @@ class Estimator:
             name: (total / count if count else float("nan")) for name, (total, count) in totals.items()
         }
         results["global_step"] = int(self.global_step.numpy())
-        writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "eval"))
+        writer = self._summary_writer("eval")
         write_scalars(
             writer, results["global_step"], {k: v for k, v in results.items() if k != "global_step"}
         )
@@ -302,12 +329,23 @@ class Estimator:
             for i in range(len(next(iter(batch.values())))):
                 yield {k: v[i] for k, v in batch.items()}
 
+    def _summary_writer(self, name: str):
+        """TensorBoard events of the chief; the other workers would write the same."""
+        if not self.config.is_chief:
+            return tf.summary.create_noop_writer()
+        return tf.summary.create_file_writer(os.path.join(self.model_dir, name))
+
     # ---- checkpoints -------------------------------------------------------------------------
 
-    def save(self) -> str:
+    def save(self) -> str | None:
+        """A checkpoint of the chief; the other workers write nothing (they hold the same values)."""
+        if not self.config.is_chief:
+            return None
         return self._manager.save(checkpoint_number=int(self.global_step.numpy()))
 
-    def save_best(self) -> str:
+    def save_best(self) -> str | None:
+        if not self.config.is_chief:
+            return None
         return self._best.save(checkpoint_number=int(self.global_step.numpy()))
 
     def restore_best(self) -> int:
@@ -343,3 +381,9 @@ def _where(fn) -> str:
     target = getattr(fn, "build_fn", fn)
     code = getattr(target, "__code__", None)
     return f"{target.__name__} in {code.co_filename}" if code else repr(target)
+
+
+def latest_checkpoint_step(model_dir: str) -> int:
+    """The global step of the latest checkpoint in `model_dir`, 0 when there is none."""
+    prefix = tf.train.latest_checkpoint(model_dir)
+    return int(prefix.rsplit("-", 1)[1]) if prefix else 0

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from components.schema_gen.component import load_schema
 from pipeline import Component, DefinitionError, ExecutionContext, Input, UserInputError
 from pipeline.artifacts import Examples, Schema, TransformGraph
-from pipeline.usercode import UserFunction, user_function
+from pipeline.usercode import UserFunction, ship_by_value, user_function
 
 CODE_VERSION = "2"
 FUNCTION_NAME = "preprocessing_fn"
@@ -89,6 +89,7 @@ def run_transform(
     transformed_examples: Examples,
 ) -> None:
     function = user_function(FUNCTION_NAME, module_file=params.module_file, function=params.preprocessing_fn)
+    ship_by_value(function.function)
     from components.transform.beam import transform_splits
 
     missing = [s for s in params.analyze_splits if s not in examples.split_names]

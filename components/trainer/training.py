@@ -1,0 +1,224 @@
+"""The Trainer's training job: one function that trains, evaluates, stops early and exports, run in
+the Trainer's own process (one device, or every local GPU with MirroredStrategy) or in each of
+several worker processes (MultiWorkerMirroredStrategy, the cluster read from TF_CONFIG as
+tf.estimator's RunConfig read it). Every worker trains on its share of each batch and evaluates the
+same examples, so early stopping fires at the same step everywhere; the chief alone writes
+checkpoints, `best/` and the export.
+
+    python -m components.trainer.training JOB_FILE      a worker: TF_CONFIG names the cluster and
+                                                        this task; the job is the pickled TrainingJob
+
+A worker prints its progress on stdout and writes its outcome beside the job file
+(`JOB_FILE.outcome-<worker index>.json`); the chief's holds the export's signatures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+DISTRIBUTIONS = ("one_device", "mirrored", "multi_worker")
+COLLECTIVE_TIMEOUT_SECONDS = 120.0  # a worker that stops answering fails the others, not hangs them
+
+
+@dataclass
+class TrainingJob:
+    """Everything a training process needs, picklable: the Trainer's parameters, where the
+    transformed examples and the Transform graph are, the run directory (checkpoints, shared by the
+    workers), where the export goes, and what errors should name."""
+
+    params: Any  # TrainerParams
+    examples: Any  # Examples (transformed)
+    transform_graph_uri: str
+    run_dir: str
+    export_dir: str
+    warm_start_from: str | None = None
+    where: str = "in the pipeline definition"
+
+
+@dataclass
+class TrainingOutcome:
+    best_step: int
+    best_metrics: dict
+    last_step: int
+    stopped_early: bool
+    resumed_from: int
+    history: list = field(default_factory=list)
+    train_losses: list = field(default_factory=list)
+    signatures: dict = field(default_factory=dict)
+    label_standardization: dict = field(default_factory=dict)
+    replicas: int = 1
+    worker_steps: list = field(default_factory=list)  # the last step of each worker, for a multi-worker job
+
+
+def make_strategy(distribution: str):
+    """None for one device; MirroredStrategy over every local GPU (the CPU when there is none); or
+    MultiWorkerMirroredStrategy over the workers TF_CONFIG names (collectives on the CPU ring)."""
+    import tensorflow as tf
+
+    if distribution == "one_device":
+        return None
+    if distribution == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=COLLECTIVE_TIMEOUT_SECONDS)
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+
+
+def is_chief(strategy) -> bool:
+    """The worker that writes: the `chief` task, or worker 0 of a cluster without one."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return (
+        resolver.task_type == "worker"
+        and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().jobs
+    )
+
+
+def train(job: TrainingJob, log: Callable[[str], None], strategy=None) -> TrainingOutcome:
+    """Trains the model of `job` under `strategy` (None: one device) and, on the chief, exports the
+    best evaluated weights with the Transform graph in front."""
+    import tensorflow_transform as tft
+
+    from components import estimator as est
+    from components.trainer.io import export_model, input_fn
+    from pipeline.errors import UserInputError
+
+    params = job.params
+    tft_output = tft.TFTransformOutput(job.transform_graph_uri)
+    model_fn, given = model_fn_and_params(job, tft_output, log)
+    chief = is_chief(strategy)
+    estimator = est.Estimator(
+        model_fn,
+        job.run_dir,
+        params={**given, **params.hyperparameters},
+        config=est.RunConfig(
+            save_checkpoints_steps=params.eval_every_steps,
+            random_seed=params.random_seed,
+            strategy=strategy,
+            is_chief=chief,
+        ),
+        warm_start_from=job.warm_start_from,
+    )
+    spec = tft_output.transformed_feature_spec()
+    result = est.train_and_evaluate(
+        estimator,
+        est.TrainSpec(
+            input_fn(job.examples, "train", spec, params.label_key, params.batch_size, True, job.where),
+            params.train_steps,
+        ),
+        est.EvalSpec(
+            input_fn(job.examples, "eval", spec, params.label_key, params.eval_batch_size, False, job.where),
+            params.eval_steps,
+            params.eval_every_steps,
+        ),
+        est.EarlyStopping(
+            params.early_stopping_metric,
+            params.early_stopping_mode,
+            params.early_stopping_min_delta,
+            params.early_stopping_patience,
+        ),
+        log=log,
+    )
+    if result.best_step < 0:
+        raise UserInputError("training ended before any evaluation; raise train_steps above eval_every_steps")
+    outcome = TrainingOutcome(
+        best_step=result.best_step,
+        best_metrics={k: v for k, v in result.best_metrics.items() if isinstance(v, (int, float))},
+        last_step=result.last_step,
+        stopped_early=result.stopped_early,
+        resumed_from=result.resumed_from,
+        history=[{k: v for k, v in h.items() if isinstance(v, (int, float))} for h in result.history],
+        train_losses=[list(p) for p in estimator.train_losses],
+        label_standardization={k: given[k] for k in ("label_mean", "label_scale") if k in given},
+        replicas=estimator.replicas,
+    )
+    if chief:
+        outcome.best_step = estimator.restore_best()
+        outcome.signatures = export_model(estimator, tft_output, params.label_key, job.export_dir)
+    return outcome
+
+
+def model_fn_and_params(job: TrainingJob, tft_output, log: Callable[[str], None]) -> tuple[Callable, dict]:
+    """The model_fn, and what the Trainer adds to its params: `vocabulary_sizes` (Transform's
+    vocabularies, name -> size), for classification `n_classes`, for regression the label's
+    standardization."""
+    from components import estimator as est
+    from components.trainer.io import check_label, label_moments
+    from pipeline.errors import UserInputError
+    from pipeline.usercode import load_function, load_module
+
+    params = job.params
+    spec = tft_output.transformed_feature_spec()
+    check_label(spec, params.label_key, job.where)
+    assets = os.path.join(tft_output.transform_savedmodel_dir, "assets")
+    names = sorted(os.listdir(assets)) if os.path.isdir(assets) else []
+    given: dict = {"vocabulary_sizes": {n: tft_output.vocabulary_size_by_name(n) for n in names}}
+    if params.model_fn is not None:
+        return params.model_fn, given
+    build_fn = params.build_fn
+    if params.module_file is not None:
+        module = load_module(params.module_file)
+        if callable(getattr(module, "model_fn", None)):
+            return module.model_fn, given
+        build_fn = load_function(params.module_file, "build_fn")
+    if params.head == "regression":
+        mean, scale = label_moments(job.examples, "train", spec, params.label_key)
+        log(f"regression label {params.label_key!r}: standardized with mean {mean:.4g}, scale {scale:.4g}")
+        given.update(label_mean=mean, label_scale=scale)
+        return est.model_fn_from_build_fn(
+            build_fn, est.RegressionHead(label_mean=mean, label_scale=scale)
+        ), given
+    name = params.label_vocabulary or params.label_key
+    if name not in given["vocabulary_sizes"]:
+        found = ", ".join(sorted(given["vocabulary_sizes"])) or "none"
+        raise UserInputError(
+            f"the classification head needs the label's vocabulary, and Transform wrote no vocabulary "
+            f"{name!r} (vocabularies: {found}). Either set Trainer(label_vocabulary=...) "
+            f"{job.where} to the vocabulary that holds the classes, or write it in preprocessing_fn: "
+            f"outputs[{params.label_key!r}] = tft.compute_and_apply_vocabulary(inputs[...], "
+            f"vocab_filename={name!r}); for a numeric label use Trainer(head='regression')"
+        )
+    vocabulary = tft_output.vocabulary_by_name(name)
+    given["n_classes"] = len(vocabulary)
+    return est.model_fn_from_build_fn(build_fn, est.ClassificationHead(len(vocabulary), vocabulary)), given
+
+
+def outcome_path(job_file: str, worker: int) -> str:
+    return f"{job_file}.outcome-{worker}.json"
+
+
+def main(argv: list[str]) -> int:
+    """A worker of a multi-worker job: TF_CONFIG says which; the chief writes the outcome."""
+    from pipeline.errors import UserInputError
+
+    [job_file] = argv
+    with open(job_file, "rb") as f:
+        job: TrainingJob = pickle.load(f)
+    strategy = make_strategy("multi_worker")  # first, before any other TensorFlow op
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    try:
+        outcome = train(job, log, strategy)
+    except UserInputError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 1
+    path = outcome_path(job_file, strategy.cluster_resolver.task_id)
+    with open(path + ".tmp", "w") as f:
+        json.dump(asdict(outcome), f)
+    os.replace(path + ".tmp", path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
