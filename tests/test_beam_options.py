@@ -21,3 +21,17 @@ def test_direct_runner_uses_worker_processes_for_large_inputs_only():
 def test_explicit_running_mode_wins():
     options = pipeline_options(["--direct_running_mode", "multi_threading"], input_bytes=1 << 40)
     assert options.get_all_options()["direct_running_mode"] == "multi_threading"
+
+
+def test_portable_runner_in_short_flags():
+    from pipeline.beam import portable_args
+
+    assert portable_args("localhost:8099", "localhost:50000") == [
+        "--runner=PortableRunner",
+        "--job_endpoint=localhost:8099",
+        "--environment_type=EXTERNAL",
+        "--environment_config=localhost:50000",
+    ]
+    assert portable_args("flink-jobserver:8099")[-1] == "--environment_type=LOOPBACK"
+    options = pipeline_options(portable_args("localhost:8099", "localhost:50000")).get_all_options()
+    assert options["runner"] == "PortableRunner" and options["direct_running_mode"] != "multi_processing"

@@ -2,6 +2,7 @@
 resume after SIGKILL, errors naming the user's function, and the exported signatures."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -315,3 +316,40 @@ def test_saved_model_cli_shows_and_runs_the_signatures(trained):
     )
     assert ran.returncode == 0, ran.stderr[-2000:]
     assert "Result for output key classes" in ran.stdout and "Result for output key scores" in ran.stdout
+
+
+MIRRORED = """
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from components.estimator import ClassificationHead, Estimator, RunConfig, model_fn_from_build_fn
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+rng = np.random.default_rng(0)
+X = rng.normal(size=(512, 4)).astype("float32")
+Y = (X[:, 0] + X[:, 1] > 0).astype("int64")
+def data():
+    return tf.data.Dataset.from_tensor_slices(({"x": X}, Y)).repeat().batch(64)
+def build(features, params):
+    return keras.layers.Dense(2)(keras.layers.Dense(8, activation="relu")(features["x"]))
+estimator = Estimator(model_fn_from_build_fn(build, ClassificationHead(2)), "{model_dir}",
+                      params={"learning_rate": 0.05}, config=RunConfig(strategy=strategy))
+estimator.train(data, max_steps=150, log=lambda m: None)
+print("replicas", estimator.replicas, "step", int(estimator.global_step.numpy()),
+      "accuracy", estimator.evaluate(lambda: data().take(4))["accuracy"])
+"""
+
+
+def test_mirrored_strategy_trains_one_model_over_two_replicas(tmp_path):
+    """MirroredStrategy as on a machine with two GPUs, here over two logical CPUs: each global
+    batch is split between the replicas, their gradients summed, one model learnt."""
+    done = subprocess.run(
+        [sys.executable, "-c", MIRRORED.replace("{model_dir}", str(tmp_path / "m"))],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    replicas, step, accuracy = re.search(r"replicas (\d+) step (\d+) accuracy ([\d.]+)", done.stdout).groups()
+    assert (int(replicas), int(step)) == (2, 150) and float(accuracy) >= 0.9

@@ -130,6 +130,7 @@ def run_trainer(
         label_vocabulary=params.label_vocabulary or params.label_key,
         distribution=params.distribution,
         replicas=outcome.replicas,
+        devices=outcome.devices,
         worker_steps=json.dumps(outcome.worker_steps),
         page=PAGE_FILE,
         eval_metrics=json.dumps(outcome.best_metrics),

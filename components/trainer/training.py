@@ -53,6 +53,7 @@ class TrainingOutcome:
     signatures: dict = field(default_factory=dict)
     label_standardization: dict = field(default_factory=dict)
     replicas: int = 1
+    devices: str = ""  # where the training ran: the GPUs TensorFlow saw, or the CPU
     worker_steps: list = field(default_factory=list)  # the last step of each worker, for a multi-worker job
 
 
@@ -108,6 +109,8 @@ def train(job: TrainingJob, log: Callable[[str], None], strategy=None) -> Traini
         ),
         warm_start_from=job.warm_start_from,
     )
+    devices = training_devices()
+    log(f"training on {devices}, {estimator.replicas} replica(s)")
     spec = tft_output.transformed_feature_spec()
     result = est.train_and_evaluate(
         estimator,
@@ -140,11 +143,20 @@ def train(job: TrainingJob, log: Callable[[str], None], strategy=None) -> Traini
         train_losses=[list(p) for p in estimator.train_losses],
         label_standardization={k: given[k] for k in ("label_mean", "label_scale") if k in given},
         replicas=estimator.replicas,
+        devices=devices,
     )
     if chief:
         outcome.best_step = estimator.restore_best()
         outcome.signatures = export_model(estimator, tft_output, params.label_key, job.export_dir)
     return outcome
+
+
+def training_devices() -> str:
+    """The GPUs TensorFlow sees (it places the model there by itself), or the CPU."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    return f"{len(gpus)} GPU(s) ({', '.join(d.name for d in gpus)})" if gpus else "the CPU (no GPU visible)"
 
 
 def model_fn_and_params(job: TrainingJob, tft_output, log: Callable[[str], None]) -> tuple[Callable, dict]:
