@@ -26,12 +26,16 @@ from bench.generate import generate
 from bench.measure import run_measured, write_results
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAINING_RATE = re.compile(r"step \d+: loss [\d.]+ \((\d+) steps/s\)")
 STEP_LINE = re.compile(r"^(\w+)\s+(COMPLETE|CACHED|FAILED|BLOCKED|SKIPPED)\s+(\d*)\s+([\d.]+)", re.M)
 
 
-def run_case(name: str, root: str, data: str | None, rows: int | None, cache: bool) -> dict:
-    """One `runner.py run` on `root`; raises SystemExit with the output's tail if it did not complete."""
-    command = [sys.executable, "runner.py", "--pipeline-root", root, "run"]
+def run_case(
+    name: str, root: str, data: str | None, rows: int | None, cache: bool, extra: tuple = ()
+) -> dict:
+    """One `runner.py run` on `root` (with `extra` flags); raises SystemExit with the output's
+    tail if it did not complete."""
+    command = [sys.executable, "runner.py", "--pipeline-root", root, "run", *extra]
     if data:
         command += ["--data", data]
     if not cache:
@@ -39,13 +43,15 @@ def run_case(name: str, root: str, data: str | None, rows: int | None, cache: bo
     memory: dict = {}
     seconds, peak, output = run_measured(command, REPO, memory=memory)
     steps = {m[0]: {"status": m[1], "seconds": float(m[3])} for m in STEP_LINE.findall(output)}
-    if not steps or not re.search(r"^run \S+: COMPLETE", output, re.M):
+    if not steps or not re.search(r"^run \S+: (COMPLETE|HELD_BACK)", output, re.M):
         raise SystemExit(f"the pipeline did not complete for case {name}:\n{output[-3000:]}")
     if rows:
         for step in steps.values():
             step["rows_per_second"] = round(rows / step["seconds"]) if step["seconds"] else None
+    rates = [float(r) for r in TRAINING_RATE.findall(output)[1:]]  # the first includes tracing
     return {
         "case": name,
+        "training_steps_per_second": sorted(rates)[len(rates) // 2] if rates else None,
         "rows": rows,
         "total_seconds": round(seconds, 2),
         "peak_rss_mb": round(peak / 2**20),

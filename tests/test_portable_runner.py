@@ -4,75 +4,28 @@ loopback ports. The same pipeline on the same data gives the same artifacts as o
 rows per split, statistics, the Transform graph and transformed examples, and evaluation metrics
 that match a reference computed from the model's own answers."""
 
-import contextlib
 import glob
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
+from pipeline.beam import local_portable_services
 from tests.helpers import COMPLETED, decode_examples, read_tfrecords
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.dirname(sys.executable)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"{process.args} exited {process.returncode} before listening on {port}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"nothing listens on port {port} after {seconds} s")
-
-
 @pytest.fixture(scope="module")
 def beam_services(tmp_path_factory):
-    """A job server and a worker pool, each its own process group, stopped whatever happens. The
-    pool runs outside the repository and sees the project only as installed (PYTHONPATH), and
-    starts `python` from PATH, so the venv's bin comes first."""
-    workdir = tmp_path_factory.mktemp("beam-services")
-    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}", "PYTHONPATH": REPO}
-    job_port, pool_port = free_port(), free_port()
-    commands = [
-        [
-            sys.executable,
-            "-m",
-            "apache_beam.runners.portability.local_job_service_main",
-            "--port",
-            str(job_port),
-        ],
-        [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={pool_port}"],
-    ]
-    processes = []
-    try:
-        for command, port in zip(commands, (job_port, pool_port)):
-            log = open(workdir / f"{port}.log", "w")
-            processes.append(
-                subprocess.Popen(
-                    command, cwd=workdir, env=env, stdout=log, stderr=log, start_new_session=True
-                )
-            )
-            wait_for_port(port, processes[-1])
-        yield f"localhost:{job_port}", f"localhost:{pool_port}", workdir / f"{job_port}.log"
-    finally:
-        for process in processes:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    """A job server and a worker pool in their own processes, stopped whatever happens."""
+    with local_portable_services(
+        str(tmp_path_factory.mktemp("beam-services")), project_path=REPO
+    ) as services:
+        yield services
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +58,8 @@ def roots(tmp_path_factory, beam_services, small_data):
     direct, portable = tmp_path_factory.mktemp("direct"), tmp_path_factory.mktemp("portable")
     run(direct, small_data)
     run(portable, small_data, "--job-server", job_server, "--workers", workers)
-    return direct, portable, open(job_log).read()
+    with open(job_log) as f:
+        return direct, portable, f.read()
 
 
 def output(root, component: str, key: str) -> str:
