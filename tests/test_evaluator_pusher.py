@@ -472,7 +472,9 @@ def test_error_thresholds_point_down_and_say_so():
     assert value.value_threshold.upper_bound.value == 5.0 and not value.value_threshold.HasField(
         "lower_bound"
     )
-    assert change.change_threshold.direction == 1  # LOWER_IS_BETTER in TFMA's MetricDirection
+    from tensorflow_model_analysis.proto import config_pb2
+
+    assert config_pb2.MetricDirection.Name(change.change_threshold.direction) == "LOWER_IS_BETTER"
     assert by_name["RSquared"][0].threshold.value_threshold.lower_bound.value == 0.8
     assert Threshold("mean_absolute_error", "value", 2).needs() == "<= 2"
     with pytest.raises(UserInputError, match=r"metric 'accuracy', which a regression model does not have"):

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 import numpy as np
 
+from components.evaluator.component import REGRESSION_METRICS
 from pipeline.errors import UserInputError
 
 CANDIDATE, BASELINE = "candidate", "baseline"
@@ -40,15 +41,6 @@ SERVING_DIR = "Format-Serving"
 
 
 LOWER_IS_BETTER = frozenset({"mean_squared_error", "root_mean_squared_error", "mean_absolute_error"})
-REGRESSION_METRICS = [
-    "example_count",
-    "mean_squared_error",
-    "root_mean_squared_error",
-    "mean_absolute_error",
-    "mean_label",
-    "mean_prediction",
-    "r_squared",
-]
 
 
 @dataclass(frozen=True)
