@@ -21,12 +21,13 @@ lint: venv
 
 # The lock is installed without dependency resolution: ml-metadata 1.17.1 declares protobuf<5,
 # yet runs with the protobuf 6 that TensorFlow 2.21 needs (see tests/test_metadata.py).
+# requirements-tfx.lock: TFX's library, also without resolution (see the file).
 venv:
-	@want=$$(sha256sum requirements.lock | cut -d' ' -f1); \
+	@want=$$(cat requirements.lock requirements-tfx.lock | sha256sum | cut -d' ' -f1); \
 	if [ "$$(cat $(VENV)/.lock-sha256 2>/dev/null)" != "$$want" ]; then \
-	  echo "Creating $(VENV) from requirements.lock (a few minutes, once)..."; \
+	  echo "Creating $(VENV) from requirements.lock and requirements-tfx.lock (a few minutes, once)..."; \
 	  rm -rf $(VENV) && $(PYTHON) -m venv $(VENV) && \
-	  $(PY) -m pip install --quiet --no-deps -r requirements.lock && \
+	  $(PY) -m pip install --quiet --no-deps -r requirements.lock -r requirements-tfx.lock && \
 	  echo "$$want" > $(VENV)/.lock-sha256; \
 	fi
 

@@ -355,7 +355,12 @@ def cmd_models(args) -> int:
         print(f"no models of pipeline {name!r} recorded in {store.spec}")
     for r in records:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
-        metric = f"{r.model.get('best_metric')} {r.model.get('best_metric_value', float('nan')):.4f} at step {r.model.get('best_step')}"
+        value = r.model.get("best_metric_value")
+        metric = (
+            f"{r.model.get('best_metric')} {value:.4f} at step {r.model.get('best_step')}"
+            if isinstance(value, float)
+            else f"trained to step {r.model.get('last_step')}"
+        )
         if r.blessing is None:
             verdict = "not evaluated"
         else:

@@ -138,21 +138,28 @@ class ModelEvaluation(Artifact):
 class ModelBlessing(Artifact):
     """The Evaluator's verdict: an empty `BLESSED` or `NOT_BLESSED` file.
 
-    Properties: blessed (1 or 0), current_model_id, baseline_model_id (0 when none).
+    No declared properties, as TFX's; custom properties under TFX's keys: blessed (1 or 0),
+    current_model (URI), current_model_id, baseline_model (URI) and baseline_model_id (0 when
+    none). Stores written before kept them as properties: `get` reads either.
     """
 
     TYPE_NAME = "ModelBlessing"
-    PROPERTIES = {"blessed": INT, "current_model_id": INT, "baseline_model_id": INT}
 
 
 class PushedModel(Artifact):
-    """The Pusher's record: pushed (1 or 0), pushed_destination, pushed_version.
+    """The Pusher's record: `push_record.json` (what was pushed, from which run) when it pushed.
 
-    The model itself lives at `<destination>/<model_name>/<version>/`, TF Serving's layout.
+    No declared properties, as TFX's; custom properties as TFX's Pusher writes them: pushed (1 or
+    0), and when pushed, pushed_destination and pushed_version (a string, TFX's value type; read it
+    with `pushed_version()`). The model itself lives at `<destination>/<model_name>/<version>/`,
+    TF Serving's layout.
     """
 
     TYPE_NAME = "PushedModel"
-    PROPERTIES = {"pushed": INT, "pushed_destination": STRING, "pushed_version": INT}
+
+    def pushed_version(self) -> int:
+        """The version pushed, 0 when none (stores written before hold it as an int property)."""
+        return int(self.get("pushed_version") or 0)
 
 
 ARTIFACT_TYPES: dict[str, type[Artifact]] = {

@@ -111,8 +111,8 @@ def latest_pushed(store: MetadataStore, pipeline_name: str, version: int | None 
 
     pushed = [p for p in store.live_artifacts(PushedModel, pipeline_name) if p.get("pushed")]
     if version is not None:
-        pushed = [p for p in pushed if p.get("pushed_version") == version]
+        pushed = [p for p in pushed if p.pushed_version() == version]
     if not pushed:
         which = f"version {version}" if version is not None else "any model"
         raise LookupError(f"pipeline {pipeline_name!r} has not pushed {which}")
-    return max(pushed, key=lambda p: (p.get("pushed_version"), p.id))
+    return max(pushed, key=lambda p: (p.pushed_version(), p.id))

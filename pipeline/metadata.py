@@ -10,6 +10,7 @@ earlier outputs it reuses, or FAILED with its error in custom property `error`.
 from __future__ import annotations
 
 import json
+import math
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -72,9 +73,12 @@ def get_value(value: pb.Value) -> Any:
 
 def set_value(value: pb.Value, python_value: Any) -> None:
     """Python value -> MLMD Value. Times are float seconds: MLMD's PostgreSQL schema keeps int
-    values in 32 bits, too small for milliseconds since the epoch."""
+    values in 32 bits, too small for milliseconds since the epoch. NaN and infinities, which
+    MLMD's SQL cannot hold as numbers, are kept as the strings "nan", "inf", "-inf"."""
     if isinstance(python_value, bool) or isinstance(python_value, int):
         value.int_value = int(python_value)
+    elif isinstance(python_value, float) and not math.isfinite(python_value):
+        value.string_value = repr(python_value)
     elif isinstance(python_value, float):
         value.double_value = python_value
     elif isinstance(python_value, str):
@@ -114,7 +118,13 @@ class MetadataStore:
         artifact_type = pb.ArtifactType(name=cls.TYPE_NAME)
         for name, kind in cls.PROPERTIES.items():
             artifact_type.properties[name] = _PROPERTY_TYPES[kind]
-        return self._type_id("artifact", artifact_type, self.mlmd.put_artifact_type)
+        # A store written before ModelBlessing and PushedModel declared no properties keeps its
+        # types: MLMD cannot drop a type's property, and `Artifact.get` reads either place.
+        return self._type_id(
+            "artifact",
+            artifact_type,
+            lambda proto: self.mlmd.put_artifact_type(proto, can_add_fields=True, can_omit_fields=True),
+        )
 
     def execution_type_id(self, name: str) -> int:
         return self._type_id("execution", pb.ExecutionType(name=name), self.mlmd.put_execution_type)
@@ -353,13 +363,15 @@ class MetadataStore:
     @staticmethod
     def _from_proto(proto: pb.Artifact, type_name: str) -> Artifact:
         cls = ARTIFACT_TYPES.get(type_name, Artifact)
-        return cls(
+        artifact = cls(
             proto.uri,
             id=proto.id,
-            properties={k: get_value(v) for k, v in proto.properties.items()},
             custom_properties={k: get_value(v) for k, v in proto.custom_properties.items()},
             state=pb.Artifact.State.Name(proto.state),
         )
+        # As stored, unchecked: a store of an earlier layout may hold properties no longer declared.
+        artifact.properties = {k: get_value(v) for k, v in proto.properties.items()}
+        return artifact
 
 
 def _connect(config: pb.ConnectionConfig, attempts: int = 6):

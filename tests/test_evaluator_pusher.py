@@ -96,7 +96,16 @@ def second(root, destination, worse):
 def test_first_model_is_blessed_without_baseline_and_pushed_as_version_1(first, destination):
     model = outputs(first, "Trainer", "model")
     blessing = outputs(first, "Evaluator", "blessing")
-    assert blessing.properties == {"blessed": 1, "current_model_id": model.id, "baseline_model_id": 0}
+    # TFX's keys, as custom properties (ModelBlessing declares no property, as in TFX).
+    assert blessing.properties == {}
+    assert {
+        k: blessing.get(k) for k in ("blessed", "current_model", "current_model_id", "baseline_model_id")
+    } == {
+        "blessed": 1,
+        "current_model": model.uri,
+        "current_model_id": model.id,
+        "baseline_model_id": 0,
+    }
     assert os.listdir(blessing.uri) == ["BLESSED"]
     assert blessing.get("accuracy") >= 0.9 and blessing.get("example_count") == 38
     assert blessing.get("reason").splitlines() == [
@@ -106,7 +115,12 @@ def test_first_model_is_blessed_without_baseline_and_pushed_as_version_1(first, 
     ]
     pushed = outputs(first, "Pusher", "pushed_model")
     version_dir = os.path.join(destination, "penguin", "1")
-    assert pushed.properties == {"pushed": 1, "pushed_destination": version_dir, "pushed_version": 1}
+    assert pushed.properties == {}  # TFX's keys and value types, as custom properties
+    assert {k: pushed.get(k) for k in ("pushed", "pushed_destination", "pushed_version")} == {
+        "pushed": 1,
+        "pushed_destination": version_dir,
+        "pushed_version": "1",
+    }
     assert versions(destination) == ["1"]
     assert {"saved_model.pb", "variables", "assets", "push_record.json"} <= set(os.listdir(version_dir))
     with open(os.path.join(version_dir, "push_record.json")) as f:
@@ -156,7 +170,7 @@ def test_worse_model_is_not_blessed_against_the_baseline_and_the_destination_is_
     assert reason[2].startswith("FAIL accuracy = 0.") and reason[2].endswith("(needs >= 0.9)")
     assert reason[3].startswith("FAIL accuracy change vs baseline = -0.")
     pushed = outputs(result, "Pusher", "pushed_model")
-    assert pushed.properties == {"pushed": 0, "pushed_destination": "", "pushed_version": 0}
+    assert pushed.get("pushed") == 0 and pushed.get("pushed_version") is None
     assert pushed.get("action") == "not_blessed"
     assert versions(destination) == before == ["1"]
     [line] = [line for line in result.log if "not pushed" in line]
@@ -170,7 +184,7 @@ def test_good_model_after_a_refused_one_becomes_version_2(first, second, destina
         blessing.get("baseline_model_id") == outputs(first, "Trainer", "model").id
     )  # the refused one is no baseline
     pushed = outputs(second, "Pusher", "pushed_model")
-    assert pushed.get("pushed_version") == 2 and versions(destination) == ["1", "2"]
+    assert pushed.pushed_version() == 2 and versions(destination) == ["1", "2"]
     assert pushed.get("pushed_destination") == os.path.join(destination, "penguin", "2")
 
 
@@ -189,7 +203,7 @@ def test_pusher_rerun_for_the_model_already_served_adds_no_version(root, destina
     assert again.ok, again.error
     assert again.step("Evaluator").status == "COMPLETE" and again.step("Pusher").status == "COMPLETE"
     pushed = outputs(again, "Pusher", "pushed_model")
-    assert pushed.get("action") == "already_pushed" and pushed.get("pushed_version") == 2
+    assert pushed.get("action") == "already_pushed" and pushed.pushed_version() == 2
     assert versions(destination) == ["1", "2"]
     assert any("already served as version 2" in line for line in again.log)
     assert any("slice by islnd: no eval example has these features" in line for line in again.log)
@@ -263,7 +277,7 @@ def test_smoke_check_refuses_a_model_whose_signature_is_broken(tmp_path, first, 
     destination = str(tmp_path / "serving")
     examples = outputs(first, "ExampleGen", "examples")
     run_pusher(ctx, PusherParams(push_destination=destination), model, blessing, examples, pushed)
-    assert pushed.properties == {"pushed": 0, "pushed_destination": "", "pushed_version": 0}
+    assert pushed.get("pushed") == 0 and pushed.get("pushed_version") is None
     assert pushed.get("action") == "smoke_check_failed" and expected in pushed.get("reason")
     assert not os.path.exists(os.path.join(destination, "penguin", "1"))
     [line] = lines

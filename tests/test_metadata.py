@@ -1,5 +1,7 @@
 """ML Metadata under the pinned protobuf 6, and the connection settings for each backend."""
 
+import os
+
 import google.protobuf
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
@@ -71,3 +73,57 @@ def test_unknown_store_scheme_says_what_is_accepted():
 
     with pytest.raises(ValueError, match="give a sqlite file path, or a postgresql:// or mysql:// URL"):
         connection_config("redis://localhost")
+
+
+def test_a_store_of_the_earlier_layout_keeps_working(tmp_path):
+    """Before, ModelBlessing and PushedModel declared `blessed`, `current_model_id`, ... as type
+    properties. MLMD cannot drop a type's property, so such a store keeps its types; both layouts
+    are read, the latest blessed model is found in either, and new artifacts are written as TFX's."""
+    from components.evaluator.component import latest_blessed_model
+    from pipeline.artifacts import Model, ModelBlessing, PushedModel
+    from pipeline.metadata import Contexts
+
+    path = str(tmp_path / "old.sqlite")
+    old = metadata_store.MetadataStore(connection_config(path))
+    old_type = pb.ArtifactType(name="ModelBlessing")
+    for name in ("blessed", "current_model_id", "baseline_model_id"):
+        old_type.properties[name] = pb.INT
+    old.put_artifact_type(old_type)
+    pushed_type = pb.ArtifactType(name="PushedModel")
+    pushed_type.properties["pushed"] = pb.INT
+    pushed_type.properties["pushed_version"] = pb.INT
+    old.put_artifact_type(pushed_type)
+
+    store = MetadataStore(path)
+    pipeline_ctx, run_ctx = store.start_run("p", "run-1")
+    contexts = Contexts(pipeline_ctx, run_ctx, store.node_context("p", "Evaluator"))
+    model = Model(str(tmp_path / "model"))
+    os.makedirs(os.path.join(model.uri, "Format-Serving"))
+    execution = store.start_execution("Trainer", contexts, {})
+    store.complete_execution(execution, contexts, {"model": model})
+    # A blessing and a push as the earlier layout wrote them: values under `properties`.
+    old_blessing = pb.Artifact(
+        type_id=store.artifact_type_id(ModelBlessing), uri="b1", state=pb.Artifact.LIVE
+    )
+    old_blessing.properties["blessed"].int_value = 1
+    old_blessing.properties["current_model_id"].int_value = model.id
+    old_push = pb.Artifact(type_id=store.artifact_type_id(PushedModel), uri="p1", state=pb.Artifact.LIVE)
+    old_push.properties["pushed"].int_value = 1
+    old_push.properties["pushed_version"].int_value = 3
+    execution = store.start_execution("Evaluator", contexts, {})
+    store.mlmd.put_execution(
+        pb.Execution(
+            id=execution, type_id=store.execution_type_id("Evaluator"), last_known_state=pb.Execution.COMPLETE
+        ),
+        [(old_blessing, pb.Event(type=pb.Event.OUTPUT)), (old_push, pb.Event(type=pb.Event.OUTPUT))],
+        contexts.all(),
+    )
+    assert latest_blessed_model(store, "p", exclude_model_id=0).id == model.id
+    [push] = store.live_artifacts(PushedModel, "p")
+    assert push.pushed_version() == 3 and push.get("pushed") == 1
+
+    new = ModelBlessing(str(tmp_path / "b2"), custom_properties={"blessed": 0, "current_model_id": model.id})
+    execution = store.start_execution("Evaluator", contexts, {})
+    store.complete_execution(execution, contexts, {"blessing": new})
+    [back] = [b for b in store.live_artifacts(ModelBlessing, "p") if b.id == new.id]
+    assert back.custom_properties["blessed"] == 0 and back.properties == {}

@@ -90,7 +90,11 @@ class EvaluatorParams:
 def latest_blessed_model(store: MetadataStore, pipeline_name: str, exclude_model_id: int) -> Model | None:
     """The newest Model of the pipeline that a LIVE ModelBlessing blessed, other than
     `exclude_model_id`, whose files still exist (TFX's latest-blessed-model resolver)."""
-    blessings = store.live_artifacts(ModelBlessing, pipeline_name, "properties.blessed.int_value = 1")
+    blessings = [
+        *store.live_artifacts(ModelBlessing, pipeline_name, "custom_properties.blessed.int_value = 1"),
+        # written by an earlier version, with `blessed` a declared property
+        *store.live_artifacts(ModelBlessing, pipeline_name, "properties.blessed.int_value = 1"),
+    ]
     ids = {b.get("current_model_id") for b in blessings} - {exclude_model_id}
     models = [
         m
@@ -232,9 +236,13 @@ def _record(evaluation, blessing, model, baseline, results, seconds: float, task
     """The BLESSED or NOT_BLESSED file, the blessing's properties and the headline metrics."""
     blessed = results.validation_ok
     open(os.path.join(blessing.uri, BLESSED_FILE if blessed else NOT_BLESSED_FILE), "w").close()
-    blessing.set("blessed", int(blessed))
-    blessing.set("current_model_id", model.id)
-    blessing.set("baseline_model_id", baseline.id if baseline else 0)
+    blessing.custom_properties.update(
+        blessed=int(blessed),
+        current_model=model.uri,
+        current_model_id=model.id,
+        baseline_model=baseline.uri if baseline else "",
+        baseline_model_id=baseline.id if baseline else 0,
+    )
     metric = HEADLINE[task]
     headline = {metric: results.value(metric), "example_count": results.value("example_count")}
     if baseline is not None:

@@ -314,18 +314,26 @@ def _with_class_names(extracts: dict, vocabularies: dict[str, list[str]], class_
 
 
 def shared_class_order(outputs: dict, model: str, vocabulary: list[str], class_names: list[str]) -> dict:
-    """One batch of a model's `serving_default` outputs (`classes` [batch], `class_ids` [batch],
-    `scores` [batch, n]) with `scores` and `class_ids` moved into `class_names` order and
-    `all_classes` added. Raises ValueError when the outputs disagree with `vocabulary`."""
-    missing = {"classes", "class_ids", "scores"} - set(outputs)
-    if missing:
+    """One batch of a model's `serving_default` outputs (`scores` [batch, n] in `vocabulary` order,
+    and optionally `class_ids` and `classes` [batch], which are checked against them) with `scores`
+    and `class_ids` moved into `class_names` order and `all_classes` added. Raises ValueError when
+    the outputs disagree with `vocabulary`."""
+    if not isinstance(outputs, dict):  # TFMA unwraps a signature with a single output
+        outputs = {"scores": outputs}
+    if "scores" not in outputs:
         raise ValueError(
-            f"{model} model: its signature returns {sorted(outputs)}, without {sorted(missing)}; the "
-            "Evaluator needs a classification signature with classes, class_ids and scores"
+            f"{model} model: its signature returns {sorted(outputs)}, without scores; the Evaluator "
+            "needs a classification signature with scores (and optionally classes and class_ids)"
         )
     scores = np.asarray(outputs["scores"])
-    class_ids = np.asarray(outputs["class_ids"]).reshape(-1)
-    classes = np.array([_text(c) for c in np.asarray(outputs["classes"]).reshape(-1)])
+    if "class_ids" in outputs:
+        class_ids = np.asarray(outputs["class_ids"]).reshape(-1)
+    else:  # a model that gives only scores (a TFX run_fn's export, say): the best class
+        class_ids = np.argmax(scores, axis=-1)
+    if "classes" in outputs:
+        classes = np.array([_text(c) for c in np.asarray(outputs["classes"]).reshape(-1)])
+    else:
+        classes = np.array(vocabulary)[class_ids] if scores.shape[-1] == len(vocabulary) else np.array([])
     if scores.shape[-1] != len(vocabulary) or not np.array_equal(np.array(vocabulary)[class_ids], classes):
         raise ValueError(
             f"{model} model: its label vocabulary {vocabulary} does not match its outputs (scores for "

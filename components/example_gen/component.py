@@ -217,6 +217,8 @@ def run_example_gen(
         raise UserInputError(f"span {resolved['span']} has no data rows (files: {', '.join(paths)})")
     examples.set("span", resolved["span"])
     examples.set("version", resolved["version"])
+    # TFX's ExampleGen writes both as custom properties too, where its span resolvers read them.
+    examples.custom_properties.update(span=resolved["span"], version=resolved["version"])
     examples.split_names = list(params.splits)
     for split in params.splits:
         examples.custom_properties[f"row_count_{split}"] = report.counts.get(split, 0)

@@ -121,9 +121,12 @@ def run_pusher(
 
 
 def _record(pushed_model: PushedModel, action: str, destination: str, version: int, **custom) -> None:
-    pushed_model.set("pushed", int(action in ("pushed", "already_pushed")))
-    pushed_model.set("pushed_destination", destination)
-    pushed_model.set("pushed_version", version)
+    """TFX's keys and value types (pushed_version a string, destination and version only when
+    pushed), and ours: what was done and why."""
+    pushed = action in ("pushed", "already_pushed")
+    pushed_model.custom_properties["pushed"] = int(pushed)
+    if pushed:
+        pushed_model.custom_properties.update(pushed_destination=destination, pushed_version=str(version))
     pushed_model.custom_properties.update(action=action, **custom)
 
 

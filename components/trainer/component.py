@@ -10,7 +10,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pipeline import Component, DefinitionError, ExecutionContext, Input
+from pipeline import Component, DefinitionError, ExecutionContext, Input, UserInputError
 from pipeline.artifacts import Examples, Model, Schema, TransformGraph
 
 DISTRIBUTIONS = ("one_device", "mirrored", "multi_worker")
@@ -92,8 +92,9 @@ def run_trainer(
     base_model: Model | None,
     model: Model,
 ) -> None:
+    from components.schema_gen.component import SCHEMA_FILE
     from components.trainer.io import write_training_page
-    from components.trainer.training import TrainingJob, make_strategy, train
+    from components.trainer.training import TrainingJob, make_strategy, train, train_with_run_fn, user_run_fn
 
     run_dir = _run_dir(ctx)
     warm = os.path.join(base_model.uri, RUN_DIR, "best") if params.warm_start and base_model else None
@@ -105,8 +106,17 @@ def run_trainer(
         os.path.join(model.uri, SERVING_DIR),
         warm,
         ctx.where_defined(),
+        os.path.join(schema.uri, SCHEMA_FILE),
     )
-    if params.distribution == "multi_worker":
+    run_fn = user_run_fn(params)
+    if run_fn is not None:
+        if params.distribution != "one_device":
+            raise UserInputError(
+                f"Trainer(distribution={params.distribution!r}) needs build_fn or model_fn; a run_fn "
+                "distributes its own training"
+            )
+        outcome = train_with_run_fn(job, run_fn, ctx.log)
+    elif params.distribution == "multi_worker":
         from components.trainer.workers import train_on_workers
 
         outcome = train_on_workers(job, params.workers, ctx.log)
@@ -117,10 +127,13 @@ def run_trainer(
     shutil.move(run_dir, os.path.join(model.uri, RUN_DIR))
     write_training_page(os.path.join(model.uri, PAGE_FILE), outcome, outcome.train_losses, params)
     metric = params.early_stopping_metric
+    if metric in outcome.best_metrics:  # a run_fn reports no evaluation of its own
+        model.custom_properties.update(
+            best_metric=metric, best_metric_value=float(outcome.best_metrics[metric])
+        )
     model.custom_properties.update(
         best_step=outcome.best_step,
-        best_metric=metric,
-        best_metric_value=float(outcome.best_metrics.get(metric, float("nan"))),
+        trained_with="run_fn" if run_fn is not None else "estimator",
         last_step=outcome.last_step,
         stopped_early=int(outcome.stopped_early),
         resumed_from=outcome.resumed_from,
@@ -135,10 +148,13 @@ def run_trainer(
         page=PAGE_FILE,
         eval_metrics=json.dumps(outcome.best_metrics),
     )
-    ctx.log(
-        f"exported the best model (step {outcome.best_step}, {metric} {model.custom_properties['best_metric_value']:.4f}) "
-        f"with signatures {', '.join(sorted(outcome.signatures))}"
+    value = model.custom_properties.get("best_metric_value")
+    best = (
+        f"the best model (step {outcome.best_step}, {metric} {value:.4f})"
+        if value is not None
+        else "the model"
     )
+    ctx.log(f"exported {best} with signatures {', '.join(sorted(outcome.signatures))}")
 
 
 def _task(signatures: dict[str, list[str]]) -> str:

@@ -39,6 +39,7 @@ class TrainingJob:
     export_dir: str
     warm_start_from: str | None = None
     where: str = "in the pipeline definition"
+    schema_file: str = ""  # the raw schema (schema.pbtxt), for a TFX run_fn
 
 
 @dataclass
@@ -202,6 +203,94 @@ def model_fn_and_params(job: TrainingJob, tft_output, log: Callable[[str], None]
     vocabulary = tft_output.vocabulary_by_name(name)
     given["n_classes"] = len(vocabulary)
     return est.model_fn_from_build_fn(build_fn, est.ClassificationHead(len(vocabulary), vocabulary)), given
+
+
+def user_run_fn(params) -> Callable | None:
+    """The module file's `run_fn(fn_args)` (TFX's generic trainer contract), when it defines one and
+    neither build_fn nor model_fn."""
+    if params.module_file is None:
+        return None
+    from pipeline.usercode import load_module
+
+    module = load_module(params.module_file)
+    if callable(getattr(module, "build_fn", None)) or callable(getattr(module, "model_fn", None)):
+        return None
+    return getattr(module, "run_fn", None) if callable(getattr(module, "run_fn", None)) else None
+
+
+def train_with_run_fn(job: TrainingJob, run_fn: Callable, log: Callable[[str], None]) -> TrainingOutcome:
+    """Calls a TFX module's `run_fn` with TFX's own FnArgs: the transformed examples' files, the
+    Transform output, the raw schema, a data accessor built by TFX's tfxio_utils over our Examples,
+    the steps, the hyperparameters, and `serving_model_dir` for the export, which must then hold a
+    SavedModel whose `serving_default` takes serialized tf.Examples under `examples`."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    from pipeline.errors import UserInputError
+    from pipeline.usercode import UserFunction
+
+    try:
+        from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
+        from tfx.components.util import tfxio_utils
+        from tfx.types import artifact_utils, standard_artifacts
+    except ImportError as error:
+        raise UserInputError(
+            f"a module with run_fn needs TFX's library (tfx in requirements.lock): {error}"
+        ) from None
+    params = job.params
+    examples = standard_artifacts.Examples()
+    examples.uri = job.examples.uri
+    examples.split_names = artifact_utils.encode_split_names(list(job.examples.split_names))
+    fn_args = FnArgs(
+        working_dir=job.run_dir,
+        train_files=[os.path.join(job.examples.split_uri("train"), "*")],
+        eval_files=[os.path.join(job.examples.split_uri("eval"), "*")],
+        train_steps=params.train_steps,
+        eval_steps=params.eval_steps or 40,
+        schema_path=job.schema_file,
+        schema_file=job.schema_file,
+        transform_graph_path=job.transform_graph_uri,
+        transform_output=tft.TFTransformOutput(job.transform_graph_uri),
+        data_accessor=DataAccessor(
+            tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([examples], ["Trainer"]),
+            record_batch_factory=tfxio_utils.get_record_batch_factory_from_artifact([examples], ["Trainer"]),
+            data_view_decode_fn=None,
+        ),
+        serving_model_dir=job.export_dir,
+        eval_model_dir=job.export_dir,
+        model_run_dir=job.run_dir,
+        base_model=job.warm_start_from,
+        hyperparameters=dict(params.hyperparameters),
+        custom_config={"label_key": params.label_key},
+    )
+    os.makedirs(job.run_dir, exist_ok=True)
+    log(f"run_fn from {params.module_file}: TFX's FnArgs, {params.train_steps} steps")
+    UserFunction(run_fn, "run_fn", os.path.abspath(params.module_file))(fn_args)
+    if not os.path.exists(os.path.join(job.export_dir, "saved_model.pb")):
+        raise UserInputError(
+            f"run_fn in {params.module_file} returned without saving a model in fn_args.serving_model_dir; "
+            "save one there with a serving_default signature that takes serialized tf.Examples"
+        )
+    serving = tf.saved_model.load(job.export_dir).signatures.get("serving_default")
+    inputs = serving.structured_input_signature[1] if serving is not None else {}
+    if serving is None or set(inputs) != {"examples"}:
+        raise UserInputError(
+            f"the model run_fn in {params.module_file} saved needs a serving_default signature taking "
+            f"serialized tf.Examples under `examples`; it has {sorted(inputs) if serving else 'none'}"
+        )
+    signatures = {
+        name: sorted(fn.structured_outputs)
+        for name, fn in tf.saved_model.load(job.export_dir).signatures.items()
+    }
+    return TrainingOutcome(
+        best_step=params.train_steps,
+        best_metrics={},
+        last_step=params.train_steps,
+        stopped_early=False,
+        resumed_from=0,
+        signatures=signatures,
+        devices=training_devices(),
+    )
 
 
 def outcome_path(job_file: str, worker: int) -> str:
