@@ -130,3 +130,42 @@ def test_a_killed_worker_is_named_and_the_next_run_resumes(root, two_workers, tm
     assert "every worker stopped at step 300" in done.stdout
     model, _ = latest_model(root)
     assert model.get("resumed_from") == checkpoint and json.loads(model.get("worker_steps")) == [300, 300]
+
+
+def test_a_cluster_named_by_tf_config_with_a_worker_that_follows(root, two_workers, tmp_path):
+    """TF_CONFIG in the Trainer's environment, as on a cluster: the Trainer runs its own task and
+    announces the job; the other worker, started on its own (as on another machine), follows it."""
+    from components.trainer.workers import free_ports
+
+    ports = free_ports(2)
+
+    def env(index):
+        cluster = {
+            "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+            "task": {"type": "worker", "index": index},
+        }
+        return {**os.environ, "TF_CONFIG": json.dumps(cluster), "PYTHONPATH": REPO}
+
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "components.trainer.training", "--follow", os.path.join(root, "Trainer")],
+        cwd=tmp_path,
+        env=env(1),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        pipeline = pipeline_file(tmp_path, "cluster.py", distribution="multi_worker", random_seed=11)
+        done = subprocess.run(
+            command(root, pipeline), cwd=REPO, env=env(0), capture_output=True, text=True, timeout=900
+        )
+        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
+        assert f"this machine runs worker 0; the others follow {root}" in done.stdout
+        out, _ = follower.communicate(timeout=120)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+    assert follower.returncode == 0 and "following the training job" in out and "as worker 1" in out
+    model, _ = latest_model(root)
+    steps = json.loads(model.get("worker_steps"))
+    assert len(steps) == 2 and steps[0] == steps[1] == model.get("last_step")

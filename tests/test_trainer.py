@@ -163,3 +163,52 @@ def test_missing_label_vocabulary_names_both_fixes(root, default_run):
     assert "Transform wrote no vocabulary 'classes' (vocabularies: island, sex, species)" in message
     assert "set Trainer(label_vocabulary=...) in the pipeline definition" in message
     assert "vocab_filename='classes'" in message and "Trainer(head='regression')" in message
+
+
+def test_a_model_module_adds_its_own_serving_receiver(root, default_run, tmp_path):
+    """`serving_receivers(raw_feature_spec, transform)` in the model module: here a signature that
+    takes the four measurements as one dense [batch, 4] tensor, through the same Transform graph."""
+    module = tmp_path / "model.py"
+    module.write_text(
+        textwrap.dedent("""
+            import tensorflow as tf
+            from components.estimator.export import ServingInputReceiver
+            from penguin.model import build_fn  # noqa: F401 - the model itself is the penguin one
+
+            NAMES = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
+
+            def serving_receivers(raw_feature_spec, transform):
+                def features_fn(inputs):
+                    rows = tf.shape(inputs["measurements"])[0]
+                    raw = {}
+                    for i, name in enumerate(NAMES):
+                        values = tf.cast(inputs["measurements"][:, i], raw_feature_spec[name].dtype)
+                        indices = tf.stack([tf.range(tf.cast(rows, tf.int64)), tf.zeros([rows], tf.int64)], axis=1)
+                        raw[name] = tf.sparse.SparseTensor(indices, values, tf.stack([tf.cast(rows, tf.int64), 1]))
+                    raw["island"] = tf.fill([rows, 1], "Biscoe")
+                    raw["sex"] = tf.sparse.SparseTensor(tf.zeros([0, 2], tf.int64), tf.constant([], tf.string), tf.stack([tf.cast(rows, tf.int64), 1]))
+                    return transform(raw)
+
+                spec = tf.TensorSpec([None, 4], tf.float32, name="measurements")
+                return {"measurements": ServingInputReceiver({"measurements": spec}, features_fn)}
+        """)
+    )
+    result = quiet_run(penguin(root, module_file=str(module)), root)
+    assert result.ok, result.error
+    model = result.step("Trainer").outputs["model"]
+    import json
+
+    assert json.loads(model.get("signatures"))["measurements"] == ["class_ids", "classes", "scores"]
+    script = textwrap.dedent("""
+        import sys, tensorflow as tf
+        model = tf.saved_model.load(sys.argv[1])
+        out = model.signatures["measurements"](measurements=tf.constant([[47.5, 15.0, 218.0, 4950.0]]))
+        print(out["classes"].numpy()[0].decode())
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script, os.path.join(model.uri, "Format-Serving")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "Gentoo", done.stderr[-2000:]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from components.estimator.spec import SERVING_DEFAULT, ClassificationOutput, ModeKeys, RegressionOutput
+from pipeline.errors import UserInputError
 
 
 @dataclass
@@ -90,9 +91,11 @@ def export_saved_model(
     receiver: ServingInputReceiver,
     raw: ServingInputReceiver | None = None,
     transform_layer=None,
+    extra: dict[str, ServingInputReceiver] | None = None,
 ) -> dict[str, list[str]]:
     """Writes a SavedModel of the estimator's current variables to `export_dir` (which must not
-    exist); returns each signature's output names."""
+    exist); returns each signature's output names. `extra`: more receivers, name ->
+    ServingInputReceiver, each a signature of that name serving the default output."""
     kinds = _export_output_kinds(estimator, receiver)
     signatures = {}
     for name, kind in kinds.items():
@@ -104,6 +107,12 @@ def export_saved_model(
         )
     if raw is not None:
         signatures[f"raw_{SERVING_DEFAULT}"] = _signature_fn(estimator, raw, SERVING_DEFAULT)
+    for name, receiver in (extra or {}).items():
+        if name in signatures:
+            raise UserInputError(
+                f"a serving receiver named {name!r} would replace the signature of that name"
+            )
+        signatures[name] = _signature_fn(estimator, receiver, SERVING_DEFAULT)
     concrete = {name: fn.get_concrete_function() for name, fn in signatures.items()}
     tf.saved_model.save(ServingModel(estimator, transform_layer), export_dir, signatures=concrete)
     _set_method_names(export_dir, {name: METHOD_NAMES.get(kind) for name, kind in kinds.items()})

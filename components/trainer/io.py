@@ -81,10 +81,14 @@ def _split_label(features: dict, label_key: str):
     return features, label
 
 
-def export_model(estimator, tft_output, label_key: str, export_dir: str) -> dict[str, list[str]]:
+def export_model(
+    estimator, tft_output, label_key: str, export_dir: str, receivers_fn=None
+) -> dict[str, list[str]]:
     """Exports the estimator with the Transform graph in front: serialized raw tf.Examples (or raw
     tensors) in, parsed with the raw schema less the label and the features the graph does not
-    read, transformed, predicted."""
+    read, transformed, predicted. `receivers_fn(raw_feature_spec, transform)`, the model module's
+    `serving_receivers` when it has one, returns more receivers, name -> ServingInputReceiver, each
+    a signature of that name serving the default output."""
     from components.estimator.export import export_saved_model, parsing_receiver, raw_receiver
 
     layer = tft_output.transform_features_layer()
@@ -97,8 +101,14 @@ def export_model(estimator, tft_output, label_key: str, export_dir: str) -> dict
         transformed.pop(label_key, None)
         return transformed
 
+    extra = receivers_fn(dict(raw_spec), transform) if receivers_fn else {}
     return export_saved_model(
-        estimator, export_dir, parsing_receiver(raw_spec, transform), raw_receiver(raw_spec, transform), layer
+        estimator,
+        export_dir,
+        parsing_receiver(raw_spec, transform),
+        raw_receiver(raw_spec, transform),
+        layer,
+        extra=extra,
     )
 
 

@@ -7,6 +7,9 @@ checkpoints, `best/` and the export.
 
     python -m components.trainer.training JOB_FILE      a worker: TF_CONFIG names the cluster and
                                                         this task; the job is the pickled TrainingJob
+    python -m components.trainer.training --follow DIR  a worker of another machine: waits for the
+                                                        job the Trainer announces in DIR/.runs
+                                                        (DIR: <pipeline_root>/<Trainer id>)
 
 A worker prints its progress on stdout and writes its outcome beside the job file
 (`JOB_FILE.outcome-<worker index>.json`); the chief's holds the export's signatures.
@@ -148,7 +151,9 @@ def train(job: TrainingJob, log: Callable[[str], None], strategy=None) -> Traini
     )
     if chief:
         outcome.best_step = estimator.restore_best()
-        outcome.signatures = export_model(estimator, tft_output, params.label_key, job.export_dir)
+        outcome.signatures = export_model(
+            estimator, tft_output, params.label_key, job.export_dir, user_receivers(params)
+        )
     return outcome
 
 
@@ -203,6 +208,21 @@ def model_fn_and_params(job: TrainingJob, tft_output, log: Callable[[str], None]
     vocabulary = tft_output.vocabulary_by_name(name)
     given["n_classes"] = len(vocabulary)
     return est.model_fn_from_build_fn(build_fn, est.ClassificationHead(len(vocabulary), vocabulary)), given
+
+
+def user_receivers(params) -> Callable | None:
+    """The model module's `serving_receivers(raw_feature_spec, transform)`, if it defines one:
+    more serving signatures, such as dense tensors in for a model trained from tf.Examples."""
+    if params.module_file is None:
+        return None
+    from pipeline.usercode import UserFunction, load_module
+
+    function = getattr(load_module(params.module_file), "serving_receivers", None)
+    return (
+        UserFunction(function, "serving_receivers", os.path.abspath(params.module_file))
+        if callable(function)
+        else None
+    )
 
 
 def user_run_fn(params) -> Callable | None:
@@ -301,6 +321,15 @@ def main(argv: list[str]) -> int:
     """A worker of a multi-worker job: TF_CONFIG says which; the chief writes the outcome."""
     from pipeline.errors import UserInputError
 
+    if argv[:1] == ["--follow"]:
+        from components.trainer.workers import follow
+
+        index = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index")
+        if index is None:
+            print("error: --follow needs TF_CONFIG naming this worker's task", file=sys.stderr)
+            return 2
+        argv = [follow(argv[1], index)]
+        print(f"following the training job {argv[0]} as worker {index}", flush=True)
     [job_file] = argv
     with open(job_file, "rb") as f:
         job: TrainingJob = pickle.load(f)
