@@ -268,7 +268,7 @@ def test_smoke_check_refuses_a_model_whose_signature_is_broken(tmp_path, first, 
     _broken_model(str(tmp_path / "model"), kind)
     model = Model(str(tmp_path / "model"), id=10_000)
     blessing = ModelBlessing(
-        str(tmp_path / "blessing"), id=10_001, properties={"blessed": 1, "current_model_id": 10_000}
+        str(tmp_path / "blessing"), id=10_001, custom_properties={"blessed": 1, "current_model_id": 10_000}
     )
     pushed = PushedModel(str(tmp_path / "pushed"))
     os.makedirs(pushed.uri)
@@ -304,7 +304,7 @@ def test_smoke_check_uses_the_process_started_ahead_and_an_unused_one_is_stopped
 def test_pusher_refuses_a_blessing_of_another_model(tmp_path):
     model = Model(str(tmp_path / "model"), id=7)
     blessing = ModelBlessing(
-        str(tmp_path / "blessing"), id=9, properties={"blessed": 1, "current_model_id": 8}
+        str(tmp_path / "blessing"), id=9, custom_properties={"blessed": 1, "current_model_id": 8}
     )
     ctx = ExecutionContext("penguin", str(tmp_path), "Pusher", 1, "test-run")
     with pytest.raises(UserInputError, match=r"the blessing 9 is for model 8, not model 7; give the Pusher"):
