@@ -222,3 +222,21 @@ def test_wrong_type_is_an_anomaly_when_ingestion_inferred_the_type():
 @pytest.mark.parametrize("kind", sorted(checks.KINDS))
 def test_every_anomaly_kind_maps_to_a_tfdv_type(kind):
     assert anomalies_pb2.AnomalyInfo.Type.Value(checks.KINDS[kind]) > 0
+
+
+def test_range_check_reads_extremes_of_any_value_and_of_either_format():
+    """The statistics keep each numeric feature's extremes as JSON (NaN and Infinity included);
+    statistics written before kept a Python list repr. Neither crashes the validator."""
+    from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
+
+    from components.example_validator.anomalies import _check_range
+
+    bounds = schema_pb2.FloatDomain(min=0.0, max=10.0)
+    for smallest, largest in (("[-1.0, 2.0]", "[5.0, Infinity]"), ("[-1.0, 2.0]", "[5.0, inf]")):
+        stats = statistics_pb2.FeatureNameStatistics(
+            num_stats=statistics_pb2.NumericStatistics(min=-1.0, max=float("inf"))
+        )
+        stats.custom_stats.add(name="smallest_values", str=smallest)
+        stats.custom_stats.add(name="largest_values", str=largest)
+        [finding] = _check_range("train", "x", bounds, stats)
+        assert finding.kind == "out_of_range" and finding.examples == ["-1", "inf"]

@@ -1,6 +1,7 @@
 """ExampleGen on inline CSV rows: types, missing values, splits, spans, and every bad-input case."""
 
 import os
+import re
 
 import pyarrow as pa
 import pytest
@@ -282,3 +283,46 @@ def test_messy_headers_are_renamed_and_the_mapping_recorded(tmp_path):
     rows = [r for split in all_examples(result).values() for r in split]
     assert {"species_name", "Island", "culmen_length_mm"} <= set(rows[0])
     assert {type(r["body_mass_g"][0]) for r in rows if "body_mass_g" in r} == {float}
+
+
+@pytest.mark.parametrize(
+    "cell, kind",
+    [
+        ("nan", "float"),
+        ("inf", "float"),
+        ("-Infinity", "float"),
+        ("1e400", "float"),
+        ("1e308", "float"),
+        ("99999999999999999999", "int"),
+    ],
+)
+def test_a_value_that_is_not_a_finite_number_is_refused_naming_file_line_and_column(tmp_path, cell, kind):
+    """A NaN, an infinity, a float beyond float32's range (which becomes one) or an integer beyond
+    64 bits never reaches statistics and Transform unannounced."""
+    rows = [
+        *ROWS[:2],
+        f"Gentoo,Biscoe,{cell if kind == 'float' else '47.3'},{cell if kind == 'int' else '4725'},male",
+    ]
+    make_span(tmp_path, rows=rows)
+    message = failure(run_gen(tmp_path, column_types={"bill_length_mm": "float", "body_mass_g": "int"}))
+    column = "bill_length_mm" if kind == "float" else "body_mass_g"
+    assert re.search(
+        rf"part\.csv, line 4: column '{column}' is {kind}, but the value is '{re.escape(cell)}'", message
+    )
+    assert ("not a finite number" if kind == "float" else "does not fit in a 64-bit integer") in message
+
+
+def test_a_pattern_without_span_is_a_definition_error():
+    from pipeline import DefinitionError
+
+    with pytest.raises(DefinitionError, match=r"input pattern 'data/\*\.csv' needs a \{SPAN\} placeholder"):
+        ExampleGen(input_pattern="data/*.csv")
+
+
+def test_a_gzip_file_named_csv_is_said_to_be_compressed(tmp_path):
+    import gzip
+
+    path = tmp_path / "data" / "span-1" / "part.csv"
+    os.makedirs(path.parent)
+    path.write_bytes(gzip.compress((HEADER + "\n".join(ROWS) + "\n").encode()))
+    assert re.search(r"part\.csv looks gzip-compressed .*; decompress it first", failure(run_gen(tmp_path)))

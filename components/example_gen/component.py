@@ -11,10 +11,11 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from pipeline import Component, ExecutionContext, Input, UserInputError
+from pipeline import Component, DefinitionError, ExecutionContext, Input, UserInputError
 from pipeline.artifacts import Examples, Schema
 
 CODE_VERSION = "1"
+GZIP_MAGIC = b"\x1f\x8b"
 COLUMN_TYPES = ("int", "float", "string")
 
 
@@ -35,6 +36,13 @@ class ExampleGenParams:
     splits: dict = field(default_factory=lambda: {"train": 2, "eval": 1})
     column_types: dict = field(default_factory=dict)
     null_values: tuple = ("NA",)
+
+    def __post_init__(self):
+        if "{SPAN}" not in self.input_pattern:
+            raise DefinitionError(
+                f"ExampleGen: input pattern {self.input_pattern!r} needs a {{SPAN}} placeholder, e.g. "
+                "data/span-{SPAN}/*.csv (one folder per span; a single span is span-1)"
+            )
 
 
 def resolve_span(ctx: ExecutionContext, params: ExampleGenParams, schema: Schema | None) -> dict:
@@ -123,6 +131,11 @@ def _pattern_regex(pattern: str) -> str:
 def _header_of(path: str, data: bytes) -> list[str]:
     if not data.strip():
         raise UserInputError(f"{path} is empty; remove it, or give it a header line and rows")
+    if data[:2] == GZIP_MAGIC:
+        raise UserInputError(
+            f"{path} looks gzip-compressed (it starts with gzip's magic bytes), not CSV text; "
+            f"decompress it first (gunzip -c {os.path.basename(path)} > plain.csv)"
+        )
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as error:

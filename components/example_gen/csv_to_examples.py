@@ -159,7 +159,10 @@ def merge_types(per_batch: list[dict[str, str | None]]) -> dict[str, str]:
 
 
 def parse_columns(batch: CsvBatch, types: dict[str, str]) -> pa.RecordBatch | list[RowError]:
-    """Casts each text column to its type (int64, float32, binary), or returns the bad cells."""
+    """Casts each text column to its type (int64, float32, binary), or returns the bad cells: a value
+    that does not parse, an integer beyond 64 bits, and a float that is not finite (NaN, an
+    infinity, or a number beyond float32's range, which would become one): such a value would
+    reach statistics and Transform unannounced."""
     arrays, errors = [], []
     for name, column in zip(batch.table.schema.names, batch.table.columns):
         kind = types[name]
@@ -169,22 +172,62 @@ def parse_columns(batch: CsvBatch, types: dict[str, str]) -> pa.RecordBatch | li
         pattern = _INT_RE if kind == INT else _FLOAT_RE
         ok = pc.fill_null(pc.match_substring_regex(column, pattern), True)
         if not pc.all(ok).as_py():
-            bad = np.flatnonzero(~ok.to_numpy(zero_copy_only=False))
-            for index in bad[:3]:
-                errors.append(
-                    RowError(
-                        batch.chunk.path,
-                        batch.line_of_row(int(index)),
-                        f"column {name!r} is {kind}, but the value is {column[int(index)].as_py()!r}; "
-                        f"fix the value, or declare the column as string",
-                    )
-                )
+            errors += _cell_errors(
+                batch,
+                name,
+                kind,
+                column,
+                ~ok.to_numpy(zero_copy_only=False),
+                "fix the value, or declare the column as string",
+            )
             continue
         unsigned = pc.replace_substring_regex(column, r"^\+", "")
-        arrays.append(pc.cast(unsigned, ARROW_TYPES[kind]))
+        try:
+            parsed = pc.cast(unsigned, ARROW_TYPES[kind])
+        except pa.ArrowInvalid:  # an integer beyond 64 bits
+            too_big = np.array(
+                [v is not None and not -(2**63) <= int(v) < 2**63 for v in unsigned.to_pylist()]
+            )
+            errors += _cell_errors(
+                batch,
+                name,
+                kind,
+                column,
+                too_big,
+                "it does not fit in a 64-bit integer; declare the column as float or string",
+            )
+            continue
+        if kind == FLOAT:
+            finite = pc.fill_null(pc.is_finite(parsed), True)
+            if not pc.all(finite).as_py():
+                errors += _cell_errors(
+                    batch,
+                    name,
+                    kind,
+                    column,
+                    ~finite.to_numpy(zero_copy_only=False),
+                    "it is not a finite number (NaN, an infinity, or beyond float32's range of 3.4e38); "
+                    "fix the value, or leave the cell empty (or NA) for a missing one",
+                )
+                continue
+        arrays.append(parsed)
     if errors:
         return errors
     return pa.RecordBatch.from_arrays(arrays, names=batch.table.schema.names)
+
+
+def _cell_errors(
+    batch: CsvBatch, name: str, kind: str, column: pa.Array, bad: np.ndarray, fix: str
+) -> list[RowError]:
+    """The first three bad cells of a column, each with its file, line, column and value."""
+    return [
+        RowError(
+            batch.chunk.path,
+            batch.line_of_row(int(index)),
+            f"column {name!r} is {kind}, but the value is {column[int(index)].as_py()!r}; {fix}",
+        )
+        for index in np.flatnonzero(bad)[:3]
+    ]
 
 
 def encode_examples(table: pa.RecordBatch) -> np.ndarray:

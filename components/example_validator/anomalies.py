@@ -138,7 +138,7 @@ def _check_range(split, name, bounds, stats) -> list[Finding]:
     num = stats.num_stats
     if low <= num.min and num.max <= high:
         return []
-    extremes = {c.name: ast.literal_eval(c.str) for c in stats.custom_stats if c.name.endswith("_values")}
+    extremes = {c.name: _values(c.str) for c in stats.custom_stats if c.name.endswith("_values")}
     candidates = extremes.get("smallest_values", []) + extremes.get("largest_values", [])
     offenders = sorted({v for v in candidates if v < low or v > high})
     return [
@@ -227,3 +227,18 @@ def to_proto(findings: list[Finding], schema):
         info.short_description = "; ".join(r.short_description for r in info.reason)
         info.description = " ".join(r.description for r in info.reason)
     return result
+
+
+def _values(text: str) -> list[float]:
+    """The extremes kept by the statistics: JSON (NaN and Infinity included), or the Python list
+    repr that statistics written before used; never a crash on a value."""
+    import json
+
+    try:
+        return [float(v) for v in json.loads(text)]
+    except ValueError:
+        pass
+    try:
+        return [float(v) for v in ast.literal_eval(text)]
+    except (ValueError, SyntaxError):
+        return [float(v) for v in text.strip("[]").split(",") if v.strip()]

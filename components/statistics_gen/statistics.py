@@ -8,6 +8,7 @@ count, top values). Accumulators of shards merge into one per split, which becom
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -194,8 +195,9 @@ def to_proto(name: str, acc: SplitAccumulator):
             _fill_strings(stats, f)
         else:
             _fill_numbers(stats, f, stats_pb)
-            feature.custom_stats.add(name="smallest_values", str=repr(f.smallest))
-            feature.custom_stats.add(name="largest_values", str=repr(f.largest))
+            # JSON, whose Python reading takes NaN and Infinity too: any value may be an extreme.
+            feature.custom_stats.add(name="smallest_values", str=json.dumps(f.smallest))
+            feature.custom_stats.add(name="largest_values", str=json.dumps(f.largest))
     return dataset
 
 
