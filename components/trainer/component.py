@@ -10,10 +10,10 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from components.trainer.training import DISTRIBUTIONS
 from pipeline import Component, DefinitionError, ExecutionContext, Input, UserInputError
 from pipeline.artifacts import Examples, Model, Schema, TransformGraph
 
-DISTRIBUTIONS = ("one_device", "mirrored", "multi_worker")
 SERVING_DIR = "Format-Serving"
 RUN_DIR = "run"
 PAGE_FILE = "training.html"
