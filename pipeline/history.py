@@ -46,13 +46,24 @@ def runs(store: MetadataStore, pipeline_name: str, limit: int = 20) -> list[RunR
         records.append(
             RunRecord(
                 run.name,
-                custom(run, "status", "?"),
+                _status(run),
                 custom(run, "start_time", 0.0),
                 custom(run, "seconds"),
                 steps,
             )
         )
     return records
+
+
+def _status(run) -> str:
+    """The run's recorded status; RUNNING only while its process lives (a killed run stays
+    RUNNING in the store until the next run on its root closes it)."""
+    from pipeline.local_runner import HOST, process_alive
+
+    status = custom(run, "status", "?")
+    if status == "RUNNING" and custom(run, "host") == HOST and not process_alive(custom(run, "pid")):
+        return "INTERRUPTED"
+    return status
 
 
 @dataclass

@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import time
 import traceback
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from pipeline.memory import peak_rss_mb, release_free_memory, rss_mb
 from pipeline.metadata import Contexts, MetadataStore, custom
 
 STAGING_PREFIX = ".staging-"
+HOST = socket.gethostname()
 
 
 @dataclass
@@ -95,11 +97,13 @@ def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
     root = os.path.abspath(options.pipeline_root)
     os.makedirs(root, exist_ok=True)
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(2)
-    started = time.monotonic()
-    with RootLock(root, run_id, options.lock_wait_seconds):
+    with RootLock(root, run_id, options.lock_wait_seconds, log=options.log):
+        started = time.monotonic()  # a wait for the lock is not the run's time
         store = MetadataStore(options.metadata_spec)
         _recover_interrupted(store, pipeline.name, root, run_id, options.log)
-        pipeline_ctx, run_ctx = store.start_run(pipeline.name, run_id, pipeline_root=root)
+        pipeline_ctx, run_ctx = store.start_run(
+            pipeline.name, run_id, pipeline_root=root, host=HOST, pid=os.getpid()
+        )
         options.log(f"run {run_id} of pipeline {pipeline.name} (root {root})")
         runner = _NodeRunner(pipeline, options, store, root, run_id, pipeline_ctx, run_ctx)
         steps: list[StepResult] = []
@@ -191,6 +195,10 @@ class _NodeRunner:
             node_id=node.id,
             run_id=self.run_id,
             code_version=node.component.version,
+            # Whose it is: recovery closes only this root's executions whose process is gone.
+            pipeline_root=self.root,
+            host=HOST,
+            pid=os.getpid(),
         )
         final_uris = {key: self._uri(node, key, execution_id) for key in node.component.outputs}
         self.store.update_execution(execution_id, output_uris=final_uris)
@@ -278,7 +286,7 @@ class _NodeRunner:
     def _lookup_cache(self, node: Node, key: str) -> tuple[int, dict[str, Artifact], str, str] | None:
         if not self.options.enable_cache:
             return None
-        found = self.store.find_cached(self.pipeline.name, node.id, key)
+        found = self.store.find_cached(self.pipeline.name, node.id, key, self.root)
         if found is None:
             return None
         execution, outputs = found
@@ -320,10 +328,20 @@ def damage(artifact: Artifact) -> str | None:
 
 
 def _recover_interrupted(store: MetadataStore, pipeline_name: str, root: str, run_id: str, log) -> None:
-    """Executions still RUNNING while we hold the lock were cut off (killed process, power loss):
-    record them FAILED with a note and remove whatever they had written."""
+    """Executions of this root still RUNNING while we hold its lock were cut off (killed process,
+    power loss): record them FAILED with a note and remove whatever they had written. Another
+    root's executions are never touched (they may be running now, on the same store), nor one
+    whose process on this host is alive."""
     for execution in store.running_executions(pipeline_name):
         uris = json.loads(custom(execution, "output_uris", "{}") or "{}")
+        if not _of_root(execution, uris, root):
+            continue
+        if custom(execution, "host") == HOST and process_alive(custom(execution, "pid")):
+            log(
+                f"execution {execution.id} ({custom(execution, 'node_id')}) is RUNNING in live process "
+                f"{custom(execution, 'pid')}; left alone"
+            )
+            continue
         _remove_dirs([*uris.values(), *(_NodeRunner._staging_uri(u) for u in uris.values())])
         note = (
             f"interrupted: the process running it stopped before it finished; "
@@ -332,8 +350,30 @@ def _recover_interrupted(store: MetadataStore, pipeline_name: str, root: str, ru
         store.fail_execution(execution.id, note)
         log(f"execution {execution.id} ({custom(execution, 'node_id')}) was interrupted; marked FAILED")
     for run in store.pipeline_runs(pipeline_name):
-        if custom(run, "status") == "RUNNING":
+        if custom(run, "status") == "RUNNING" and custom(run, "pipeline_root") in (None, root):
             store.update_context(run, status="INTERRUPTED")
+
+
+def _of_root(execution, uris: dict, root: str) -> bool:
+    """Whether an execution is this root's: recorded so, or (recorded before executions named
+    their root) with every output under it."""
+    recorded = custom(execution, "pipeline_root")
+    if recorded is not None:
+        return recorded == root
+    return all(uri.startswith(root + os.sep) for uri in uris.values())
+
+
+def process_alive(pid) -> bool:
+    """Whether process `pid` of this host is running (False for no pid)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _remove_dirs(paths: list[str]) -> None:

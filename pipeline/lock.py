@@ -21,20 +21,28 @@ class RootLock:
     LockHeldError naming the holder.
     """
 
-    def __init__(self, root: str, run_id: str, wait_seconds: float = 0.0):
+    def __init__(self, root: str, run_id: str, wait_seconds: float = 0.0, log=None):
         self.path = os.path.join(root, LOCK_FILE)
         self.run_id = run_id
         self.wait_seconds = wait_seconds
+        self.log = log
         self._fd: int | None = None
 
     def __enter__(self) -> RootLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + self.wait_seconds
+        waited = None
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if self.log is not None and self.wait_seconds > 0 and waited is None:
+                    waited = time.monotonic()
+                    self.log(
+                        f"waiting up to {self.wait_seconds:g} s for {_read_holder(fd)} to release "
+                        f"{os.path.dirname(self.path)}"
+                    )
                 if time.monotonic() >= deadline:
                     holder = _read_holder(fd)
                     os.close(fd)
@@ -43,6 +51,8 @@ class RootLock:
                         "wait for it to finish, or pass --wait SECONDS to queue behind it"
                     ) from None
                 time.sleep(0.2)
+        if waited is not None:
+            self.log(f"the lock is free after {time.monotonic() - waited:.1f} s; run {self.run_id} starts")
         os.ftruncate(fd, 0)
         holder = {
             "run_id": self.run_id,

@@ -275,11 +275,14 @@ class MetadataStore:
         ]
 
     def find_cached(
-        self, pipeline_name: str, node_id: str, cache_key: str
+        self, pipeline_name: str, node_id: str, cache_key: str, pipeline_root: str
     ) -> tuple[pb.Execution, dict[str, Artifact]] | None:
-        """The newest COMPLETE execution of this node with this cache key, and its outputs."""
+        """The newest COMPLETE execution of this node with this cache key on this pipeline root,
+        and its outputs: another root's outputs are never reused (its files are not this run's to
+        rely on). Executions recorded before they named their root are not reused."""
         query = (
             f"custom_properties.cache_key.string_value = '{cache_key}' AND "
+            f"custom_properties.pipeline_root.string_value = '{pipeline_root}' AND "
             f"contexts_n.type = '{NODE}' AND contexts_n.name = '{pipeline_name}.{node_id}' AND "
             "last_known_state = COMPLETE"
         )

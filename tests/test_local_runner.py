@@ -227,3 +227,62 @@ def test_killed_run_is_closed_by_the_next_one(tmp_path):
     assert not os.path.exists(staged)
     runs = store_of(tmp_path).pipeline_runs("toy")
     assert [custom(r, "status") for r in runs] == ["COMPLETE", "INTERRUPTED"]
+
+
+def shared_run(root, store, **kwargs):
+    options = RunOptions(pipeline_root=str(root), metadata=str(store), log=lambda message: None)
+    return run_pipeline(toy_pipeline(**kwargs), options)
+
+
+def test_roots_on_one_store_never_reuse_each_others_outputs(tmp_path):
+    store = tmp_path / "shared.sqlite"
+    assert [s.status for s in shared_run(tmp_path / "a", store).steps] == ["COMPLETE", "COMPLETE"]
+    b = shared_run(tmp_path / "b", store)
+    assert [s.status for s in b.steps] == ["COMPLETE", "COMPLETE"]
+    assert all(a.uri.startswith(str(tmp_path / "b")) for s in b.steps for a in s.outputs.values())
+    assert [s.status for s in shared_run(tmp_path / "a", store).steps] == ["CACHED", "CACHED"]
+
+
+def test_a_run_on_another_root_leaves_a_running_step_alone_and_its_own_root_closes_it(tmp_path):
+    """Two roots on one store: root a's step is running (then killed) while root b runs. Root b
+    neither closes it nor touches its files; `runs` shows it INTERRUPTED once its process is gone;
+    the next run on root a closes it."""
+    from pipeline.history import runs
+
+    store = tmp_path / "shared.sqlite"
+    script = textwrap.dedent(f"""
+        from pipeline.local_runner import RunOptions, run_pipeline
+        from tests.toy_components import toy_pipeline
+        run_pipeline(toy_pipeline(sleep=60), RunOptions(pipeline_root={str(tmp_path / "a")!r}, metadata={str(store)!r}))
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.DEVNULL)
+    marker = tmp_path / "a" / "write-started"
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    staged = marker.read_text()
+    try:
+        assert shared_run(tmp_path / "b", store, text="other").ok
+        shared = MetadataStore(str(store))
+        running = [e for e in shared.mlmd.get_executions() if state_name(e) == "RUNNING"]
+        assert len(running) == 1 and custom(running[0], "pipeline_root") == str(tmp_path / "a")
+        assert os.path.isdir(staged)
+        assert [r.status for r in runs(shared, "toy")] == ["COMPLETE", "RUNNING"]
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert [r.status for r in runs(MetadataStore(str(store)), "toy")] == ["COMPLETE", "INTERRUPTED"]
+    assert shared_run(tmp_path / "a", store).ok
+    shared = MetadataStore(str(store))
+    [closed] = [e for e in shared.mlmd.get_executions() if state_name(e) == "FAILED"]
+    assert custom(closed, "error").startswith("interrupted:") and not os.path.exists(staged)
+    assert all(state_name(e) != "RUNNING" for e in shared.mlmd.get_executions())
+
+
+def test_a_waiting_run_says_whom_it_waits_for(tmp_path):
+    lines = []
+    with RootLock(str(tmp_path), "holder"):
+        with pytest.raises(LockHeldError):
+            with RootLock(str(tmp_path), "waiter", wait_seconds=0.3, log=lines.append):
+                pass
+    assert lines and lines[0].startswith("waiting up to 0.3 s for run holder, pid ")

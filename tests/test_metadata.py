@@ -24,17 +24,18 @@ def test_put_get_filter_and_lineage_subgraph(tmp_path):
     from pipeline.metadata import Contexts
 
     contexts = Contexts(pipeline_ctx, run_ctx, store.node_context("p", "Gen"))
-    execution_id = store.start_execution("Gen", contexts, {}, node_id="Gen")
+    execution_id = store.start_execution("Gen", contexts, {}, node_id="Gen", pipeline_root="/r")
     store.complete_execution(execution_id, contexts, {"examples": examples}, cache_key="k1")
 
     [back] = store.artifacts_by_id([examples.id])
     assert isinstance(back, Examples)
     assert back.properties == {"span": 7, "version": 0, "split_names": '["train", "eval"]'}
     assert back.custom_properties["row_count_train"] == 5
-    execution, outputs = store.find_cached("p", "Gen", "k1")
+    execution, outputs = store.find_cached("p", "Gen", "k1", "/r")
     assert execution.id == execution_id and outputs["examples"].id == examples.id
-    assert store.find_cached("p", "Gen", "other") is None
-    assert store.find_cached("p", "Other", "k1") is None
+    assert store.find_cached("p", "Gen", "other", "/r") is None
+    assert store.find_cached("p", "Other", "k1", "/r") is None
+    assert store.find_cached("p", "Gen", "k1", "/another-root") is None
 
     options = metadata_store.ListOptions(filter_query="properties.span.int_value = 7")
     assert [a.id for a in store.mlmd.get_artifacts(list_options=options)] == [examples.id]

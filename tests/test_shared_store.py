@@ -26,9 +26,12 @@ def postgres():
 
 
 def test_two_processes_share_one_postgres_store(postgres, tmp_path):
+    """Two roots, one store, at the same time with staggered starts (the second starts while the
+    first is in ExampleGen): neither closes the other's running steps nor reuses its outputs."""
     url = postgres.url("lineage")
-    runs = {
-        span: subprocess.Popen(
+
+    def start(span):
+        return subprocess.Popen(
             [
                 sys.executable,
                 "runner.py",
@@ -45,11 +48,19 @@ def test_two_processes_share_one_postgres_store(postgres, tmp_path):
             stderr=subprocess.STDOUT,
             text=True,
         )
-        for span in (2007, 2008)
-    }
+
+    first = start(2007)
+    head = []
+    for line in first.stdout:
+        head.append(line)
+        if "[2/8] ExampleGen" in line:
+            break
+    runs = {2007: first, 2008: start(2008)}
     outputs = {span: process.communicate(timeout=600)[0] for span, process in runs.items()}
+    outputs[2007] = "".join(head) + outputs[2007]
     for span, process in runs.items():
         assert process.returncode == 0, outputs[span][-3000:]
+        assert "was interrupted; marked FAILED" not in outputs[span]
 
     store = MetadataStore(url)
     assert len(store.pipeline_runs("penguin")) == 2
@@ -65,6 +76,11 @@ def test_two_processes_share_one_postgres_store(postgres, tmp_path):
     runs_seen = {custom(r, "status") for r in store.pipeline_runs("penguin")}
     assert runs_seen == {"COMPLETE"}
     assert all(state_name(e) != "RUNNING" for e in store.mlmd.get_executions())
+    for execution in store.mlmd.get_executions():
+        assert "interrupted" not in (custom(execution, "error") or "")
+        root = custom(execution, "pipeline_root")
+        for artifact in store.outputs_of(execution.id).values():
+            assert artifact.uri.startswith(root + os.sep), (execution.id, artifact.uri, root)
     assert find_artifact(store, str(examples[0].id)).id == examples[0].id
 
 
