@@ -326,3 +326,13 @@ def test_a_gzip_file_named_csv_is_said_to_be_compressed(tmp_path):
     os.makedirs(path.parent)
     path.write_bytes(gzip.compress((HEADER + "\n".join(ROWS) + "\n").encode()))
     assert re.search(r"part\.csv looks gzip-compressed .*; decompress it first", failure(run_gen(tmp_path)))
+
+
+def test_an_empty_latest_span_folder_is_announced_and_the_latest_with_files_used(tmp_path):
+    make_span(tmp_path, span=1)
+    os.makedirs(tmp_path / "data" / "span-2")
+    result = run_gen(tmp_path)
+    assert result.ok, result.error
+    examples = result.step("ExampleGen").outputs["examples"]
+    assert examples.get("span") == 1 and examples.get("skipped_spans") == "[2]"
+    assert any("warning: span 2's folder holds no file matching" in line for line in result.log)

@@ -51,6 +51,12 @@ def resolve_span(ctx: ExecutionContext, params: ExampleGenParams, schema: Schema
     sha256) is part of the cache key, so a changed or added file means a new run."""
     _check_params(params)
     span, version, paths = find_span(params.input_pattern, params.span, params.version)
+    skipped = [s for s in empty_span_folders(params.input_pattern) if params.span is None and s > span]
+    for empty in skipped:
+        ctx.log(
+            f"warning: span {empty}'s folder holds no file matching {params.input_pattern!r}; "
+            f"span {span}, the latest with files, is used"
+        )
     files, header = [], None
     for path in paths:
         with open(path, "rb") as f:
@@ -83,6 +89,7 @@ def resolve_span(ctx: ExecutionContext, params: ExampleGenParams, schema: Schema
         "header": header,
         "features": features,
         "input_fingerprint": fingerprint,
+        "skipped_spans": skipped,
     }
 
 
@@ -114,6 +121,28 @@ def find_span(pattern: str, span: int | None, version: int | None) -> tuple[int,
     if (chosen_span, chosen_version) not in found:
         raise UserInputError(f"span {chosen_span} has no version {version}; versions: {versions}")
     return chosen_span, chosen_version, sorted(found[(chosen_span, chosen_version)])
+
+
+def empty_span_folders(pattern: str) -> list[int]:
+    """Spans whose folder exists (the pattern's part up to `{SPAN}`'s path component) but holds no
+    file matching the pattern: a new span still being copied, or one left empty by mistake."""
+    parts = pattern.split(os.sep)
+    index = next((i for i, part in enumerate(parts) if "{SPAN}" in part), None)
+    if index is None or index == len(parts) - 1:
+        return []
+    folder = os.sep.join(parts[: index + 1])
+    regex, file_regex = re.compile(_pattern_regex(folder)), re.compile(_pattern_regex(pattern))
+    with_files = set()
+    for path in glob.glob(pattern.replace("{SPAN}", "*").replace("{VERSION}", "*")):
+        match = file_regex.fullmatch(path)
+        if match and os.path.isfile(path):
+            with_files.add(int(match["span"]))
+    spans = set()
+    for path in glob.glob(folder.replace("{SPAN}", "*").replace("{VERSION}", "*")):
+        match = regex.fullmatch(path)
+        if match and os.path.isdir(path) and int(match["span"]) not in with_files:
+            spans.add(int(match["span"]))
+    return sorted(spans)
 
 
 def _pattern_regex(pattern: str) -> str:
@@ -237,6 +266,8 @@ def run_example_gen(
         examples.custom_properties[f"row_count_{split}"] = report.counts.get(split, 0)
     examples.custom_properties["input_fingerprint"] = resolved["input_fingerprint"]
     examples.custom_properties["input_pattern"] = params.input_pattern
+    if resolved.get("skipped_spans"):
+        examples.custom_properties["skipped_spans"] = json.dumps(resolved["skipped_spans"])
     examples.custom_properties["column_types"] = json.dumps(report.types)
     renamed = {c: f for c, f in by_header.items() if c != f}
     if renamed:
