@@ -8,11 +8,13 @@ is recorded FAILED, its staged and renamed output directories removed, and nothi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import shutil
 import socket
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -28,6 +30,7 @@ from pipeline.memory import peak_rss_mb, release_free_memory, rss_mb
 from pipeline.metadata import Contexts, MetadataStore, custom
 
 STAGING_PREFIX = ".staging-"
+TEMP_DIR = ".tmp"
 HOST = socket.gethostname()
 
 
@@ -97,7 +100,7 @@ def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
     root = os.path.abspath(options.pipeline_root)
     os.makedirs(root, exist_ok=True)
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(2)
-    with RootLock(root, run_id, options.lock_wait_seconds, log=options.log):
+    with RootLock(root, run_id, options.lock_wait_seconds, log=options.log), _run_temp_dir(root, run_id):
         started = time.monotonic()  # a wait for the lock is not the run's time
         store = MetadataStore(options.metadata_spec)
         _recover_interrupted(store, pipeline.name, root, run_id, options.log)
@@ -139,18 +142,53 @@ def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
             seconds=round(seconds, 3),
             held_back="\n".join(f"{node}: {reason}" for node, reason in result.held_back),
         )
-        result.report = _write_report(result, pipeline.name, root, store)
-        store.update_context(run_ctx, report=result.report)
+        result.report, full = _write_report(result, pipeline.name, root, store)
+        store.update_context(run_ctx, report=result.report, report_full=int(full))
     return result
 
 
-def _write_report(result: RunResult, pipeline_name: str, root: str, store: MetadataStore) -> str:
-    from pipeline.lineage import format_lineage, lineage
-    from pipeline.report import write_run_report
+@contextlib.contextmanager
+def _run_temp_dir(root: str, run_id: str):
+    """Every temporary file of the run (Beam's, TensorFlow's, the libraries', its child processes')
+    under `<root>/.tmp/<run_id>/`, removed when the run ends. Whatever is there from before belongs
+    to a run that was killed (this one holds the root's lock), and is removed first."""
+    base = os.path.join(root, TEMP_DIR)
+    for stale in os.listdir(base) if os.path.isdir(base) else []:
+        shutil.rmtree(os.path.join(base, stale), ignore_errors=True)
+    path = os.path.join(base, run_id)
+    os.makedirs(path)
+    saved = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir, os.environ["TMPDIR"] = path, path
+    try:
+        yield path
+    finally:
+        tempfile.tempdir = saved[0]
+        if saved[1] is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved[1]
+        shutil.rmtree(path, ignore_errors=True)
 
+
+def _write_report(result: RunResult, pipeline_name: str, root: str, store: MetadataStore) -> tuple[str, bool]:
+    """The run's report and whether it is a full one. A run that only reused earlier outputs gets
+    a few lines pointing to the last full report of the root, not another copy of it."""
+    from pipeline.lineage import format_lineage, lineage
+    from pipeline.report import write_pointer_report, write_run_report
+
+    if result.steps and all(step.status == "CACHED" for step in result.steps):
+        earlier = [
+            custom(run, "report")
+            for run in store.pipeline_runs(pipeline_name)
+            if custom(run, "pipeline_root") == root
+            and custom(run, "report_full") == 1
+            and custom(run, "report")
+        ]
+        if earlier and os.path.exists(earlier[0]):
+            return write_pointer_report(result, pipeline_name, root, earlier[0]), False
     last = [a for step in result.steps for a in step.outputs.values() if a.id is not None]
     lines = format_lineage(lineage(store, last[-1])) if last else []
-    return write_run_report(result, pipeline_name, root, lines)
+    return write_run_report(result, pipeline_name, root, lines), True
 
 
 class _NodeRunner:

@@ -59,6 +59,27 @@ def write_run_report(result, pipeline_name: str, root: str, lineage_lines: list[
     return path
 
 
+def write_pointer_report(result, pipeline_name: str, root: str, full_report: str) -> str:
+    """A few lines for a run that reused every step: its status and a link to the last full report
+    (a cron job that finds nothing new every half hour would otherwise pile up copies)."""
+    directory = os.path.join(root, REPORTS_DIR)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"{result.run_id}.html")
+    link = html.escape(os.path.relpath(full_report, directory))
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>Run {html.escape(result.run_id)} of {html.escape(pipeline_name)}</title></head><body>"
+        f"<p>Run {html.escape(result.run_id)}: {result.status} in {result.seconds:.1f} s. Nothing new: every "
+        f"step reused earlier outputs. The last full report: <a href='{link}'>{link}</a>.</p>"
+        + "".join(f"<p class='error'>{html.escape(f'{n}: {r}')}</p>" for n, r in result.held_back)
+        + "</body></html>\n"
+    )
+    with open(path + ".tmp", "w") as f:
+        f.write(page)
+    os.replace(path + ".tmp", path)
+    return path
+
+
 def _steps_table(result) -> str:
     rows = "".join(
         f"<tr class='{s.status.lower()}'><td>{html.escape(s.node_id)}</td><td>{s.status}</td>"

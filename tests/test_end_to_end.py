@@ -14,8 +14,10 @@ from tests.helpers import COMPLETED, decode_examples, read_tfrecords
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def runner(*args, check=True):
-    done = subprocess.run([sys.executable, "runner.py", *args], cwd=REPO, capture_output=True, text=True)
+def runner(*args, check=True, env=None):
+    done = subprocess.run(
+        [sys.executable, "runner.py", *args], cwd=REPO, capture_output=True, text=True, env=env
+    )
     if check and done.returncode not in COMPLETED:
         raise AssertionError(
             f"runner.py {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
@@ -39,7 +41,14 @@ def small_data(tmp_path):
 
 def test_run_records_examples_and_a_second_run_is_cached(tmp_path, small_data):
     root = str(tmp_path / "root")
-    first = runner("--pipeline-root", root, "run", "--data", small_data)
+    # Every temporary file of the run (Beam's, TensorFlow's, its child processes') stays under the
+    # root and goes with the run: the system's temporary folder is left as it was.
+    system_tmp = tmp_path / "system-tmp"
+    os.makedirs(system_tmp)
+    first = runner(
+        "--pipeline-root", root, "run", "--data", small_data, env={**os.environ, "TMPDIR": str(system_tmp)}
+    )
+    assert os.listdir(system_tmp) == [] and os.listdir(os.path.join(root, ".tmp")) == []
     assert re.search(r"ExampleGen\s+COMPLETE", first.stdout)
     assert "span 2008, version 0: 1 file(s)" in first.stdout
 
@@ -61,6 +70,10 @@ def test_run_records_examples_and_a_second_run_is_cached(tmp_path, small_data):
 
     second = runner("--pipeline-root", root, "run", "--data", small_data)
     assert re.search(r"ExampleGen\s+CACHED", second.stdout)
+    # Nothing new: a few lines pointing to the first run's full report, not another copy of it.
+    full = re.search(r"run report: (\S+)", first.stdout).group(1)
+    pointer = re.search(r"run report: (\S+)", second.stdout).group(1)
+    assert os.path.getsize(pointer) < 1000 and os.path.basename(full) in open(pointer).read()
     # A fully cached run does not pay for importing TensorFlow or Beam.
     probe = subprocess.run(
         [

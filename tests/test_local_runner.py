@@ -286,3 +286,41 @@ def test_a_waiting_run_says_whom_it_waits_for(tmp_path):
             with RootLock(str(tmp_path), "waiter", wait_seconds=0.3, log=lines.append):
                 pass
     assert lines and lines[0].startswith("waiting up to 0.3 s for run holder, pid ")
+
+
+def test_a_run_that_reuses_everything_writes_a_pointer_not_another_full_report(tmp_path):
+    first = run(tmp_path)
+    again = run(tmp_path)
+    assert [s.status for s in again.steps] == ["CACHED", "CACHED"]
+    pointer = open(again.report).read()
+    assert os.path.basename(first.report) in pointer and "Nothing new" in pointer
+    assert os.path.getsize(again.report) < 1000 < os.path.getsize(first.report)
+
+
+def test_temporary_files_live_under_the_root_and_go_with_the_run(tmp_path):
+    stale = tmp_path / ".tmp" / "20200101T000000-dead"
+    os.makedirs(stale)  # left by a killed run
+    seen = []
+
+    import tempfile
+
+    from pipeline import Component
+    from pipeline.artifacts import Examples
+    from tests.toy_components import WriteParams
+
+    def write(ctx, params, examples):
+        seen.append(tempfile.gettempdir())
+        os.makedirs(examples.split_uri("train"))
+        examples.set("span", 1)
+
+    probe = Component(
+        name="Probe", run=write, outputs={"examples": Examples}, parameters=WriteParams, version="1"
+    )
+    from pipeline import Pipeline
+
+    result = run_pipeline(
+        Pipeline("tmp", [probe()]), RunOptions(pipeline_root=str(tmp_path), log=lambda m: None)
+    )
+    assert result.ok
+    assert seen == [str(tmp_path / ".tmp" / result.run_id)]
+    assert os.listdir(tmp_path / ".tmp") == [] and tempfile.gettempdir() != seen[0]
