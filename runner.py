@@ -8,6 +8,7 @@
     python runner.py models
     python runner.py lineage ARTIFACT_ID_OR_URI | --pushed latest|VERSION [--json]
     python runner.py diff MODEL_A MODEL_B          (ids, URIs, or vN for pushed version N)
+    python runner.py gc [--keep-runs N] [--keep-pushed K] [--apply]
     python runner.py infer-schema [--data PATTERN] [--span N]
 
 Flags every command takes (before or after it): --pipeline FILE (default $PIPELINE_FILE, else the
@@ -159,6 +160,18 @@ def _parser() -> argparse.ArgumentParser:
     lineage.add_argument("--pushed", metavar="latest|VERSION", help="the model pushed last, or push VERSION")
     lineage.add_argument("--json", action="store_true", help="the same tree as JSON, for programs")
     lineage.set_defaults(command=cmd_lineage)
+
+    gc = commands.add_parser(
+        "gc", help="remove what the retention policy does not keep (a dry run unless --apply)", parents=common
+    )
+    gc.add_argument(
+        "--keep-runs",
+        type=int,
+        help="runs whose reports and artifacts are kept (default: the pipeline's, or 10)",
+    )
+    gc.add_argument("--keep-pushed", type=int, help="pushed versions kept (default: the pipeline's, or 3)")
+    gc.add_argument("--apply", action="store_true", help="remove them (default: only say what would go)")
+    gc.set_defaults(command=cmd_gc)
 
     diff = commands.add_parser("diff", help="what differs in the lineage of two models", parents=common)
     diff.add_argument("first", help="a model id or URI, or vN for pushed version N")
@@ -374,6 +387,29 @@ def cmd_models(args) -> int:
         reason = r.blessing.get("reason") if r.blessing is not None else None
         if reason:
             print("    " + "\n    ".join(str(reason).splitlines()))
+    return 0
+
+
+def cmd_gc(args) -> int:
+    from pipeline.retention import Retention, collect
+
+    found = _reading(args)
+    if found is None:
+        return 0
+    store, name = found
+    pipeline = _load_pipeline(args)
+    base = pipeline.retention or Retention()
+    retention = Retention(
+        keep_runs=args.keep_runs or base.keep_runs, keep_pushed=args.keep_pushed or base.keep_pushed
+    )
+    root = os.path.abspath(_pipeline_root(args, pipeline))
+    collection = collect(store, name, root, retention, apply=args.apply, log=lambda m: None)
+    print(
+        f"pipeline {name!r} on {root}: keeping the last {retention.keep_runs} run(s) and {retention.keep_pushed} pushed version(s)"
+    )
+    print("\n".join(collection.lines()))
+    if not args.apply and (collection.artifacts or collection.reports or collection.pushed_versions):
+        print("a dry run: nothing was removed; run again with --apply to remove them")
     return 0
 
 

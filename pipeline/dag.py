@@ -23,7 +23,8 @@ class Pipeline:
 
     `pipeline_root` is where the pipeline's artifacts and metadata go unless the runner is told
     otherwise; `source_file` is the file that defined the pipeline (set when it is loaded from one),
-    which errors name.
+    which errors name; `retention` (a `pipeline.retention.Retention`), when given, is applied at the
+    end of every run.
     """
 
     name: str
@@ -31,6 +32,7 @@ class Pipeline:
     beam_args: list[str] = field(default_factory=list)
     pipeline_root: str | None = None
     source_file: str | None = None
+    retention: Any = None  # a pipeline.retention.Retention: applied after each run
 
     def override(self, **values: Any) -> list[str]:
         """Sets parameters on every node whose component declares them (such as `input_pattern`

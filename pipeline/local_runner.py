@@ -144,6 +144,10 @@ def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
         )
         result.report, full = _write_report(result, pipeline.name, root, store)
         store.update_context(run_ctx, report=result.report, report_full=int(full))
+        if pipeline.retention is not None:
+            from pipeline.retention import collect
+
+            collect(store, pipeline.name, root, pipeline.retention, apply=True, log=options.log)
     return result
 
 

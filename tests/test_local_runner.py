@@ -324,3 +324,24 @@ def test_temporary_files_live_under_the_root_and_go_with_the_run(tmp_path):
     assert result.ok
     assert seen == [str(tmp_path / ".tmp" / result.run_id)]
     assert os.listdir(tmp_path / ".tmp") == [] and tempfile.gettempdir() != seen[0]
+
+
+def test_retention_keeps_the_last_runs_and_marks_the_rest_deleted(tmp_path):
+    """A job that runs forever: ten runs, each with new outputs, under a retention of three runs.
+    The root keeps three runs' artifacts and reports; MLMD calls the others DELETED, and their
+    files are gone."""
+    from pipeline.artifacts import Examples
+    from pipeline.retention import Retention
+
+    for i in range(10):
+        pipeline = toy_pipeline(text=f"span {i}")
+        pipeline.retention = Retention(keep_runs=3, keep_pushed=1)
+        assert run_pipeline(pipeline, RunOptions(pipeline_root=str(tmp_path), log=lambda m: None)).ok
+    store = store_of(tmp_path)
+    live = store.live_artifacts(Examples, "toy")
+    assert len(live) == 3 and sorted(os.listdir(tmp_path / "Write" / "examples")) == sorted(
+        os.path.basename(a.uri) for a in live
+    )
+    deleted = [a for a in store.mlmd.get_artifacts() if a.state == pb.Artifact.DELETED]
+    assert len(deleted) == 14 and not any(os.path.exists(a.uri) for a in deleted)
+    assert len(os.listdir(tmp_path / "reports")) == 3

@@ -133,3 +133,25 @@ def test_the_last_report_renders_in_a_browser(history):
     assert decoded == total >= 10
     for text in ("Statistics of span 2009", "Training", "BLESSED", "Lineage of the run"):
         assert text in dom
+
+
+def test_gc_is_a_dry_run_until_applied_and_keeps_the_served_model_and_its_lineage(history):
+    """Runs last in this module: it removes what the other tests looked at."""
+    root, _, _ = history
+
+    def size():
+        return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(root) for f in files)
+
+    before = size()
+    dry = cli(root, "gc", "--keep-runs", "1", "--keep-pushed", "1").stdout
+    assert "would remove" in dry and "a dry run: nothing was removed" in dry and size() == before
+    applied = cli(root, "gc", "--keep-runs", "1", "--keep-pushed", "1", "--apply").stdout
+    assert re.search(r"removed \d+ artifact\(s\), \d+ report\(s\) and \d+ pushed version\(s\)", applied)
+    assert size() < before
+    served = json.loads(cli(root, "lineage", "--pushed", "latest", "--json").stdout)
+    destination = served["artifact"]["custom_properties"]["pushed_destination"]
+    assert os.path.exists(os.path.join(destination, "saved_model.pb"))
+    assert len([d for d in os.listdir(os.path.dirname(destination)) if d.isdigit()]) == 1
+    assert "ExampleGen" in cli(root, "lineage", "--pushed", "latest").stdout
+    again = cli(root, "gc", "--keep-runs", "1", "--keep-pushed", "1").stdout
+    assert "would remove 0 artifact(s), 0 report(s) and 0 pushed version(s)" in again
