@@ -257,7 +257,7 @@ def _record(evaluation, blessing, model, baseline, results, seconds: float, task
 def _reason(blessed: bool, results, baseline: Model | None) -> str:
     failed = sum(not v.passed for v in results.verdicts)
     if blessed and not results.verdicts:
-        first = "BLESSED: no thresholds configured"
+        first = "BLESSED: no threshold applied (none configured, or change thresholds and no baseline yet)"
     elif blessed:
         first = f"BLESSED: all {len(results.verdicts)} threshold(s) passed"
     else:

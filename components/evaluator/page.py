@@ -29,7 +29,7 @@ def write_page(path: str, results: Results, model, baseline, class_names: list[s
     thresholds = (
         f"<table><tr><th>verdict</th><th>metric</th><th>needs</th><th>value</th></tr>{rows}</table>"
         if results.verdicts
-        else "<p>No thresholds configured: every model is blessed.</p>"
+        else "<p>No threshold applied (none configured, or change thresholds and no baseline yet): blessed.</p>"
     )
     slices = sorted({s for s, _ in results.metrics}, key=lambda s: (s != OVERALL, s))
     with open(path, "w") as f:
