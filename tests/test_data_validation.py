@@ -39,8 +39,8 @@ def write_span(root, span: int, header: list[str], rows: list[list[str]]) -> Non
         writer.writerows(rows)
 
 
-def gate_pipeline(root, **validator_params) -> Pipeline:
-    schema = ImportSchemaGen(schema_file=schemas.PENGUIN_SCHEMA)
+def gate_pipeline(root, schema_file: str = schemas.PENGUIN_SCHEMA, **validator_params) -> Pipeline:
+    schema = ImportSchemaGen(schema_file=schema_file)
     gen = ExampleGen(
         input_pattern=str(root / "data" / "span-{SPAN}" / "*.csv"), schema=schema.outputs["schema"]
     )
@@ -180,6 +180,60 @@ def test_warn_only_lets_the_run_go_on_and_records_the_warning(tmp_path):
     assert result.ok, result.error
     anomalies = result.step("ExampleValidator").outputs["anomalies"]
     assert anomalies.get("warning_count") == 1 and anomalies.get("decision") == "PASSED"
+
+
+def test_non_finite_values_the_schema_allows_are_counted_and_reported_not_refused(tmp_path):
+    """`float_domain { disallow_nan: false disallow_inf: false }` lets NaN and infinities through
+    ExampleGen; statistics count them apart (histograms' num_nan, custom stat num_inf) and the
+    validator reports each as a warning. Where the schema does not allow them, the same counts
+    are anomalies that stop the run."""
+    text = (
+        open(schemas.PENGUIN_SCHEMA)
+        .read()
+        .replace(
+            "float_domain { min: 25.0 max: 70.0 }",
+            "float_domain { min: 25.0 max: 70.0 disallow_nan: false disallow_inf: false }",
+        )
+    )
+    schema_file = tmp_path / "schema.pbtxt"
+    schema_file.write_text(text)
+    header, rows = real_rows(2008)
+    column = header.index("bill_length_mm")
+    for row, cell in zip(rows[:4], ("nan", "NaN", "inf", "-1e400")):
+        row[column] = cell
+    write_span(tmp_path, 1, header, rows)
+    result = quiet_run(gate_pipeline(tmp_path, str(schema_file)), tmp_path / "root")
+    assert result.ok, result.error
+    anomalies = result.step("ExampleValidator").outputs["anomalies"]
+    assert anomalies.get("decision") == "PASSED" and anomalies.get("warning_count") >= 2
+    logged = "\n".join(result.log)
+    assert re.search(
+        r"\[warning\] nan_values: feature 'bill_length_mm', split \w+: expected NaN values "
+        r"allowed by the schema \(disallow_nan: false\), found \d NaN value",
+        logged,
+    ), logged
+    assert "[warning] inf_values: feature 'bill_length_mm'" in logged
+
+    from components.statistics_gen.statistics import feature_stats, load_statistics
+
+    statistics = result.step("StatisticsGen").outputs["statistics"]
+    nans = infs = 0
+    for split in statistics.split_names:
+        stats = feature_stats(load_statistics(statistics, split))["bill_length_mm"]
+        nans += max(h.num_nan for h in stats.num_stats.histograms)
+        infs += sum(int(c.num) for c in stats.custom_stats if c.name == "num_inf")
+        assert 25 <= stats.num_stats.min <= stats.num_stats.mean <= stats.num_stats.max <= 70
+    assert (nans, infs) == (2, 2)
+
+    # The same statistics against the curated schema, which allows neither: anomalies.
+    strict = read_schema_file(schemas.PENGUIN_SCHEMA)
+    found = [
+        f
+        for split in statistics.split_names
+        for f in checks.check_split(split, load_statistics(statistics, split), strict)
+    ]
+    kinds = {f.kind for f in found if f.feature == "bill_length_mm"}
+    assert kinds == {"nan_values", "inf_values"} and not any(f.warning for f in found)
 
 
 def test_blocked_decision_is_recorded_and_stays_blocked_when_cached(tmp_path):

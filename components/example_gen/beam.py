@@ -42,8 +42,9 @@ def _infer_chunk(chunk: csv2ex.Chunk, header: list[str], null_values: list[str])
 class _Encode(beam.DoFn):
     """Reads one chunk and writes `Split-<split>/data_tfrecord-<file>-<chunk>.gz` for each split."""
 
-    def __init__(self, header, null_values, declared, splits: dict[str, int], examples_uri: str):
+    def __init__(self, header, null_values, declared, non_finite, splits: dict[str, int], examples_uri: str):
         self.header = header
+        self.non_finite = non_finite
         self.null_values = null_values
         self.declared = declared
         self.splits = splits
@@ -51,7 +52,7 @@ class _Encode(beam.DoFn):
 
     def process(self, chunk: csv2ex.Chunk, inferred: dict[str, str] | None = None):
         batch, errors = csv2ex.read_chunk(chunk, self.header, self.null_values)
-        parsed = csv2ex.parse_columns(batch, {**(inferred or {}), **self.declared})
+        parsed = csv2ex.parse_columns(batch, {**(inferred or {}), **self.declared}, self.non_finite)
         if isinstance(parsed, list):
             errors += parsed
         if errors:
@@ -88,8 +89,9 @@ def write_examples(
     null_values: list[str],
     splits: dict[str, int],
     examples: Examples,
+    non_finite: dict[str, frozenset] | None = None,
 ) -> Report:
-    """Runs the Beam pipeline; returns the bad rows, the rows per split and the column types."""
+    """Runs the Beam pipeline (`non_finite`: column -> the non-finite values its schema allows); returns the bad rows, the rows per split and the column types."""
     chunks = [chunk for i, path in enumerate(paths) for chunk in csv2ex.plan_chunks(path, i)]
     report_prefix = os.path.join(examples.uri, ".report", "lines")
     types_prefix = os.path.join(examples.uri, ".report", "types")
@@ -112,7 +114,10 @@ def write_examples(
             side["inferred"] = beam.pvalue.AsSingleton(inferred)
         _ = (
             spread
-            | "Encode" >> beam.ParDo(_Encode(header, null_values, declared, splits, examples.uri), **side)
+            | "Encode"
+            >> beam.ParDo(
+                _Encode(header, null_values, declared, non_finite or {}, splits, examples.uri), **side
+            )
             | "ReportAsJson" >> beam.Map(json.dumps)
             | "WriteReport" >> beam.io.WriteToText(report_prefix)
         )

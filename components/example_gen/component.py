@@ -233,6 +233,17 @@ def schema_column_types(schema: Schema | None) -> dict[str, str]:
     return {f.name: names[f.type] for f in load_schema(schema).feature if f.type in names}
 
 
+def schema_non_finite(schema: Schema | None) -> dict[str, frozenset]:
+    """Column -> the non-finite values ("nan", "inf") the Schema artifact allows in it; every
+    other column refuses them."""
+    if schema is None:
+        return {}
+    from components.schema_gen.component import allowed_non_finite, load_schema
+
+    allowed = {f.name: allowed_non_finite(f) for f in load_schema(schema).feature}
+    return {name: kinds for name, kinds in allowed.items() if kinds}
+
+
 def run_example_gen(
     ctx: ExecutionContext, params: ExampleGenParams, schema: Schema | None, examples: Examples
 ) -> None:
@@ -246,7 +257,14 @@ def run_example_gen(
     declared = {c: t for c, t in declared.items() if c in features}
     paths = [f["path"] for f in resolved["files"]]
     report = write_examples(
-        ctx, paths, features, declared, list(params.null_values), dict(params.splits), examples
+        ctx,
+        paths,
+        features,
+        declared,
+        list(params.null_values),
+        dict(params.splits),
+        examples,
+        schema_non_finite(schema),
     )
     if report.errors:
         shown = "\n  ".join(str(e) for e in report.errors[:10])

@@ -158,11 +158,15 @@ def merge_types(per_batch: list[dict[str, str | None]]) -> dict[str, str]:
     return {name: kind or STRING for name, kind in merged.items()}
 
 
-def parse_columns(batch: CsvBatch, types: dict[str, str]) -> pa.RecordBatch | list[RowError]:
+def parse_columns(
+    batch: CsvBatch, types: dict[str, str], non_finite: dict[str, frozenset] | None = None
+) -> pa.RecordBatch | list[RowError]:
     """Casts each text column to its type (int64, float32, binary), or returns the bad cells: a value
     that does not parse, an integer beyond 64 bits, and a float that is not finite (NaN, an
-    infinity, or a number beyond float32's range, which would become one): such a value would
+    infinity, or a number beyond float32's range, which would become one) unless `non_finite`
+    allows it for that column ({"nan", "inf"}, from the schema's float_domain): such a value would
     reach statistics and Transform unannounced."""
+    non_finite = non_finite or {}
     arrays, errors = [], []
     for name, column in zip(batch.table.schema.names, batch.table.columns):
         kind = types[name]
@@ -198,16 +202,21 @@ def parse_columns(batch: CsvBatch, types: dict[str, str]) -> pa.RecordBatch | li
             )
             continue
         if kind == FLOAT:
-            finite = pc.fill_null(pc.is_finite(parsed), True)
-            if not pc.all(finite).as_py():
+            allowed = non_finite.get(name, frozenset())
+            refused = pc.is_nan(parsed) if "nan" not in allowed else pa.array([False] * len(parsed))
+            if "inf" not in allowed:
+                refused = pc.or_(refused, pc.is_inf(parsed))
+            refused = pc.fill_null(refused, False)
+            if pc.any(refused).as_py():
                 errors += _cell_errors(
                     batch,
                     name,
                     kind,
                     column,
-                    ~finite.to_numpy(zero_copy_only=False),
+                    refused.to_numpy(zero_copy_only=False),
                     "it is not a finite number (NaN, an infinity, or beyond float32's range of 3.4e38); "
-                    "fix the value, or leave the cell empty (or NA) for a missing one",
+                    "fix the value, or leave the cell empty (or NA) for a missing one, or allow it in the "
+                    f"schema: feature {{ name: {name!r} float_domain {{ disallow_nan: false disallow_inf: false }} }}",
                 )
                 continue
         arrays.append(parsed)

@@ -14,6 +14,8 @@ KINDS = {
     "wrong_type": "UNEXPECTED_DATA_TYPE",
     "unexpected_value": "ENUM_TYPE_UNEXPECTED_STRING_VALUES",
     "out_of_range": "FLOAT_TYPE_BIG_FLOAT",
+    "nan_values": "FLOAT_TYPE_HAS_NAN",
+    "inf_values": "FLOAT_TYPE_HAS_INF",
     "too_many_missing": "FEATURE_TYPE_LOW_FRACTION_PRESENT",
     "value_count": "FEATURE_TYPE_HIGH_NUMBER_VALUES",
     "categorical_drift": "COMPARATOR_L_INFTY_HIGH",
@@ -129,6 +131,39 @@ def _check_feature(split, name, feature, stats, num_examples, domains) -> list[F
     )
     if bounds is not None and stats.HasField("num_stats") and common.num_non_missing:
         findings.extend(_check_range(split, name, bounds, stats))
+    if stats.HasField("num_stats"):
+        findings.extend(_check_non_finite(split, name, feature, stats))
+    return findings
+
+
+def _check_non_finite(split, name, feature, stats) -> list[Finding]:
+    """NaN and infinities: an anomaly where the schema does not allow them, a warning (counted and
+    reported, not blocking) where it does."""
+    from components.schema_gen.component import allowed_non_finite
+
+    allowed = allowed_non_finite(feature)
+    counts = {
+        "nan": max((h.num_nan for h in stats.num_stats.histograms), default=0),
+        "inf": int(next((c.num for c in stats.custom_stats if c.name == "num_inf"), 0)),
+    }
+    findings = []
+    for kind, count in counts.items():
+        if not count:
+            continue
+        label = "NaN" if kind == "nan" else "infinite"
+        flag = f"disallow_{kind}"
+        findings.append(
+            Finding(
+                split,
+                name,
+                f"{kind}_values",
+                "finite values"
+                if kind not in allowed
+                else f"{label} values allowed by the schema ({flag}: false)",
+                f"{count} {label} value(s)",
+                warning=kind in allowed,
+            )
+        )
     return findings
 
 

@@ -76,7 +76,7 @@ def run_example_validator(
                 tuple(params.drift_exclude),
             )
         for finding in findings:
-            finding.warning = finding.kind in params.warn_only
+            finding.warning = finding.warning or finding.kind in params.warn_only
         _write_split(anomalies, split, checks.to_proto(findings, schema_proto))
         all_findings += findings
     blocking = [f for f in all_findings if not f.warning]

@@ -16,6 +16,20 @@ def load_schema(schema: Schema):
     return read_schema_file(os.path.join(schema.uri, SCHEMA_FILE))
 
 
+def allowed_non_finite(feature) -> frozenset:
+    """The non-finite values ("nan", "inf") a schema Feature allows. Stricter than TFDV, whose
+    unset `disallow_nan`/`disallow_inf` mean allowed: here a value is allowed only where the
+    schema says so explicitly, `float_domain { disallow_nan: false disallow_inf: false }`."""
+    domain = feature.float_domain
+    if not feature.HasField("float_domain"):
+        return frozenset()
+    return frozenset(
+        kind
+        for kind, flag in (("nan", "disallow_nan"), ("inf", "disallow_inf"))
+        if domain.HasField(flag) and not getattr(domain, flag)
+    )
+
+
 def read_schema_file(path: str):
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2

@@ -47,6 +47,7 @@ class FeatureAccumulator:
     maximum: float = -math.inf
     zeros: int = 0
     nans: int = 0
+    infs: int = 0
     smallest: list = field(default_factory=list)
     largest: list = field(default_factory=list)
     quantiles: object = None
@@ -84,9 +85,13 @@ class FeatureAccumulator:
             self._add_numbers(values.to_numpy(zero_copy_only=False).astype(np.float64))
 
     def _add_numbers(self, values: np.ndarray) -> None:
+        # NaN and infinities (where the schema allows them) are counted apart, as TFDV's
+        # histograms count NaN: the moments, extremes and quantiles are the finite values'.
         nan = np.isnan(values)
         self.nans += int(nan.sum())
-        values = values[~nan]
+        infinite = np.isinf(values)
+        self.infs += int(infinite.sum())
+        values = values[~nan & ~infinite]
         if not len(values):
             return
         self._merge_moments(len(values), float(values.mean()), float(((values - values.mean()) ** 2).sum()))
@@ -129,6 +134,7 @@ class FeatureAccumulator:
         self.maximum = max(self.maximum, other.maximum)
         self.zeros += other.zeros
         self.nans += other.nans
+        self.infs += other.infs
         self.smallest = sorted(self.smallest + other.smallest)[:EXTREMES]
         self.largest = sorted(self.largest + other.largest)[-EXTREMES:]
         self.quantiles.Merge(other.quantiles)
@@ -198,6 +204,8 @@ def to_proto(name: str, acc: SplitAccumulator):
             # JSON, whose Python reading takes NaN and Infinity too: any value may be an extreme.
             feature.custom_stats.add(name="smallest_values", str=json.dumps(f.smallest))
             feature.custom_stats.add(name="largest_values", str=json.dumps(f.largest))
+            if f.infs:
+                feature.custom_stats.add(name="num_inf", num=f.infs)
     return dataset
 
 
@@ -213,6 +221,8 @@ def _fill_common(common, f: FeatureAccumulator, num_examples: int) -> None:
 
 def _fill_numbers(stats, f: FeatureAccumulator, stats_pb) -> None:
     if f.count == 0:
+        if f.nans:  # every value NaN: still say how many
+            stats.histograms.add(type=stats_pb.Histogram.STANDARD, num_nan=f.nans)
         return
     stats.mean = f.mean
     stats.std_dev = math.sqrt(f.m2 / f.count)
