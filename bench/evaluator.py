@@ -1,11 +1,11 @@
-"""The Evaluator's TFMA pass on growing eval sets: seconds and examples/s, with and without a baseline.
+"""The Evaluator's evaluation on growing eval sets: seconds and examples/s, with and without a baseline.
 
     python -m bench.evaluator [--sizes 1000,10000,100000] [--pipeline-root DIR]
 
 Trains the penguin model once (the default pipeline under `--pipeline-root`, a temporary directory
 unless given), then, for each size, writes that many raw eval tf.Examples (the eval split repeated)
-and times the Evaluator's TFMA run in this process: the candidate alone, then the candidate against
-a baseline (the same model loaded twice). Prints a table.
+and times the Evaluator's batched evaluation (writing TFMA's files) in this process: the candidate
+alone, then against a baseline (the same model loaded twice). Prints a table.
 """
 
 from __future__ import annotations
@@ -27,34 +27,34 @@ def write_eval_set(records: list[bytes], size: int, path: str) -> None:
             writer.write(records[i % len(records)])
 
 
-def time_tfma(model_dir: str, pattern: str, output: str, with_baseline: bool) -> float:
-    import apache_beam as beam
+def time_evaluation(model_dir: str, path: str, output: str, with_baseline: bool) -> float:
+    """Seconds for the Evaluator's batched evaluation of the records at `path` and TFMA's files."""
+    from tensorflow_model_analysis.utils import config_util
 
+    from components.evaluator import batched
     from components.evaluator import tfma as t
 
     vocabulary = t.label_vocabulary(model_dir, "species")
-    models = {t.CANDIDATE: model_dir, **({t.BASELINE: model_dir} if with_baseline else {})}
+    names = [t.CANDIDATE, t.BASELINE] if with_baseline else [""]
     thresholds = [t.Threshold("accuracy", "value", 0.9)]
     if with_baseline:
         thresholds.append(t.Threshold("accuracy", "change", 0.0))
+    slices = [(), ("island",), ("sex",)]
     config = t.eval_config(
-        "species",
-        "serving_default",
-        [(), ("island",), ("sex",)],
-        sorted(vocabulary),
-        thresholds,
-        with_baseline,
+        "species", "serving_default", slices, sorted(vocabulary), thresholds, with_baseline
+    )
+    config = config_util.update_eval_config_with_defaults(config, has_baseline=with_baseline)
+    task = batched.Task(
+        label_key="species",
+        signature_name="serving_default",
+        slices=tuple(slices),
+        model_dirs={name: os.path.join(model_dir, t.SERVING_DIR) for name in names},
+        vocabularies={name: vocabulary for name in names},
+        class_names=tuple(sorted(vocabulary)),
     )
     started = time.monotonic()
-    t.run_tfma(
-        beam.Pipeline(),
-        pattern,
-        output,
-        config,
-        {name: os.path.join(path, t.SERVING_DIR) for name, path in models.items()},
-        {name: vocabulary for name in models},
-        sorted(vocabulary),
-    )
+    accumulator = batched.evaluate([path], task)
+    batched.write_results(output, config, accumulator, task, path)
     return time.monotonic() - started
 
 
@@ -82,8 +82,8 @@ def main() -> None:
         for size in map(int, args.sizes.split(",")):
             path = os.path.join(workdir, f"eval-{size}.gz")
             write_eval_set(records, size, path)
-            alone = time_tfma(model_dir, path, os.path.join(workdir, f"out-{size}-1"), False)
-            paired = time_tfma(model_dir, path, os.path.join(workdir, f"out-{size}-2"), True)
+            alone = time_evaluation(model_dir, path, os.path.join(workdir, f"out-{size}-1"), False)
+            paired = time_evaluation(model_dir, path, os.path.join(workdir, f"out-{size}-2"), True)
             print(
                 f"{size:>9}  {alone:>7.1f} s ({size / alone:>7.0f}/s)"
                 f"  {paired:>7.1f} s ({size / paired:>7.0f}/s)",

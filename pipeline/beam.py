@@ -44,6 +44,17 @@ def portable_args(job_server: str, workers: str | None = None) -> list[str]:
     return [*args, "--environment_type=LOOPBACK"]
 
 
+def runs_in_process(beam_args: list[str], *, input_bytes: int = 0) -> bool:
+    """Whether a step's Beam pipeline would run in this process: the DirectRunner (named or by
+    default) in its in-memory mode. A step may then do the same work without building a pipeline."""
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    options = pipeline_options(beam_args, input_bytes=input_bytes)
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    mode = options.view_as(DirectOptions).direct_running_mode
+    return runner in ("DirectRunner", "direct") and mode == "in_memory"
+
+
 def _flag_value(args: list[str], flag: str) -> str | None:
     for i, arg in enumerate(args):
         if arg.startswith(flag + "="):

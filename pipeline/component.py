@@ -243,6 +243,12 @@ class ExecutionContext:
         """`in <pipeline file>` for errors that tell a person which parameter to set."""
         return f"in {self.pipeline_file}" if self.pipeline_file else "in the pipeline definition"
 
+    def beam_runs_in_process(self, *, input_bytes: int = 0) -> bool:
+        """Whether `beam_pipeline` would run in this process (see `pipeline.beam.runs_in_process`)."""
+        from pipeline.beam import runs_in_process
+
+        return runs_in_process(self.beam_args, input_bytes=input_bytes)
+
     def beam_pipeline(self, *, input_bytes: int = 0):
         """A Beam pipeline with the run's options; see `pipeline.beam.pipeline_options`."""
         import apache_beam as beam

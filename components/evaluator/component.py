@@ -120,8 +120,12 @@ def run_evaluator(
     evaluation: ModelEvaluation,
     blessing: ModelBlessing,
 ) -> None:
+    from tensorflow_model_analysis.utils import config_util
+
+    from components.evaluator import batched
     from components.evaluator import tfma as tfma_side
     from components.evaluator.page import write_page
+    from components.evaluator.tfma import BASELINE, CANDIDATE
 
     baseline_id = ctx.resolved.get("baseline_model_id", 0)
     baseline = ctx.store.artifacts_by_id([baseline_id])[0] if baseline_id else None
@@ -141,18 +145,25 @@ def run_evaluator(
     config = tfma_side.eval_config(
         label_key, params.signature_name, params.slices, class_names, thresholds, baseline is not None
     )
-    pattern, size = _split_files(examples, params.split)
+    files, size = _split_files(examples, params.split)
     ctx.log(_describe_start(model, baseline, params, thresholds))
     started = time.monotonic()
-    tfma_side.run_tfma(
-        ctx.beam_pipeline(input_bytes=size),
-        pattern,
-        evaluation.uri,
-        config,
-        {name: os.path.join(m.uri, tfma_side.SERVING_DIR) for name, m in models.items()},
-        vocabularies,
-        class_names,
+    config = config_util.update_eval_config_with_defaults(config, has_baseline=baseline is not None)
+    # TFMA's model names: '' for a lone candidate, else candidate and baseline.
+    names = {spec.name: (BASELINE if spec.is_baseline else CANDIDATE) for spec in config.model_specs}
+    job = batched.Task(
+        label_key=label_key,
+        signature_name=params.signature_name,
+        slices=tuple(tuple(s) for s in params.slices),
+        model_dirs={n: os.path.join(models[ours].uri, tfma_side.SERVING_DIR) for n, ours in names.items()},
+        vocabularies={n: vocabularies[ours] for n, ours in names.items()} if class_names else {},
+        class_names=tuple(class_names) if class_names else None,
     )
+    if ctx.beam_runs_in_process(input_bytes=size):
+        accumulator = batched.evaluate(files, job, progress=_progress(ctx, examples, params.split))
+    else:
+        accumulator = batched.evaluate_with_beam(ctx.beam_pipeline(input_bytes=size), files, job)
+    batched.write_results(evaluation.uri, config, accumulator, job, examples.split_uri(params.split))
     seconds = time.monotonic() - started
     results = tfma_side.read_results(evaluation.uri, class_names, thresholds)
     _record(evaluation, blessing, model, baseline, results, round(seconds, 3), task)
@@ -207,18 +218,31 @@ def _log_outcome(ctx: ExecutionContext, params: EvaluatorParams, results, blessi
             ctx.log(f"slice by {', '.join(features)}: no eval example has these features; check the names")
     for verdict in results.verdicts:
         ctx.log(verdict.line())
-    ctx.log(f"{blessing.custom_properties['reason'].splitlines()[0]} (TFMA took {seconds:.1f} s)")
+    ctx.log(f"{blessing.custom_properties['reason'].splitlines()[0]} (evaluation took {seconds:.1f} s)")
 
 
-def _split_files(examples: Examples, split: str) -> tuple[str, int]:
+def _progress(ctx: ExecutionContext, examples: Examples, split: str):
+    """Logs the examples evaluated every 100,000 or so (a large split takes a while)."""
+    total = examples.custom_properties.get(f"row_count_{split}") or 0
+    shown = [0]
+
+    def progress(done: int) -> None:
+        if done - shown[0] >= 100_000:
+            shown[0] = done
+            ctx.log(f"evaluated {done:,} of {total:,} examples" if total else f"evaluated {done:,} examples")
+
+    return progress
+
+
+def _split_files(examples: Examples, split: str) -> tuple[list[str], int]:
     pattern = os.path.join(examples.split_uri(split), "*.gz")
-    files = glob.glob(pattern)
+    files = sorted(glob.glob(pattern))
     if not files:
         raise UserInputError(
             f"no examples for split {split!r} in {examples.uri} (splits: {', '.join(examples.split_names)}); "
             "set the Evaluator's split to one of them"
         )
-    return pattern, sum(os.path.getsize(f) for f in files)
+    return files, sum(os.path.getsize(f) for f in files)
 
 
 def _describe_start(model: Model, baseline: Model | None, params: EvaluatorParams, thresholds) -> str:
@@ -272,6 +296,6 @@ Evaluator = Component(
     inputs={"model": Input(Model), "examples": Input(Examples)},
     outputs={"evaluation": ModelEvaluation, "blessing": ModelBlessing},
     parameters=EvaluatorParams,
-    version="2",
+    version="3",
     resolve=resolve_baseline,
 )

@@ -1,25 +1,19 @@
-"""Metrics for TFMA from one shared accumulator per model and slice: a confusion matrix for
-classification, a handful of sums for regression.
+"""The Evaluator's metrics as TFMA metrics: the classes its EvalConfig names (TFMA's threshold
+code reads the metric keys from them), and the formulas from shared counts that the batched
+evaluation (`batched`) applies per slice and model: `derive` of each class.
 
-TFMA's own `Precision` and `Recall` binarize every example once per class and per metric, each
-through its generic label/prediction conversion, and `SparseCategoricalAccuracy` runs a Keras metric;
-on the penguin model that was 42 of 59 s of a 20k-example evaluation (py-spy, bench/evaluator.py);
-TFMA's ExampleCount was another 4% of a 100k-example one.
-Here one combiner adds each example to an n x n matrix (true class x argmax of the scores, class
-ids in the Evaluator's shared class order) with a few numpy operations, and accuracy, precision and
-recall are derived from that matrix per slice. Each metric asks for the same base computation, and
-TFMA runs a computation shared by several metrics once.
+Classification: one n x n confusion matrix (true class x argmax of the scores, class ids in the
+Evaluator's shared class order) gives `example_count`, `accuracy`, and per class `precision` and
+`recall`. Regression: seven sums (n, y, y^2, p, (y - p), (y - p)^2 and |y - p|) give
+`example_count`, `mean_squared_error`, `root_mean_squared_error`, `mean_absolute_error`,
+`mean_label`, `mean_prediction` and `r_squared`.
 
 `MetricConfig(class_name="LabeledExampleCount" | "MulticlassAccuracy" | "ClassPrecision" | "ClassRecall",
 module="components.evaluator.metrics", config='"class_names": [...]')`; precision and recall take
 their class from the metrics spec's `binarize.class_ids`, as TFMA's own do, so their keys (and the
-thresholds on them) look exactly like TFMA's.
-
-Regression: one combiner adds each example's label y and prediction p to six sums (n, y, y^2, p,
-(y - p), (y - p)^2 and |y - p|), from which `example_count`, `mean_squared_error`,
-`root_mean_squared_error`, `mean_absolute_error`, `mean_label`, `mean_prediction` and `r_squared`
-are derived: `MetricConfig(class_name="RegressionExampleCount" | "MeanSquaredError" | ...,
-module="components.evaluator.metrics")`.
+thresholds on them) look exactly like TFMA's. Their combiners also run under TFMA itself, example
+by example (`tfma.run_model_analysis` with the Evaluator's eval_config.json and a model whose
+vocabulary is sorted).
 """
 
 from __future__ import annotations

@@ -1,24 +1,23 @@
-"""The Evaluator's TFMA side: the EvalConfig, the class-name extractor, the Beam run, the results.
+"""The Evaluator's TFMA side: the EvalConfig (metrics, slices, thresholds), the class order shared
+by candidate and baseline, and reading TFMA's results back.
 
-Why an extractor of our own: TFMA 0.52 turns a string label into a class id with the prediction's
-class names (`metric_util.prepare_labels_and_predictions`): it looks for `all_classes`, or else
-takes `classes` when `scores` is also present. Our `serving_default` returns `classes` as the
-*predicted* class name per example ([batch], as a client wants it), so TFMA would read that one
-name as the whole vocabulary: a label equal to the prediction becomes class 0, any other label
--1, and accuracy comes out wrong (0.447 where the truth is 1.0, measured on the penguin model).
-`ClassNames` runs right after TFMA's PredictionsExtractor and, per model, adds `all_classes`
-(the model's label vocabulary) and reorders `scores` and `class_ids` into one shared class order
-(the sorted union of the models' classes), so `classId:k` means the same class for the candidate
-and the baseline even if their vocabularies are ordered differently. It checks every example's
-`classes` against `all_classes[class_ids]`, so a wrong vocabulary fails loudly instead of
-corrupting metrics.
+The evaluation itself runs batch by batch (`batched`) and writes TFMA's files with TFMA's own
+converters and threshold checks; this module defines what it computes and reads what it wrote
+with TFMA's readers (`tfma.load_metrics`, `tfma.load_validation_result`).
 
-Metric names, as the Evaluator's parameters and reports use them. Classification (a model whose
-`serving_default` gives `classes`, `class_ids` and `scores`): `example_count`, `accuracy`,
-`precision/<class>`, `recall/<class>` (the predicted class is the one with the highest score; see
-`metrics`) and, for two-class models, `auc/<class>`. Regression (`outputs`):
-`example_count`, `mean_squared_error`, `root_mean_squared_error`, `mean_absolute_error`,
-`mean_label`, `mean_prediction`, `r_squared`. Throughout, `class_names=None` means regression.
+Class order: a model's `serving_default` returns `scores` in its label vocabulary's order (and
+optionally `classes`, the predicted class name per example, and `class_ids`). `shared_class_order`
+moves `scores` and `class_ids` into one shared class order (the sorted union of the models'
+classes), so `classId:k` means the same class for the candidate and the baseline even if their
+vocabularies are ordered differently, and checks `classes` against the vocabulary, so a wrong
+vocabulary fails loudly instead of corrupting metrics.
+
+Metric names, as the Evaluator's parameters and reports use them. Classification:
+`example_count`, `accuracy`, `precision/<class>`, `recall/<class>` (the predicted class is the one
+with the highest score; see `metrics`) and, for two-class models, `auc/<class>`. Regression
+(`outputs`): `example_count`, `mean_squared_error`, `root_mean_squared_error`,
+`mean_absolute_error`, `mean_label`, `mean_prediction`, `r_squared`. Throughout,
+`class_names=None` means regression.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import apache_beam as beam
 import numpy as np
 
 from components.evaluator.component import REGRESSION_METRICS
@@ -234,83 +232,6 @@ def parse_metric(metric: str, class_names: Sequence[str] | None) -> tuple[str, i
         )
     name, _, class_name = metric.partition("/")
     return name, (class_names.index(class_name) if class_name else None)
-
-
-def run_tfma(
-    pipeline,
-    data_pattern: str,
-    output_path: str,
-    config,
-    model_dirs: dict[str, str],
-    vocabularies: dict[str, list[str]],
-    class_names: list[str] | None,
-) -> None:
-    """Evaluates the models of `model_dirs` (name -> SavedModel dir) on the raw tf.Examples of
-    `data_pattern` in the Beam `pipeline`, writing TFMA's results to `output_path`."""
-    import tensorflow_model_analysis as tfma
-
-    from components.io.example_batches import ReadExampleBatches
-
-    shared = [
-        tfma.default_eval_shared_model(eval_saved_model_path=path, model_name=name, eval_config=config)
-        for name, path in model_dirs.items()
-    ]
-    extractors = tfma.default_extractors(eval_shared_model=shared, eval_config=config)
-    if class_names is not None:
-        after = next(i for i, e in enumerate(extractors) if e.stage_name == "ExtractPredictions") + 1
-        extractors.insert(
-            after,
-            tfma.extractors.Extractor(
-                stage_name="ClassNames",
-                ptransform=ClassNames(vocabularies=vocabularies, class_names=class_names),
-            ),
-        )
-    with pipeline as p:
-        _ = (
-            p
-            | "ReadRawExamples"
-            >> ReadExampleBatches(
-                [data_pattern],
-                raw_record_column_name=tfma.ARROW_INPUT_COLUMN,
-                # The models read the serialized records; TFMA needs only the label and the slice
-                # features decoded, and splitting each batch into examples costs per column.
-                columns=_decoded_features(config),
-                # TFMA turns each batch into one dict per example at once: smaller batches keep
-                # that bounded (peak RSS 973 MB at 1k against 1137 MB at 10k on 100k examples).
-                batch_size=1000,
-            )
-            | "EvaluateAndWrite"
-            >> tfma.ExtractEvaluateAndWriteResults(
-                eval_shared_model=shared, eval_config=config, extractors=extractors, output_path=output_path
-            )
-        )
-
-
-def _decoded_features(config) -> list[str]:
-    names = {spec.label_key for spec in config.model_specs}
-    names.update(key for spec in config.slicing_specs for key in spec.feature_keys)
-    return sorted(names)
-
-
-@beam.ptransform_fn
-def ClassNames(extracts, vocabularies: dict[str, list[str]], class_names: list[str]):  # noqa: N802 - a PTransform
-    """Adds `all_classes` to each model's predictions, in the shared class order `class_names`."""
-    return extracts | "AddClassNames" >> beam.Map(_with_class_names, vocabularies, class_names)
-
-
-def _with_class_names(extracts: dict, vocabularies: dict[str, list[str]], class_names: list[str]) -> dict:
-    from tensorflow_model_analysis import constants
-
-    predictions = extracts[constants.PREDICTIONS_KEY]
-    if len(vocabularies) == 1:  # TFMA keys predictions by model name only when there are several
-        [(model, vocabulary)] = vocabularies.items()
-        predictions = shared_class_order(predictions, model, vocabulary, class_names)
-    else:
-        predictions = {
-            model: shared_class_order(predictions[model], model, vocabulary, class_names)
-            for model, vocabulary in vocabularies.items()
-        }
-    return {**extracts, constants.PREDICTIONS_KEY: predictions}
 
 
 def shared_class_order(outputs: dict, model: str, vocabulary: list[str], class_names: list[str]) -> dict:
