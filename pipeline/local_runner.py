@@ -26,7 +26,7 @@ from pipeline.component import ExecutionContext, Node
 from pipeline.dag import Pipeline
 from pipeline.errors import ExecutionError, RunBlocked, UserInputError, describe_error
 from pipeline.lock import RootLock
-from pipeline.memory import peak_rss_mb, release_free_memory, rss_mb
+from pipeline.memory import peak_rss_mb, release_free_memory, rss_mb, settle_heap
 from pipeline.metadata import Contexts, MetadataStore, custom
 
 STAGING_PREFIX = ".staging-"
@@ -117,7 +117,7 @@ def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
                     steps.append(StepResult(node.id, "SKIPPED", note=f"{error.component_id} stopped the run"))
                     continue
                 options.log(f"[{index}/{len(order)}] {node.id}")
-                runner.next_node = order[index] if index < len(order) else None
+                runner.next_nodes = order[index : index + WARM_UP_AHEAD]
                 step_started = time.monotonic()
                 try:
                     step = runner.run(node)
@@ -195,6 +195,11 @@ def _write_report(result: RunResult, pipeline_name: str, root: str, store: Metad
     return write_run_report(result, pipeline_name, root, lines), True
 
 
+# How many steps ahead a step's warm-up starts: the Pusher's smoke-check process takes about 3 s to
+# import TensorFlow, longer than the Evaluator alone now takes on small data.
+WARM_UP_AHEAD = 2
+
+
 class _NodeRunner:
     def __init__(self, pipeline, options, store, root, run_id, pipeline_ctx, run_ctx):
         self.pipeline = pipeline
@@ -205,14 +210,14 @@ class _NodeRunner:
         self.pipeline_ctx = pipeline_ctx
         self.run_ctx = run_ctx
         self.published: dict[tuple[str, str], Artifact] = {}
-        self.next_node: Node | None = None  # the step after the one running, which may warm up
+        self.next_nodes: list[Node] = []  # the steps after the one running, which may warm up
         self.warm_ups: dict[str, Callable[[], None]] = {}  # node id -> undo its warm-up
 
     def warm_up_next(self) -> None:
-        """Lets the next step prepare in the background while this one executes."""
-        upcoming = self.next_node
-        if upcoming is not None and upcoming.component.warm_up and upcoming.id not in self.warm_ups:
-            self.warm_ups[upcoming.id] = upcoming.component.warm_up()
+        """Lets the next steps prepare in the background while this one executes."""
+        for upcoming in self.next_nodes:
+            if upcoming.component.warm_up and upcoming.id not in self.warm_ups:
+                self.warm_ups[upcoming.id] = upcoming.component.warm_up()
 
     def release_warm_ups(self) -> None:
         for release in self.warm_ups.values():
@@ -316,6 +321,7 @@ class _NodeRunner:
                 raise
             raise ExecutionError(node.id, execution_id, error) from error
         self._remember(node, outputs)
+        settle_heap()
         release_free_memory()
         log(
             f"      COMPLETE in {seconds:.1f} s (execution {execution_id}; memory {rss_mb()} MB, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import resource
 import sys
 
@@ -22,6 +23,15 @@ def rss_mb() -> int:
 def peak_rss_mb() -> int:
     """The highest resident memory of this process so far, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
+
+
+def settle_heap() -> None:
+    """Between steps: collects the finished step's garbage, then freezes what is left (imported
+    libraries, TensorFlow's and Beam's caches) out of the garbage collector's sight. Without it,
+    each later collection walks every object of TensorFlow, Beam and TFT: loading a SavedModel
+    after Transform and the Trainer took 3.4 s, 0.9 s without the collector (115 rows, warm)."""
+    gc.collect()
+    gc.freeze()
 
 
 def release_free_memory() -> None:
