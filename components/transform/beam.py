@@ -12,6 +12,7 @@ for writing.
 from __future__ import annotations
 
 import glob
+import gzip
 import json
 import os
 from collections import Counter
@@ -25,7 +26,7 @@ from tfx_bsl.coders import example_coder
 from tfx_bsl.public import tfxio
 
 from components.io.example_batches import ReadExampleBatches
-from components.io.tfrecord import frame
+from components.io.tfrecord import COMPRESS_LEVEL, frame
 from pipeline import ExecutionContext
 from pipeline.artifacts import Examples
 
@@ -111,18 +112,38 @@ class _EncodeExamples(beam.DoFn):
 
 class _FramedRecordsSink(beam.io.filebasedsink.FileBasedSink):
     """Gzipped TFRecord files from elements that are already framed runs of records; Beam's file
-    sink supplies the temporary files, the sharding and the rename into place on success."""
+    sink supplies the temporary files, the sharding and the rename into place on success. Gzip at
+    ExampleGen's level (`tfrecord.COMPRESS_LEVEL`) rather than Beam's zlib default, which costs
+    about three times as long for a quarter fewer bytes."""
 
     def __init__(self, prefix: str):
         super().__init__(
             prefix,
             coder=beam.coders.BytesCoder(),
             file_name_suffix=".gz",
-            compression_type=beam.io.filesystem.CompressionTypes.GZIP,
+            # not AUTO: the .gz suffix would have Beam compress what _GzipWriter already did
+            compression_type=beam.io.filesystem.CompressionTypes.UNCOMPRESSED,
         )
+
+    def open(self, temp_path: str):
+        return _GzipWriter(super().open(temp_path))
 
     def write_encoded_record(self, file_handle, encoded_record: bytes) -> None:
         file_handle.write(encoded_record)
+
+
+class _GzipWriter(gzip.GzipFile):
+    """A gzip stream over Beam's file handle that closes the handle with itself."""
+
+    def __init__(self, raw):
+        super().__init__(fileobj=raw, mode="wb", compresslevel=COMPRESS_LEVEL, mtime=0)
+        self._raw = raw
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
 
 
 def _read_counts(prefix: str) -> dict[str, int]:
