@@ -15,19 +15,31 @@ import time
 MULTI_PROCESS_MIN_BYTES = 512 * 1024 * 1024
 
 
-def pipeline_options(beam_args: list[str], *, input_bytes: int = 0):
+# Below that, in-process steps whose work releases the GIL (Arrow's CSV parsing, tf.Example encoding,
+# zlib, the statistics sketches) run their bundles in one thread per core: at 1M rows ExampleGen
+# 7.6 -> 5.7 s and StatisticsGen 3.6 -> 2.3 s. Not for Transform: TFT's stages hold the GIL for
+# much of their work and threads raised its peak memory by 180 MB for 2.6 s.
+THREADS_MIN_BYTES = 4 * 1024 * 1024
+
+
+def pipeline_options(beam_args: list[str], *, input_bytes: int = 0, threads: bool = False):
     """PipelineOptions from `beam_args` (passed through untouched), plus DirectRunner defaults.
 
     When no runner is named, or the DirectRunner is, and its running mode is not given, large
-    inputs run in one worker process per core and small ones in-process.
+    inputs run in one worker process per core, and small ones in-process: in one thread per core
+    for a step that asks for `threads` (its work releases the GIL) and has a few MB of input, else
+    in the calling thread.
     """
     from apache_beam.options.pipeline_options import PipelineOptions
 
     args = list(beam_args)
     runner = _flag_value(args, "--runner") or "DirectRunner"
     if runner in ("DirectRunner", "direct") and _flag_value(args, "--direct_running_mode") is None:
+        cores = os.cpu_count() or 1
         if input_bytes >= MULTI_PROCESS_MIN_BYTES:
-            args += ["--direct_running_mode=multi_processing", f"--direct_num_workers={os.cpu_count() or 1}"]
+            args += ["--direct_running_mode=multi_processing", f"--direct_num_workers={cores}"]
+        elif threads and input_bytes >= THREADS_MIN_BYTES and cores > 1:
+            args += ["--direct_running_mode=multi_threading", f"--direct_num_workers={cores}"]
         else:
             args += ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
     return PipelineOptions(args)
@@ -52,7 +64,7 @@ def runs_in_process(beam_args: list[str], *, input_bytes: int = 0) -> bool:
     options = pipeline_options(beam_args, input_bytes=input_bytes)
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     mode = options.view_as(DirectOptions).direct_running_mode
-    return runner in ("DirectRunner", "direct") and mode == "in_memory"
+    return runner in ("DirectRunner", "direct") and mode in ("in_memory", "multi_threading")
 
 
 def _flag_value(args: list[str], flag: str) -> str | None:

@@ -249,10 +249,12 @@ class ExecutionContext:
 
         return runs_in_process(self.beam_args, input_bytes=input_bytes)
 
-    def beam_pipeline(self, *, input_bytes: int = 0):
+    def beam_pipeline(self, *, input_bytes: int = 0, threads: bool = False):
         """A Beam pipeline with the run's options; see `pipeline.beam.pipeline_options`."""
         import apache_beam as beam
 
         from pipeline.beam import pipeline_options
 
-        return beam.Pipeline(options=pipeline_options(self.beam_args, input_bytes=input_bytes))
+        return beam.Pipeline(
+            options=pipeline_options(self.beam_args, input_bytes=input_bytes, threads=threads)
+        )

@@ -18,6 +18,22 @@ def test_direct_runner_uses_worker_processes_for_large_inputs_only():
     assert large["direct_running_mode"] == "multi_processing" and large["direct_num_workers"] >= 1
 
 
+def test_steps_whose_work_releases_the_gil_run_bundles_in_threads_above_a_few_mb():
+    import os
+
+    from pipeline.beam import THREADS_MIN_BYTES, runs_in_process
+
+    tiny = pipeline_options([], input_bytes=1000, threads=True).get_all_options()
+    mid = pipeline_options([], input_bytes=THREADS_MIN_BYTES, threads=True).get_all_options()
+    unasked = pipeline_options([], input_bytes=THREADS_MIN_BYTES).get_all_options()
+    assert tiny["direct_running_mode"] == unasked["direct_running_mode"] == "in_memory"
+    expected = "multi_threading" if (os.cpu_count() or 1) > 1 else "in_memory"
+    assert mid["direct_running_mode"] == expected
+    assert runs_in_process([], input_bytes=THREADS_MIN_BYTES)
+    assert not runs_in_process([], input_bytes=MULTI_PROCESS_MIN_BYTES)
+    assert not runs_in_process(["--runner=PortableRunner", "--job_endpoint=localhost:8099"])
+
+
 def test_explicit_running_mode_wins():
     options = pipeline_options(["--direct_running_mode", "multi_threading"], input_bytes=1 << 40)
     assert options.get_all_options()["direct_running_mode"] == "multi_threading"

@@ -97,7 +97,7 @@ def write_examples(
     types_prefix = os.path.join(examples.uri, ".report", "types")
     input_bytes = sum(os.path.getsize(p) for p in paths)
     ctx.log(f"{len(chunks)} chunk(s) of up to {csv2ex.CHUNK_BYTES >> 20} MB")
-    with ctx.beam_pipeline(input_bytes=input_bytes) as p:
+    with ctx.beam_pipeline(input_bytes=input_bytes, threads=True) as p:
         spread = p | "Chunks" >> beam.Create(chunks) | "Spread" >> beam.Reshuffle()
         side = {}
         if any(c not in declared for c in header):

@@ -49,7 +49,7 @@ def run_statistics_gen(
         split, acc = item
         save_statistics(statistics.uri, split, to_proto(split, acc))
 
-    with ctx.beam_pipeline(input_bytes=input_bytes) as p:
+    with ctx.beam_pipeline(input_bytes=input_bytes, threads=True) as p:
         _ = (
             p
             | "Shards" >> beam.Create(shards)
