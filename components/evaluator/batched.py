@@ -413,27 +413,18 @@ def write_results(output_path: str, config, accumulator: Accumulator, task: Task
 
 def evaluate(files: list[str], task: Task, batch_size: int = BATCH_SIZE, progress=None) -> Accumulator:
     """Every record of the gzipped TFRecord `files`, in this process."""
-    from components.io.tfrecord import read_gzipped
+    from components.io.example_batches import read_shard
 
     evaluator = BatchEvaluator(task)
     total = Accumulator()
     done = 0
     for path in files:
-        for records in _read(path, batch_size, read_gzipped):
+        for records in read_shard(path, batch_size):
             total.merge(evaluator(records))
             done += len(records)
             if progress is not None:
                 progress(done)
     return total
-
-
-def _read(path: str, batch_size: int, read_gzipped):
-    try:
-        yield from read_gzipped(path, batch_size)
-    except ValueError as error:
-        raise UserInputError(
-            f"{error}; rerun the step that wrote it (or the whole pipeline with --no-cache)"
-        ) from None
 
 
 def evaluate_with_beam(pipeline, files: list[str], task: Task, batch_size: int = BATCH_SIZE) -> Accumulator:
@@ -442,7 +433,7 @@ def evaluate_with_beam(pipeline, files: list[str], task: Task, batch_size: int =
     import pickle
     import tempfile
 
-    from components.io.tfrecord import read_gzipped
+    from components.io.example_batches import read_shard
 
     out = tempfile.mkdtemp(prefix="evaluation-")
     with pipeline as p:
@@ -450,7 +441,7 @@ def evaluate_with_beam(pipeline, files: list[str], task: Task, batch_size: int =
             p
             | "Shards" >> beam.Create(files)
             | "Spread" >> beam.Reshuffle()
-            | "Read" >> beam.FlatMap(_read, batch_size, read_gzipped)
+            | "Read" >> beam.FlatMap(read_shard, batch_size)
             | "Evaluate" >> beam.ParDo(_EvaluateBatches(task))
             | "Merge" >> beam.CombineGlobally(_MergeAccumulators())
             | "Serialize" >> beam.Map(pickle.dumps)

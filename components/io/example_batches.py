@@ -44,7 +44,7 @@ def ReadExampleBatches(  # noqa: N802 - a PTransform
         shards = shards | "Spread" >> beam.Reshuffle()
     return (
         shards
-        | "ReadShard" >> beam.FlatMap(_read_shard, batch_size)
+        | "ReadShard" >> beam.FlatMap(read_shard, batch_size)
         | "Decode"
         >> beam.ParDo(
             _Decode(schema.SerializeToString() if schema else None, raw_record_column_name, columns)
@@ -52,7 +52,8 @@ def ReadExampleBatches(  # noqa: N802 - a PTransform
     )
 
 
-def _read_shard(path: str, batch_size: int):
+def read_shard(path: str, batch_size: int):
+    """Batches of records of one gzipped TFRecord shard; a damaged shard is a UserInputError."""
     try:
         yield from read_gzipped(path, batch_size)
     except ValueError as error:
