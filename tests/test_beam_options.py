@@ -51,3 +51,34 @@ def test_portable_runner_in_short_flags():
     assert portable_args("flink-jobserver:8099")[-1] == "--environment_type=LOOPBACK"
     options = pipeline_options(portable_args("localhost:8099", "localhost:50000")).get_all_options()
     assert options["runner"] == "PortableRunner" and options["direct_running_mode"] != "multi_processing"
+
+
+def test_dofn_specs_are_computed_once_per_class_and_stay_right():
+    """Beam's per-DoFn state/timer introspection is memoized per class (see pipeline.beam);
+    stateful DoFns are still seen as stateful, and Map's DoFn per wrapped function."""
+    import apache_beam as beam
+    from apache_beam.coders import VarIntCoder
+    from apache_beam.testing.util import assert_that, equal_to
+    from apache_beam.transforms import userstate
+
+    pipeline_options([])  # installs the memo
+
+    class Counting(beam.DoFn):
+        COUNT = userstate.ReadModifyWriteStateSpec("count", VarIntCoder())
+
+        def process(self, element, count=beam.DoFn.StateParam(COUNT)):  # noqa: B008 - Beam's idiom
+            yield element
+
+    class Plain(beam.DoFn):
+        def process(self, element):
+            yield element
+
+    assert getattr(userstate.get_dofn_specs, "memoized", False)
+    assert userstate.is_stateful_dofn(Counting()) and userstate.is_stateful_dofn(Counting())
+    assert not userstate.is_stateful_dofn(Plain())
+    states, _ = userstate.get_dofn_specs(Counting())
+    states.clear()  # a caller's change does not reach the memo
+    assert userstate.is_stateful_dofn(Counting())
+    with beam.Pipeline() as p:
+        counted = p | beam.Create([("a", 1), ("a", 2)]) | beam.ParDo(Counting()) | beam.Map(lambda kv: kv[1])
+        assert_that(counted, equal_to([1, 2]))
