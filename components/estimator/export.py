@@ -114,9 +114,25 @@ def export_saved_model(
             )
         signatures[name] = _signature_fn(estimator, receiver, SERVING_DEFAULT)
     concrete = {name: fn.get_concrete_function() for name, fn in signatures.items()}
-    tf.saved_model.save(ServingModel(estimator, transform_layer), export_dir, signatures=concrete)
+    with _without_keras_traces():
+        tf.saved_model.save(ServingModel(estimator, transform_layer), export_dir, signatures=concrete)
     _set_method_names(export_dir, {name: METHOD_NAMES.get(kind) for name, kind in kinds.items()})
     return {name: sorted(fn.structured_outputs) for name, fn in concrete.items()}
+
+
+def _without_keras_traces():
+    """The Transform layer is a Keras layer: saved as such, Keras traces its `call` again for a
+    Keras reload (`model.save(save_traces=True)`), 1 to 1.5 s of the Trainer on the embedded data,
+    which nothing here uses: the signatures are the ones given, and the layer's tables and
+    vocabulary assets are saved as its tracked children either way. This is Keras's own
+    `save_traces=False` scope."""
+    import contextlib
+
+    try:
+        from tf_keras.src.saving.legacy.saved_model.utils import keras_option_scope
+    except ImportError:  # another Keras: save as it does
+        return contextlib.nullcontext()
+    return keras_option_scope(save_traces=False)
 
 
 METHOD_NAMES = {
