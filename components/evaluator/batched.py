@@ -431,6 +431,7 @@ def evaluate_with_beam(pipeline, files: list[str], task: Task, batch_size: int =
     """The same as `evaluate`, as a Beam pipeline (for another runner): one element per batch of
     records, the accumulators merged by a CombineFn; the result comes back through a file."""
     import pickle
+    import shutil
     import tempfile
 
     from components.io.example_batches import read_shard
@@ -447,9 +448,12 @@ def evaluate_with_beam(pipeline, files: list[str], task: Task, batch_size: int =
             | "Serialize" >> beam.Map(pickle.dumps)
             | "Write" >> beam.io.WriteToText(os.path.join(out, "accumulator"), coder=beam.coders.BytesCoder())
         )
-    [path] = [os.path.join(out, f) for f in os.listdir(out) if f.startswith("accumulator")]
-    with open(path, "rb") as f:
-        data = f.read()
+    try:
+        [path] = [os.path.join(out, f) for f in os.listdir(out) if f.startswith("accumulator")]
+        with open(path, "rb") as f:
+            data = f.read()
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
     return pickle.loads(data[:-1] if data.endswith(b"\n") else data)
 
 

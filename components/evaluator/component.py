@@ -1,5 +1,6 @@
-"""Evaluator: TFMA over the raw eval split through the model's serving signature, against the latest
-blessed model of the pipeline, deciding the ModelBlessing."""
+"""Evaluator: the raw eval split through the model's serving signature, batch by batch (`batched`),
+against the latest blessed model of the pipeline; TFMA's result files and threshold checks decide
+the ModelBlessing."""
 
 from __future__ import annotations
 
