@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The command line: run any pipeline, start a project from a CSV, list runs and models, trace lineage.
 
-    python runner.py run [--pipeline FILE] [--span N] [--data PATTERN] [--no-cache] [--wait SECONDS]
+    python runner.py run [--pipeline FILE] [--span N] [--data PATTERN] [--no-cache | --rerun-from STEP]
+                         [--wait SECONDS]
                          [--beam-arg=FLAG ...] [--job-server HOST:PORT [--workers HOST:PORT]]
     python runner.py init DIR --data PATTERN --label COLUMN [--task classification|regression]
     python runner.py runs [--limit N]
@@ -95,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
         "--data", help="input pattern with {SPAN}, e.g. 'data/span-{SPAN}/*.csv' (default: the pipeline's)"
     )
     run.add_argument("--no-cache", action="store_true", help="run every step, even if unchanged")
+    run.add_argument(
+        "--rerun-from",
+        metavar="STEP",
+        help="run STEP and the steps that use its outputs, directly or not, even if unchanged; "
+        "the others reuse their last outputs",
+    )
     run.add_argument(
         "--beam-arg",
         action="append",
@@ -255,6 +262,7 @@ def cmd_run(args) -> int:
         pipeline_root=_pipeline_root(args, pipeline),
         metadata=args.metadata,
         enable_cache=not args.no_cache,
+        rerun_from=args.rerun_from,
         beam_args=beam_args,
         lock_wait_seconds=args.wait,
         log=_log,

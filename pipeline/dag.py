@@ -86,6 +86,20 @@ class Pipeline:
                 return node
         raise KeyError(node_id)
 
+    def downstream_of(self, node_id: str) -> set[str]:
+        """The ids of `node_id` and of every node that consumes, directly or through others, its
+        outputs. An id that is not in the pipeline is a DefinitionError listing the ones that are."""
+        if node_id not in {n.id for n in self.nodes}:
+            raise DefinitionError(
+                f"pipeline {self.name!r} has no step {node_id!r}; its steps: "
+                + ", ".join(n.id for n in self.nodes)
+            )
+        found = {node_id}
+        for node in _topological_order(self.nodes):
+            if any(up.id in found for up in node.upstream):
+                found.add(node.id)
+        return found
+
 
 def _topological_order(nodes: list[Node]) -> list[Node]:
     sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()

@@ -41,6 +41,7 @@ class RunOptions:
     pipeline_root: str
     metadata: str | None = None  # a sqlite path or a postgresql:// / mysql:// URL
     enable_cache: bool = True
+    rerun_from: str | None = None  # run this step and the steps after it even if unchanged
     beam_args: list[str] = field(default_factory=list)
     lock_wait_seconds: float = 0.0
     log: Callable[[str], None] = print
@@ -97,6 +98,7 @@ def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
     """Runs `pipeline` once. Raises DefinitionError before anything runs, LockHeldError if another
     run holds the root; a failing component ends the run with `RunResult.error` set."""
     order = pipeline.validate()
+    forced = pipeline.downstream_of(options.rerun_from) if options.rerun_from else set()
     root = os.path.abspath(options.pipeline_root)
     os.makedirs(root, exist_ok=True)
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(2)
@@ -108,7 +110,7 @@ def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
             pipeline.name, run_id, pipeline_root=root, host=HOST, pid=os.getpid()
         )
         options.log(f"run {run_id} of pipeline {pipeline.name} (root {root})")
-        runner = _NodeRunner(pipeline, options, store, root, run_id, pipeline_ctx, run_ctx)
+        runner = _NodeRunner(pipeline, options, store, root, run_id, pipeline_ctx, run_ctx, forced)
         steps: list[StepResult] = []
         error: ExecutionError | RunBlocked | None = None
         try:
@@ -201,7 +203,7 @@ WARM_UP_AHEAD = 2
 
 
 class _NodeRunner:
-    def __init__(self, pipeline, options, store, root, run_id, pipeline_ctx, run_ctx):
+    def __init__(self, pipeline, options, store, root, run_id, pipeline_ctx, run_ctx, forced=frozenset()):
         self.pipeline = pipeline
         self.options = options
         self.store: MetadataStore = store
@@ -210,6 +212,7 @@ class _NodeRunner:
         self.pipeline_ctx = pipeline_ctx
         self.run_ctx = run_ctx
         self.published: dict[tuple[str, str], Artifact] = {}
+        self.forced = forced  # ids of the steps that run even if unchanged (--rerun-from)
         self.next_nodes: list[Node] = []  # the steps after the one running, which may warm up
         self.warm_ups: dict[str, Callable[[], None]] = {}  # node id -> undo its warm-up
 
@@ -332,7 +335,7 @@ class _NodeRunner:
         return StepResult(node.id, "COMPLETE", execution_id, seconds, outputs, held_back=ctx.held_back or "")
 
     def _lookup_cache(self, node: Node, key: str) -> tuple[int, dict[str, Artifact], str, str] | None:
-        if not self.options.enable_cache:
+        if not self.options.enable_cache or node.id in self.forced:
             return None
         found = self.store.find_cached(self.pipeline.name, node.id, key, self.root)
         if found is None:

@@ -11,6 +11,7 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from pipeline import LockHeldError
+from pipeline.errors import DefinitionError
 from pipeline.local_runner import RunOptions, run_pipeline
 from pipeline.lock import RootLock
 from pipeline.metadata import MetadataStore, custom, state_name
@@ -21,7 +22,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def run(root, **kwargs):
     options = RunOptions(
-        pipeline_root=str(root), log=lambda message: None, enable_cache=kwargs.pop("enable_cache", True)
+        pipeline_root=str(root),
+        log=lambda message: None,
+        enable_cache=kwargs.pop("enable_cache", True),
+        rerun_from=kwargs.pop("rerun_from", None),
     )
     return run_pipeline(toy_pipeline(**kwargs), options)
 
@@ -109,6 +113,16 @@ def test_no_cache_runs_everything(tmp_path):
     run(tmp_path)
     result = run(tmp_path, enable_cache=False)
     assert [s.status for s in result.steps] == ["COMPLETE", "COMPLETE"]
+
+
+def test_rerun_from_a_step_runs_it_and_the_steps_after_it(tmp_path):
+    first = run(tmp_path)
+    result = run(tmp_path, rerun_from="Read")
+    assert [s.status for s in result.steps] == ["CACHED", "COMPLETE"]
+    assert result.step("Read").execution_id != first.step("Read").execution_id
+    assert [s.status for s in run(tmp_path, rerun_from="Write").steps] == ["COMPLETE", "COMPLETE"]
+    with pytest.raises(DefinitionError, match="no step 'Train'; its steps: Write, Read"):
+        run(tmp_path, rerun_from="Train")
 
 
 def test_deleted_outputs_are_a_cache_miss(tmp_path):

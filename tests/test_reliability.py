@@ -4,6 +4,7 @@ still in service."""
 
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -67,25 +68,35 @@ def assert_truthful_and_serving(root) -> None:
 
 
 def serve_latest(model_dir: str) -> None:
-    script = (
-        "import sys, tensorflow as tf\n"
-        "m = tf.saved_model.load(sys.argv[1])\n"
-        "f = {'island': b'Biscoe', 'sex': b'female'}\n"
-        "e = tf.train.Example(features=tf.train.Features(feature={k: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v])) for k, v in f.items()}))\n"
-        "out = m.signatures['serving_default'](examples=tf.constant([e.SerializeToString()]))\n"
-        "print('served', out['classes'].numpy()[0].decode())\n"
+    """The newest version loads and answers (in this process: the files are what is checked)."""
+    import tensorflow as tf
+
+    model = tf.saved_model.load(model_dir)
+    features = {"island": b"Biscoe", "sex": b"female"}
+    example = tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                k: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v])) for k, v in features.items()
+            }
+        )
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script, model_dir], capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0 and "served" in done.stdout, done.stderr[-2000:]
+    out = model.signatures["serving_default"](examples=tf.constant([example.SerializeToString()]))
+    assert out["classes"].numpy()[0].decode() in ("Adelie", "Chinstrap", "Gentoo")
+
+
+def rerun_from(component: str) -> str:
+    """The first step a kill test runs again: the component itself, reusing the outputs before it;
+    for the Evaluator and the Pusher, the Trainer, so that they judge and push a new model (the
+    one already served would be a comparison with itself and a push of nothing)."""
+    return "Trainer" if component in ("Evaluator", "Pusher") else component
 
 
 @pytest.mark.parametrize("component", COMPONENTS)
 def test_sigkill_during_a_component_then_the_next_run_completes(root, component):
     before = pushed_model_dirs(root)
+    first = rerun_from(component)
     child = subprocess.Popen(
-        [sys.executable, "runner.py", "--pipeline-root", str(root), "run", "--no-cache"],
+        [sys.executable, "runner.py", "--pipeline-root", str(root), "run", "--rerun-from", first],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -103,8 +114,9 @@ def test_sigkill_during_a_component_then_the_next_run_completes(root, component)
     child.send_signal(signal.SIGKILL)
     child.wait()
 
-    done = runner(root)
+    done = runner(root, "--rerun-from", first)
     assert "COMPLETE in" in done.stdout
+    assert re.search(rf"^{component} +COMPLETE ", done.stdout, re.M), done.stdout  # ran again, whole
     assert_truthful_and_serving(root)
     assert pushed_model_dirs(root)[: len(before)] == before  # versions in service never replaced
 

@@ -1,0 +1,37 @@
+"""The suite runs on one worker process per core (pytest-xdist, `-n auto --dist loadfile` in
+pyproject.toml): a test module stays on one worker, so its module fixtures (whole pipeline runs)
+are built once. Modules that run whole pipelines go first, the longest first, so that the workers
+finish together instead of one starting the longest module last. `-n 0` runs it in one process."""
+
+from __future__ import annotations
+
+import os
+
+# Longest first (seconds each took with two workers on a 2-core machine); the rest keep their order.
+LONG_MODULES = [
+    "test_operations.py",  # ten pipeline runs: the soak
+    "test_reliability.py",  # a SIGKILL in each component, then a run that completes
+    "test_distributed_training.py",
+    "test_portable_runner.py",
+    "test_end_to_end.py",
+    "test_your_data.py",
+    "test_trainer.py",
+    "test_evaluator_pusher.py",
+    "test_shared_store.py",
+    "test_estimator.py",
+    "test_tfx_compat.py",
+]
+
+MAX_WORKERS = 4  # each worker may run a pipeline of a few processes and ~2 GB
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def rank(item) -> int:
+        name = os.path.basename(str(item.path))
+        return LONG_MODULES.index(name) if name in LONG_MODULES else len(LONG_MODULES)
+
+    items.sort(key=rank)  # stable: tests keep their order within a module
+
+
+def pytest_xdist_auto_num_workers(config):
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
