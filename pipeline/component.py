@@ -60,7 +60,10 @@ class Component:
     `resolve(ctx, params, **inputs)` finds what the cache key must also cover (files, a baseline).
     `warm_up()`, when given, is called as the step before this one starts executing, to prepare in
     the background (the Pusher starts its smoke-check process); it returns a function that undoes
-    the preparation, which the runner calls at the end of the run if the step did not use it."""
+    the preparation, which the runner calls at the end of the run if the step did not use it.
+    `preload` names the modules the step imports that take seconds (TensorFlow): a component that
+    names some executes in the run's worker process, which imports them while the steps before
+    it execute (see `pipeline.step_worker`); its run function and parameters must then pickle."""
 
     def __init__(
         self,
@@ -73,9 +76,11 @@ class Component:
         inputs: dict[str, Input] | None = None,
         resolve: Callable[..., dict[str, Any]] | None = None,
         warm_up: Callable[[], Callable[[], None]] | None = None,
+        preload: tuple[str, ...] = (),
     ):
         self.name = name
         self.warm_up = warm_up
+        self.preload = tuple(preload)
         self.run = run
         self.inputs = dict(inputs or {})
         self.outputs = dict(outputs)

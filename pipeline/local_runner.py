@@ -20,6 +20,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pipeline import step_worker
 from pipeline.artifacts import Artifact
 from pipeline.cache import cache_key, directory_fingerprint, params_fingerprint
 from pipeline.component import ExecutionContext, Node
@@ -28,6 +29,7 @@ from pipeline.errors import ExecutionError, RunBlocked, UserInputError, describe
 from pipeline.lock import RootLock
 from pipeline.memory import peak_rss_mb, release_free_memory, rss_mb, settle_heap
 from pipeline.metadata import Contexts, MetadataStore, custom
+from pipeline.step_worker import StepWorker
 
 STAGING_PREFIX = ".staging-"
 TEMP_DIR = ".tmp"
@@ -45,6 +47,9 @@ class RunOptions:
     beam_args: list[str] = field(default_factory=list)
     lock_wait_seconds: float = 0.0
     log: Callable[[str], None] = print
+    # Steps whose component names modules to preload execute in a worker process that imports
+    # them ahead (see pipeline.step_worker); False executes every step in this process.
+    step_worker: bool = True
 
     @property
     def metadata_spec(self) -> str:
@@ -120,6 +125,7 @@ def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
                     continue
                 options.log(f"[{index}/{len(order)}] {node.id}")
                 runner.next_nodes = order[index : index + WARM_UP_AHEAD]
+                runner.remaining = order[index - 1 :]
                 step_started = time.monotonic()
                 try:
                     step = runner.run(node)
@@ -134,7 +140,7 @@ def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
                 if step.status == "BLOCKED":
                     error = RunBlocked(node.id, step.execution_id, step.note)
         finally:
-            runner.release_warm_ups()
+            runner.release()
         seconds = time.monotonic() - started
         result = RunResult(run_id, steps, seconds, error)
         store.update_context(
@@ -214,7 +220,9 @@ class _NodeRunner:
         self.published: dict[tuple[str, str], Artifact] = {}
         self.forced = forced  # ids of the steps that run even if unchanged (--rerun-from)
         self.next_nodes: list[Node] = []  # the steps after the one running, which may warm up
+        self.remaining: list[Node] = []  # the step running and the ones after it
         self.warm_ups: dict[str, Callable[[], None]] = {}  # node id -> undo its warm-up
+        self.worker: StepWorker | None = None
 
     def warm_up_next(self) -> None:
         """Lets the next steps prepare in the background while this one executes."""
@@ -222,10 +230,38 @@ class _NodeRunner:
             if upcoming.component.warm_up and upcoming.id not in self.warm_ups:
                 self.warm_ups[upcoming.id] = upcoming.component.warm_up()
 
-    def release_warm_ups(self) -> None:
+    def start_worker(self) -> None:
+        """When the first step executes: the worker process for this and later steps that preload
+        modules, so that it imports the first one's while the steps before it execute. (Only the
+        first one's: the next steps import theirs as they start, after the first one's peak of
+        memory rather than under it.)"""
+        modules = next((n.component.preload for n in self.remaining if n.component.preload), ())
+        if self.worker is None and modules and self.options.step_worker:
+            self.worker = step_worker.acquire(list(modules))
+
+    def release(self) -> None:
+        """At the end of the run: undoes unused warm-ups and stops the worker process."""
         for release in self.warm_ups.values():
             release()
         self.warm_ups.clear()
+        if self.worker is not None:
+            step_worker.give_back(self.worker)
+            self.worker = None
+
+    def execute(self, node: Node, ctx: ExecutionContext, inputs: dict, outputs: dict) -> str:
+        """Runs the component, in the worker process if it preloads modules; says where and how
+        much memory that process holds."""
+        if self.worker is not None and node.component.preload:
+            outcome = self.worker.execute(
+                node.component.run, ctx, node.params, inputs, outputs, self.options.metadata_spec
+            )
+            outputs.update(outcome.outputs)
+            ctx.blocked, ctx.held_back = outcome.blocked, outcome.held_back
+            return f"worker memory {outcome.rss_mb} MB, peak so far {outcome.peak_rss_mb} MB"
+        node.component.run(ctx, node.params, **inputs, **outputs)
+        settle_heap()
+        release_free_memory()
+        return f"memory {rss_mb()} MB, peak so far {peak_rss_mb()} MB"
 
     def run(self, node: Node) -> StepResult:
         started = time.monotonic()
@@ -300,8 +336,9 @@ class _NodeRunner:
             outputs = {key: cls(staging[key]) for key, cls in node.component.outputs.items()}
             for uri in staging.values():
                 os.makedirs(uri)
+            self.start_worker()
             self.warm_up_next()
-            node.component.run(ctx, node.params, **inputs, **outputs)
+            memory = self.execute(node, ctx, inputs, outputs)
             for key, artifact in outputs.items():
                 os.replace(staging[key], final_uris[key])
                 artifact.uri = final_uris[key]
@@ -317,19 +354,16 @@ class _NodeRunner:
             )
         except BaseException as error:  # noqa: BLE001 - recorded, cleaned up, re-raised
             _remove_dirs([*staging.values(), *final_uris.values()])
-            detail = "" if isinstance(error, UserInputError) else traceback.format_exc()
+            # An error from the worker process carries the traceback it had there.
+            detail = getattr(error, "worker_traceback", None) or traceback.format_exc()
+            detail = "" if isinstance(error, UserInputError) else detail
             self.store.fail_execution(execution_id, describe_error(error), traceback=detail)
             log(f"      FAILED after {time.monotonic() - started:.1f} s")
             if isinstance(error, (KeyboardInterrupt, SystemExit)):
                 raise
             raise ExecutionError(node.id, execution_id, error) from error
         self._remember(node, outputs)
-        settle_heap()
-        release_free_memory()
-        log(
-            f"      COMPLETE in {seconds:.1f} s (execution {execution_id}; memory {rss_mb()} MB, "
-            f"peak so far {peak_rss_mb()} MB)"
-        )
+        log(f"      COMPLETE in {seconds:.1f} s (execution {execution_id}; {memory})")
         if ctx.blocked:
             return StepResult(node.id, "BLOCKED", execution_id, seconds, outputs, ctx.blocked)
         return StepResult(node.id, "COMPLETE", execution_id, seconds, outputs, held_back=ctx.held_back or "")

@@ -179,3 +179,11 @@ def load_pipeline(pipeline_file: str):
         )
     built.source_file = path
     return built
+
+
+def register_user_modules_by_value(cloudpickle) -> None:
+    """Makes `cloudpickle` pickle every module loaded from a user's file by value (see
+    `ship_by_value`): for sending a step, with a function from a pipeline file, to another process."""
+    for name, module in list(sys.modules.items()):
+        if name.startswith(_MODULE_PREFIX) and module is not None:
+            cloudpickle.register_pickle_by_value(module)

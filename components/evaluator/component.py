@@ -299,4 +299,5 @@ Evaluator = Component(
     parameters=EvaluatorParams,
     version="3",
     resolve=resolve_baseline,
+    preload=("tensorflow_model_analysis", "components.evaluator.batched", "components.evaluator.page"),
 )

@@ -182,4 +182,5 @@ Trainer = Component(
     outputs={"model": Model},
     parameters=TrainerParams,
     version="2",
+    preload=("tensorflow", "tensorflow_transform", "components.estimator.estimator", "components.trainer.io"),
 )

@@ -133,4 +133,5 @@ Transform = Component(
     outputs={"transform_graph": TransformGraph, "transformed_examples": Examples},
     parameters=TransformParams,
     version=CODE_VERSION,
+    preload=("components.transform.beam",),  # Beam, TensorFlow, TF Transform
 )

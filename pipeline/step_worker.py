@@ -1,0 +1,269 @@
+"""The run's worker process: executes the steps that need TensorFlow, after importing it ahead.
+
+Importing TensorFlow and TF Transform takes about 3 s of one core, as long as ExampleGen,
+StatisticsGen and ExampleValidator take on small data. The runner starts this process when the
+run's first step starts executing; it imports the modules that the later steps declare
+(`Component(preload=...)`) on the other core meanwhile, then executes those steps, one at a
+time, as the runner sends them. The runner's own process never imports TensorFlow.
+
+What crosses the process boundary: the component's run function, its parameters and its input
+and output artifacts (pickled with cloudpickle, so that functions from a pipeline file or a test
+travel by value), and the execution context without its store and log. Back come log lines, then
+the output artifacts as the step left them with the context's decisions (blocked, held back), or
+the step's exception with its traceback. The worker opens the metadata store itself, read-only in
+practice, if the step asks for `ctx.store`.
+
+Each request also carries the runner's environment, working directory and sys.path, so a step
+sees what it would see in the runner (the run's TMPDIR above all). A worker whose steps all
+succeeded is kept for the next run of the same process (`acquire`/`give_back`: a scheduler or a
+test running pipelines one after another imports TensorFlow once) and stopped when the process
+exits; one where a step failed is stopped at the end of its run. The worker dies with the runner
+(PR_SET_PDEATHSIG on Linux; elsewhere when its socket closes). If it dies while a step executes,
+the step fails with a `StepWorkerDied` naming the signal or exit code.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import traceback
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from pipeline.errors import UserInputError
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class StepWorkerDied(RuntimeError):
+    """The worker process ended while executing a step (killed, out of memory, crashed)."""
+
+
+@dataclasses.dataclass
+class StepOutcome:
+    outputs: dict[str, Any]
+    blocked: str | None
+    held_back: str | None
+    rss_mb: int
+    peak_rss_mb: int
+
+
+class StepWorker:
+    """A worker process that has imported `modules` (or is importing them) and executes steps."""
+
+    def __init__(self, modules: list[str]):
+        ours, theirs = socket.socketpair()
+        path = os.pathsep.join([REPO_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])
+        env = {**os.environ, "PYTHONPATH": path}  # the preloaded modules are the project's
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.step_worker", str(theirs.fileno()), str(os.getpid()), *modules],
+            pass_fds=[theirs.fileno()],
+            env=env,
+        )
+        theirs.close()
+        self.connection = Connection(ours.detach())
+        self.modules = modules
+        self.failed = False  # a step failed here: its state is not to be trusted by another run
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def execute(
+        self, run: Callable, ctx: Any, params: Any, inputs: dict, outputs: dict, metadata: str | None
+    ) -> StepOutcome:
+        """Runs `run(ctx, params, **inputs, **outputs)` in the worker, relaying its log lines to
+        `ctx.log`; returns the outputs as the step left them, or raises the step's exception.
+        `metadata` is the store's sqlite path or URL, for a step that uses `ctx.store`."""
+        import cloudpickle
+
+        from pipeline.usercode import register_user_modules_by_value
+
+        register_user_modules_by_value(cloudpickle)
+        travelling = dataclasses.replace(ctx, store=None, log=None)
+        environment = (dict(os.environ), os.getcwd(), [p or os.getcwd() for p in sys.path])
+        request = cloudpickle.dumps((environment, run, travelling, metadata, params, inputs, outputs))
+        try:
+            self.connection.send_bytes(request)
+        except OSError:  # the worker is gone
+            self.failed = True
+            raise StepWorkerDied(self._death()) from None
+        while True:
+            try:
+                kind, *payload = pickle.loads(self.connection.recv_bytes())
+            except (EOFError, OSError):
+                self.failed = True
+                raise StepWorkerDied(self._death()) from None
+            if kind == "log":
+                ctx.log(payload[0])
+            elif kind == "done":
+                return StepOutcome(*payload)
+            else:
+                self.failed = True
+                data, text = payload
+                error = pickle.loads(data)
+                error.worker_traceback = text
+                raise error
+
+    def _death(self) -> str:
+        try:
+            code = self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            return "the step's worker process stopped answering"
+        if code < 0:
+            name = signal.Signals(-code).name
+            hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+            return f"the step's worker process was killed by {name}{hint}"
+        return f"the step's worker process exited with code {code}"
+
+    def close(self) -> None:
+        """Stops the worker at once (it holds nothing to save: every step's outputs are written by
+        the time the runner closes it, and a step cut short is the runner's to record)."""
+        self.connection.close()
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+_IDLE: list[StepWorker] = []  # workers kept for the next run of this process
+_IDLE_LOCK = threading.Lock()
+
+
+def acquire(modules: list[str]) -> StepWorker:
+    """A worker kept from an earlier run of this process, else a new one importing `modules`."""
+    with _IDLE_LOCK:
+        kept = [_IDLE.pop() for _ in range(len(_IDLE))]
+    found = next((w for w in kept if w.alive()), None)
+    for worker in kept:
+        if worker is not found:
+            worker.close()
+    return found or StepWorker(modules)
+
+
+def give_back(worker: StepWorker) -> None:
+    """At the end of a run: kept for the next one if every step it executed succeeded."""
+    if worker.failed or not worker.alive():
+        worker.close()
+        return
+    with _IDLE_LOCK:
+        _IDLE.append(worker)
+
+
+@atexit.register
+def _close_idle() -> None:
+    with _IDLE_LOCK:
+        workers = [_IDLE.pop() for _ in range(len(_IDLE))]
+    for worker in workers:
+        worker.close()
+
+
+def _adopt(environment: tuple[dict, str, list[str]]) -> None:
+    """The runner's environment variables, working directory and import path, for one step."""
+    variables, cwd, path = environment
+    os.environ.clear()
+    os.environ.update(variables)
+    tempfile.tempdir = None  # found again from TMPDIR: the run's own temporary directory
+    os.chdir(cwd)
+    sys.path[:] = [*path, *(p for p in sys.path if p not in path)]
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the closed socket ends the worker between steps
+    if os.getppid() != parent_pid:  # the runner died before prctl took effect
+        os._exit(1)
+
+
+def _stand_in(error: BaseException) -> BaseException:
+    """An exception the runner can unpickle, with the same type name and message."""
+    if isinstance(error, UserInputError):
+        return UserInputError(str(error))
+    return type(type(error).__name__, (Exception,), {"__module__": "builtins"})(str(error))
+
+
+def _picklable(error: BaseException) -> bytes:
+    import cloudpickle
+
+    try:
+        data = cloudpickle.dumps(error)
+        pickle.loads(data)
+        return data
+    except Exception:  # noqa: BLE001 - any failure to travel gets the stand-in
+        return cloudpickle.dumps(_stand_in(error))
+
+
+def _serve(connection: Connection) -> None:
+    from pipeline.memory import peak_rss_mb, release_free_memory, rss_mb, settle_heap
+    from pipeline.metadata import MetadataStore
+
+    sending = threading.Lock()  # a step may log from several threads
+
+    def send(message: tuple) -> None:
+        data = pickle.dumps(message)
+        with sending:
+            connection.send_bytes(data)
+
+    while True:
+        try:
+            request = connection.recv_bytes()
+        except (EOFError, OSError):
+            return
+        try:
+            environment, run, ctx, metadata, params, inputs, outputs = pickle.loads(request)
+            _adopt(environment)
+            ctx.log = lambda message: send(("log", message))
+            ctx.store = _LazyStore(MetadataStore, metadata) if metadata else None
+            run(ctx, params, **inputs, **outputs)
+        except BaseException as error:  # noqa: BLE001 - sent to the runner, which records it
+            text = traceback.format_exc()
+            send(("error", _picklable(error), text))
+            continue
+        finally:
+            settle_heap()
+            release_free_memory()
+        send(("done", outputs, ctx.blocked, ctx.held_back, rss_mb(), peak_rss_mb()))
+
+
+class _LazyStore:
+    """The metadata store, opened when a step first uses it."""
+
+    def __init__(self, factory, spec: str):
+        self._factory, self._spec, self._store = factory, spec, None
+
+    def __getattr__(self, name: str):
+        if self._store is None:
+            self._store = self._factory(self._spec)
+        return getattr(self._store, name)
+
+
+def main(argv: list[str]) -> None:
+    fd, parent_pid, *modules = argv
+    _die_with_parent(int(parent_pid))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle: it stops us
+    connection = Connection(int(fd))
+    import importlib
+
+    for module in modules:  # in the order of the steps; a step that arrives first goes first
+        if connection.poll():
+            break
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - the step that needs it imports it again and reports
+            pass
+    _serve(connection)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
