@@ -97,10 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-cache", action="store_true", help="run every step, even if unchanged")
     run.add_argument(
-        "--worker",
+        "--one-process",
         action="store_true",
-        help="execute the TensorFlow steps in a worker process that imports TensorFlow while the "
-        "steps before them run on another core (faster cold runs where a core is spare)",
+        help="execute every step in this process (by default the TensorFlow steps execute in a "
+        "worker process that imports TensorFlow while the steps before them run); for a debugger",
     )
     run.add_argument(
         "--rerun-from",
@@ -269,7 +269,7 @@ def cmd_run(args) -> int:
         metadata=args.metadata,
         enable_cache=not args.no_cache,
         rerun_from=args.rerun_from,
-        step_worker=args.worker,
+        step_worker=not args.one_process,
         beam_args=beam_args,
         lock_wait_seconds=args.wait,
         log=_log,

@@ -33,10 +33,9 @@ STEP_LINE = re.compile(r"^(\w+)\s+(COMPLETE|CACHED|FAILED|BLOCKED|SKIPPED)\s+(\d
 def run_case(
     name: str, root: str, data: str | None, rows: int | None, cache: bool, extra: tuple = ()
 ) -> dict:
-    """One `runner.py run --worker` on `root` (with `extra` flags; benchmarks measure the faster
-    configuration, the TensorFlow steps in the worker process); raises SystemExit with the output's
+    """One `runner.py run` on `root` (with `extra` flags); raises SystemExit with the output's
     tail if it did not complete."""
-    command = [sys.executable, "runner.py", "--pipeline-root", root, "run", "--worker", *extra]
+    command = [sys.executable, "runner.py", "--pipeline-root", root, "run", *extra]
     if data:
         command += ["--data", data]
     if not cache:

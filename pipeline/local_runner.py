@@ -47,10 +47,9 @@ class RunOptions:
     beam_args: list[str] = field(default_factory=list)
     lock_wait_seconds: float = 0.0
     log: Callable[[str], None] = print
-    # True: steps whose component names modules to preload execute in a worker process that
-    # imports them ahead (see pipeline.step_worker). Off by default: it buys a cold run about 1.3 s
-    # of a spare core, and costs a second import of Beam where no core is spare (a test suite).
-    step_worker: bool = False
+    # Steps whose component names modules to preload execute in a worker process that imports
+    # them ahead (see pipeline.step_worker); False executes every step in this process.
+    step_worker: bool = True
 
     @property
     def metadata_spec(self) -> str:

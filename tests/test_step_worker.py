@@ -70,13 +70,13 @@ Apart = Component(
 )
 
 
-def run(root, behave="well", step_worker=True):
+def run(root, behave="well", **options):
     write = Write()
     apart = Apart(examples=write.outputs["examples"], behave=behave)
     lines: list[str] = []
     result = run_pipeline(
         Pipeline(name="apart", nodes=[write, apart]),
-        RunOptions(pipeline_root=str(root), log=lines.append, enable_cache=False, step_worker=step_worker),
+        RunOptions(pipeline_root=str(root), log=lines.append, enable_cache=False, **options),
     )
     return result, lines
 
