@@ -49,6 +49,8 @@ def test_run_records_examples_and_a_second_run_is_cached(tmp_path, small_data):
         "--pipeline-root", root, "run", "--data", small_data, env={**os.environ, "TMPDIR": str(system_tmp)}
     )
     assert os.listdir(system_tmp) == [] and os.listdir(os.path.join(root, ".tmp")) == []
+    # Transform, the Trainer and the Evaluator executed in the worker process.
+    assert len(re.findall(r"COMPLETE in [0-9.]+ s \(execution \d+; worker memory", first.stdout)) == 3
     assert re.search(r"ExampleGen\s+COMPLETE", first.stdout)
     assert "span 2008, version 0: 1 file(s)" in first.stdout
 
