@@ -82,3 +82,24 @@ def test_dofn_specs_are_computed_once_per_class_and_stay_right():
     with beam.Pipeline() as p:
         counted = p | beam.Create([("a", 1), ("a", 2)]) | beam.ParDo(Counting()) | beam.Map(lambda kv: kv[1])
         assert_that(counted, equal_to([1, 2]))
+
+
+def test_option_views_are_made_once_and_stay_in_step():
+    """`view_as` is memoized per options object and class (see pipeline.beam): a value set through
+    one view is seen through every other and in the options, a pickled copy keeps it, and options
+    built anew from other flags get views of their own."""
+    import pickle
+
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions, TypeOptions
+
+    options = pipeline_options(["--runner=DirectRunner"])
+    assert options.view_as(TypeOptions) is options.view_as(TypeOptions)
+    options.view_as(StandardOptions).runner = "PortableRunner"
+    assert options.view_as(StandardOptions).runner == "PortableRunner"
+    assert options.get_all_options()["runner"] == "PortableRunner"
+    assert options.view_as(DirectOptions).view_as(StandardOptions).runner == "PortableRunner"
+    copy = pickle.loads(pickle.dumps(options))
+    assert copy.view_as(StandardOptions).runner == "PortableRunner"
+    other = pipeline_options(["--runner=FlinkRunner"])
+    assert other.view_as(StandardOptions).runner == "FlinkRunner"
+    assert options.view_as(StandardOptions).runner == "PortableRunner"
