@@ -137,6 +137,21 @@ def runs_in_process(beam_args: list[str], *, input_bytes: int = 0) -> bool:
     return runner in ("DirectRunner", "direct") and mode in ("in_memory", "multi_threading")
 
 
+def needs_no_pipeline(beam_args: list[str], *, input_bytes: int) -> bool:
+    """Whether a step may do its work in the calling thread without building a Beam pipeline:
+    where the DirectRunner (named or by default, its running mode not given or in_memory) would
+    run it in the calling thread anyway, i.e. below THREADS_MIN_BYTES. Decided from the flags
+    alone, so that a run on small data does not import Beam for it. Any other runner, and large
+    inputs, get the pipeline."""
+    runner = _flag_value(beam_args, "--runner") or "DirectRunner"
+    mode = _flag_value(beam_args, "--direct_running_mode")
+    return (
+        runner in ("DirectRunner", "direct")
+        and mode in (None, "in_memory")
+        and input_bytes < THREADS_MIN_BYTES
+    )
+
+
 def _flag_value(args: list[str], flag: str) -> str | None:
     for i, arg in enumerate(args):
         if arg.startswith(flag + "="):

@@ -103,3 +103,13 @@ def test_option_views_are_made_once_and_stay_in_step():
     other = pipeline_options(["--runner=FlinkRunner"])
     assert other.view_as(StandardOptions).runner == "FlinkRunner"
     assert options.view_as(StandardOptions).runner == "PortableRunner"
+
+
+def test_only_small_inputs_on_the_direct_runner_skip_the_pipeline():
+    from pipeline.beam import THREADS_MIN_BYTES, needs_no_pipeline
+
+    assert needs_no_pipeline([], input_bytes=1000)
+    assert needs_no_pipeline(["--runner=DirectRunner", "--direct_running_mode=in_memory"], input_bytes=1000)
+    assert not needs_no_pipeline([], input_bytes=THREADS_MIN_BYTES)
+    assert not needs_no_pipeline(["--runner", "PortableRunner"], input_bytes=1000)
+    assert not needs_no_pipeline(["--direct_running_mode=multi_processing"], input_bytes=1000)

@@ -1,5 +1,6 @@
 """ExampleGen on inline CSV rows: types, missing values, splits, spans, and every bad-input case."""
 
+import glob
 import os
 import re
 
@@ -336,3 +337,96 @@ def test_an_empty_latest_span_folder_is_announced_and_the_latest_with_files_used
     examples = result.step("ExampleGen").outputs["examples"]
     assert examples.get("span") == 1 and examples.get("skipped_spans") == "[2]"
     assert any("warning: span 2's folder holds no file matching" in line for line in result.log)
+
+
+def _tree(root) -> dict:
+    """Every file under `root` by relative path: its bytes, or for a TFRecord file its decoded
+    examples in order (a tf.Example's bytes are not stable: protobuf orders a map's entries by
+    a per-process seed)."""
+    from components.io.tfrecord import read_gzipped
+
+    def content(path):
+        if path.endswith(".gz"):
+            return [decode_examples(records) for records in read_gzipped(path)]
+        with open(path, "rb") as f:
+            return f.read()
+
+    return {
+        os.path.relpath(os.path.join(d, n), root): content(os.path.join(d, n))
+        for d, _, names in os.walk(root)
+        for n in names
+    }
+
+
+@pytest.mark.parametrize("bad", [False, True])
+def test_small_inputs_skip_beam_with_the_same_artifacts(tmp_path, bad):
+    """On small inputs and the DirectRunner, ExampleGen and StatisticsGen call their stages in
+    this thread instead of building a Beam pipeline: the same files holding the same examples in
+    the same order, the same statistics byte for byte, and the same report (rows per split,
+    types, bad rows named) as the pipeline makes."""
+    from components.example_gen import beam, stages
+    from components.statistics_gen.component import _summarize_here, _summarize_with_beam
+    from pipeline import ExecutionContext
+    from pipeline.artifacts import Examples, ExampleStatistics
+
+    rows = [*ROWS, "Adelie,Dream,40.1,forty,female"] if bad else ROWS
+    paths = [
+        str(make_span(tmp_path, rows=rows, name="a.csv")),
+        str(make_span(tmp_path, rows=[r.replace("Dream", "Biscoe") for r in ROWS], name="b.csv")),
+    ]
+    header = HEADER.strip().split(",")
+    ctx = ExecutionContext("eg", str(tmp_path), "ExampleGen", 1, "run", log=lambda _: None)
+    assert ctx.needs_no_pipeline(input_bytes=sum(os.path.getsize(p) for p in paths))
+    reports, trees = [], []
+    for write in (stages.write_examples_here, beam.write_examples):
+        examples = Examples(str(tmp_path / write.__module__))
+        os.makedirs(examples.uri)
+        reports.append(
+            write(ctx, paths, header, {"body_mass_g": "float"}, ["NA"], {"train": 2, "eval": 1}, examples)
+        )
+        if not bad:
+            examples.split_names = ["train", "eval"]
+            statistics = ExampleStatistics(examples.uri + "-statistics")
+            shards = [
+                (s, p)
+                for s in examples.split_names
+                for p in sorted(glob.glob(examples.split_uri(s) + "/*.gz"))
+            ]
+            if write is stages.write_examples_here:
+                _summarize_here(shards, statistics)
+            else:
+                _summarize_with_beam(ctx, shards, 1, statistics)
+            trees.append(_tree(statistics.uri))
+        trees.append(_tree(examples.uri))
+    assert reports[0] == reports[1]
+    half = len(trees) // 2
+    assert trees[:half] == trees[half:]
+    if bad:
+        assert [e.line for e in reports[0].errors] == [len(rows) + 1]
+        assert "'forty'" in reports[0].errors[0].message
+    else:
+        assert (
+            sum(reports[0].counts.values()) == 2 * len(ROWS) and reports[0].types["bill_length_mm"] == "float"
+        )
+        assert (
+            len(trees[0]) == 2 and len(trees[1]) == 4
+        )  # a statistics file per split; a shard per file and split
+
+
+def test_merging_types_in_any_order_keeps_a_column_empty_in_one_chunk_typed_by_the_others():
+    """The pipeline merges chunk types in whatever order chunks arrive: a column that is empty in
+    the first chunk merged is still a float when a later chunk says so (it was typed string)."""
+    from components.example_gen.beam import _MergeTypes
+
+    merge = _MergeTypes()
+    for order in (
+        [{"a": None, "b": "int"}, {"a": "float", "b": None}],
+        [{"a": "float", "b": None}, {"a": None, "b": "int"}],
+    ):
+        accumulator = merge.create_accumulator()
+        for types in order:
+            accumulator = merge.add_input(accumulator, types)
+        assert merge.extract_output(accumulator) == {"a": "float", "b": "int"}
+        halves = [merge.add_input(merge.create_accumulator(), t) for t in order]
+        assert merge.extract_output(merge.merge_accumulators(halves)) == {"a": "float", "b": "int"}
+    assert merge.extract_output(merge.add_input(merge.create_accumulator(), {"c": None})) == {"c": "string"}

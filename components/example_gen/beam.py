@@ -7,7 +7,8 @@
 Only chunk descriptions, column types and report lines cross a stage boundary: the rows stay
 inside the fused Encode step, so memory is bounded by the chunk size, not the data size. Bad rows
 never stop a worker midway: they flow to the report, and ExampleGen fails the whole step
-afterwards, naming each one, so nothing is dropped silently.
+afterwards, naming each one, so nothing is dropped silently. The stages are `stages`' functions;
+on inputs the DirectRunner would run in one thread, ExampleGen calls them without a pipeline.
 """
 
 from __future__ import annotations
@@ -16,69 +17,40 @@ import glob
 import json
 import os
 import shutil
-from collections import Counter
-from dataclasses import dataclass
 
 import apache_beam as beam
 
 from components.example_gen import csv_to_examples as csv2ex
-from components.io.tfrecord import write_gzipped
+from components.example_gen import stages
 from pipeline import ExecutionContext
 from pipeline.artifacts import Examples
 
 
-@dataclass
-class Report:
-    errors: list[csv2ex.RowError]
-    counts: dict[str, int]
-    types: dict[str, str]
-
-
-def _infer_chunk(chunk: csv2ex.Chunk, header: list[str], null_values: list[str]) -> dict:
-    batch, _ = csv2ex.read_chunk(chunk, header, null_values)
-    return csv2ex.infer_types(batch)
-
-
 class _Encode(beam.DoFn):
-    """Reads one chunk and writes `Split-<split>/data_tfrecord-<file>-<chunk>.gz` for each split."""
+    """`stages.encode_chunk` on each chunk, with the merged inferred types as a side input."""
 
     def __init__(self, header, null_values, declared, non_finite, splits: dict[str, int], examples_uri: str):
-        self.header = header
-        self.non_finite = non_finite
-        self.null_values = null_values
-        self.declared = declared
-        self.splits = splits
-        self.examples_uri = examples_uri
+        self.args = (header, null_values, declared, non_finite, splits, examples_uri)
 
     def process(self, chunk: csv2ex.Chunk, inferred: dict[str, str] | None = None):
-        batch, errors = csv2ex.read_chunk(chunk, self.header, self.null_values)
-        parsed = csv2ex.parse_columns(batch, {**(inferred or {}), **self.declared}, self.non_finite)
-        if isinstance(parsed, list):
-            errors += parsed
-        if errors:
-            yield from ({"error": [e.path, e.line, e.message]} for e in errors)
-            return
-        examples = csv2ex.encode_examples(parsed)
-        buckets = csv2ex.split_buckets(batch.table, list(self.splits.values()))
-        for index, split in enumerate(self.splits):
-            records = examples[buckets == index]
-            name = f"data_tfrecord-{chunk.file_index:05d}-{chunk.index:05d}.gz"
-            write_gzipped(os.path.join(self.examples_uri, f"Split-{split}", name), records)
-            yield {"split": split, "count": len(records)}
+        yield from stages.encode_chunk(chunk, *self.args, inferred)
 
 
 class _MergeTypes(beam.CombineFn):
+    """`csv2ex.merge_types` over the chunks in any order: a column null in every chunk seen so
+    far stays untyped until the end (typing it string early would outrank a later chunk's float)."""
+
     def create_accumulator(self):
         return {}
 
     def add_input(self, accumulator, types):
-        return csv2ex.merge_types([accumulator, types])
+        return csv2ex.widest_types([accumulator, types])
 
     def merge_accumulators(self, accumulators):
-        return csv2ex.merge_types(list(accumulators))
+        return csv2ex.widest_types(list(accumulators))
 
     def extract_output(self, accumulator):
-        return accumulator
+        return csv2ex.merge_types([accumulator])
 
 
 def write_examples(
@@ -90,9 +62,9 @@ def write_examples(
     splits: dict[str, int],
     examples: Examples,
     non_finite: dict[str, frozenset] | None = None,
-) -> Report:
+) -> stages.Report:
     """Runs the Beam pipeline (`non_finite`: column -> the non-finite values its schema allows); returns the bad rows, the rows per split and the column types."""
-    chunks = [chunk for i, path in enumerate(paths) for chunk in csv2ex.plan_chunks(path, i)]
+    chunks = stages.plan(paths)
     report_prefix = os.path.join(examples.uri, ".report", "lines")
     types_prefix = os.path.join(examples.uri, ".report", "types")
     input_bytes = sum(os.path.getsize(p) for p in paths)
@@ -100,10 +72,10 @@ def write_examples(
     with ctx.beam_pipeline(input_bytes=input_bytes, threads=True) as p:
         spread = p | "Chunks" >> beam.Create(chunks) | "Spread" >> beam.Reshuffle()
         side = {}
-        if any(c not in declared for c in header):
+        if stages.needs_inference(header, declared):
             inferred = (
                 spread
-                | "InferTypes" >> beam.Map(_infer_chunk, header, null_values)
+                | "InferTypes" >> beam.Map(stages.infer_chunk, header, null_values)
                 | "MergeTypes" >> beam.CombineGlobally(_MergeTypes())
             )
             _ = (
@@ -126,21 +98,15 @@ def write_examples(
 
 def _read_report(
     report_prefix: str, types_prefix: str, declared: dict[str, str], header: list[str]
-) -> Report:
-    errors, counts = [], Counter()
-    for line in _lines(report_prefix):
-        item = json.loads(line)
-        if "error" in item:
-            errors.append(csv2ex.RowError(*item["error"]))
-        else:
-            counts[item["split"]] += item["count"]
+) -> stages.Report:
     inferred = {}
     for line in _lines(types_prefix):
         inferred.update(json.loads(line))
-    types = {c: declared.get(c) or inferred.get(c, csv2ex.STRING) for c in header}
-    errors.sort(key=lambda e: (e.path, e.line or 0))
+    report = stages.summarize(
+        (json.loads(line) for line in _lines(report_prefix)), inferred, declared, header
+    )
     shutil.rmtree(os.path.dirname(report_prefix), ignore_errors=True)
-    return Report(errors, dict(counts), types)
+    return report
 
 
 def _lines(prefix: str):

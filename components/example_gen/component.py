@@ -247,8 +247,6 @@ def schema_non_finite(schema: Schema | None) -> dict[str, frozenset]:
 def run_example_gen(
     ctx: ExecutionContext, params: ExampleGenParams, schema: Schema | None, examples: Examples
 ) -> None:
-    from components.example_gen.beam import write_examples
-
     resolved = ctx.resolved
     header, features = resolved["header"], resolved["features"]
     by_header = dict(zip(header, features))
@@ -256,6 +254,10 @@ def run_example_gen(
     declared = {**schema_column_types(schema), **given}
     declared = {c: t for c, t in declared.items() if c in features}
     paths = [f["path"] for f in resolved["files"]]
+    if ctx.needs_no_pipeline(input_bytes=sum(os.path.getsize(p) for p in paths)):
+        from components.example_gen.stages import write_examples_here as write_examples
+    else:
+        from components.example_gen.beam import write_examples
     report = write_examples(
         ctx,
         paths,

@@ -147,15 +147,21 @@ def infer_types(batch: CsvBatch) -> dict[str, str | None]:
     return types
 
 
-def merge_types(per_batch: list[dict[str, str | None]]) -> dict[str, str]:
-    """The widest type per column over all batches; a column null everywhere is a string."""
+def widest_types(per_batch: list[dict[str, str | None]]) -> dict[str, str | None]:
+    """The widest type per column over the batches; None where the column was null in all of them
+    (so far: a later batch may still type it)."""
     merged: dict[str, str | None] = {}
     for types in per_batch:
         for name, kind in types.items():
             current = merged.get(name)
             if current is None or (kind is not None and _ORDER[kind] > _ORDER[current]):
                 merged[name] = kind
-    return {name: kind or STRING for name, kind in merged.items()}
+    return merged
+
+
+def merge_types(per_batch: list[dict[str, str | None]]) -> dict[str, str]:
+    """The widest type per column over all batches; a column null everywhere is a string."""
+    return {name: kind or STRING for name, kind in widest_types(per_batch).items()}
 
 
 def parse_columns(

@@ -1,4 +1,5 @@
-"""StatisticsGen: one Beam pass over every split of an Examples artifact, TFDV's statistics protos out."""
+"""StatisticsGen: one Beam pass over every split of an Examples artifact, TFDV's statistics protos out
+(on small inputs on the DirectRunner, the same stages in this thread, without a pipeline)."""
 
 from __future__ import annotations
 
@@ -32,10 +33,6 @@ def _shard_accumulator(item: tuple[str, str]):
 def run_statistics_gen(
     ctx: ExecutionContext, params: StatisticsGenParams, examples: Examples, statistics: ExampleStatistics
 ) -> None:
-    import apache_beam as beam
-
-    from components.statistics_gen.statistics import SplitAccumulator, save_statistics, to_proto
-
     shards = [
         (split, path)
         for split in examples.split_names
@@ -44,10 +41,42 @@ def run_statistics_gen(
     if not shards:
         raise UserInputError(f"{examples.uri} holds no TFRecord files; was it written by ExampleGen?")
     input_bytes = sum(os.path.getsize(path) for _, path in shards) * 5
+    if ctx.needs_no_pipeline(input_bytes=input_bytes):
+        _summarize_here(shards, statistics)
+    else:
+        _summarize_with_beam(ctx, shards, input_bytes, statistics)
+    missing = [s for s in examples.split_names if not os.path.exists(os.path.join(statistics.split_uri(s)))]
+    if missing:
+        raise UserInputError(f"no statistics were produced for split(s) {missing}")
+    statistics.split_names = examples.split_names
+    statistics.set("span", examples.get("span", 0))
+    ctx.log(f"statistics for splits {', '.join(examples.split_names)} of span {examples.get('span')}")
 
-    def write(item):
-        split, acc = item
-        save_statistics(statistics.uri, split, to_proto(split, acc))
+
+def _write(statistics: ExampleStatistics, split: str, accumulator) -> None:
+    from components.statistics_gen.statistics import save_statistics, to_proto
+
+    save_statistics(statistics.uri, split, to_proto(split, accumulator))
+
+
+def _summarize_here(shards: list[tuple[str, str]], statistics: ExampleStatistics) -> None:
+    """The pipeline's stages in this thread, shard after shard (small inputs on the DirectRunner)."""
+    from components.statistics_gen.statistics import SplitAccumulator
+
+    per_split: dict[str, list] = {}
+    for shard in shards:
+        split, accumulator = _shard_accumulator(shard)
+        per_split.setdefault(split, []).append(accumulator)
+    for split, accumulators in per_split.items():
+        _write(statistics, split, _merge(accumulators, SplitAccumulator))
+
+
+def _summarize_with_beam(
+    ctx: ExecutionContext, shards: list[tuple[str, str]], input_bytes: int, statistics: ExampleStatistics
+) -> None:
+    import apache_beam as beam
+
+    from components.statistics_gen.statistics import SplitAccumulator
 
     with ctx.beam_pipeline(input_bytes=input_bytes, threads=True) as p:
         _ = (
@@ -56,14 +85,8 @@ def run_statistics_gen(
             | "Spread" >> beam.Reshuffle()
             | "Summarize" >> beam.Map(_shard_accumulator)
             | "MergeShards" >> beam.CombinePerKey(lambda accs: _merge(accs, SplitAccumulator))
-            | "WriteStats" >> beam.Map(write)
+            | "WriteStats" >> beam.Map(lambda item: _write(statistics, *item))
         )
-    missing = [s for s in examples.split_names if not os.path.exists(os.path.join(statistics.split_uri(s)))]
-    if missing:
-        raise UserInputError(f"no statistics were produced for split(s) {missing}")
-    statistics.split_names = examples.split_names
-    statistics.set("span", examples.get("span", 0))
-    ctx.log(f"statistics for splits {', '.join(examples.split_names)} of span {examples.get('span')}")
 
 
 def _merge(accumulators, empty):
