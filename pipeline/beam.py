@@ -137,19 +137,21 @@ def runs_in_process(beam_args: list[str], *, input_bytes: int = 0) -> bool:
     return runner in ("DirectRunner", "direct") and mode in ("in_memory", "multi_threading")
 
 
-def needs_no_pipeline(beam_args: list[str], *, input_bytes: int) -> bool:
-    """Whether a step may do its work in the calling thread without building a Beam pipeline:
-    where the DirectRunner (named or by default, its running mode not given or in_memory) would
-    run it in the calling thread anyway, i.e. below THREADS_MIN_BYTES. Decided from the flags
-    alone, so that a run on small data does not import Beam for it. Any other runner, and large
-    inputs, get the pipeline."""
+def threads_without_pipeline(beam_args: list[str], *, input_bytes: int) -> int | None:
+    """How many threads a step whose work releases the GIL may use to do it in this process
+    without building a Beam pipeline, or None where it should build one. Without one wherever
+    the DirectRunner (named or by default, its running mode not given or in_memory) would run in
+    this process anyway, i.e. below MULTI_PROCESS_MIN_BYTES: a thread per core from
+    THREADS_MIN_BYTES up unless in_memory was asked for, else one. Decided from the flags alone,
+    so that a local run does not import Beam for it. Any other runner gets the pipeline."""
     runner = _flag_value(beam_args, "--runner") or "DirectRunner"
     mode = _flag_value(beam_args, "--direct_running_mode")
-    return (
-        runner in ("DirectRunner", "direct")
-        and mode in (None, "in_memory")
-        and input_bytes < THREADS_MIN_BYTES
-    )
+    if runner not in ("DirectRunner", "direct") or mode not in (None, "in_memory"):
+        return None
+    if input_bytes >= MULTI_PROCESS_MIN_BYTES:
+        return None
+    cores = os.cpu_count() or 1
+    return cores if mode is None and input_bytes >= THREADS_MIN_BYTES and cores > 1 else 1
 
 
 def _flag_value(args: list[str], flag: str) -> str | None:

@@ -254,11 +254,12 @@ class ExecutionContext:
 
         return runs_in_process(self.beam_args, input_bytes=input_bytes)
 
-    def needs_no_pipeline(self, *, input_bytes: int) -> bool:
-        """Whether the step may skip Beam for this input (see `pipeline.beam.needs_no_pipeline`)."""
-        from pipeline.beam import needs_no_pipeline
+    def threads_without_pipeline(self, *, input_bytes: int) -> int | None:
+        """Threads for doing the step's work here without Beam, or None to build a pipeline (see
+        `pipeline.beam.threads_without_pipeline`)."""
+        from pipeline.beam import threads_without_pipeline
 
-        return needs_no_pipeline(self.beam_args, input_bytes=input_bytes)
+        return threads_without_pipeline(self.beam_args, input_bytes=input_bytes)
 
     def beam_pipeline(self, *, input_bytes: int = 0, threads: bool = False):
         """A Beam pipeline with the run's options; see `pipeline.beam.pipeline_options`."""

@@ -1,5 +1,7 @@
 """Beam options: the user's flags pass through untouched; local defaults only fill gaps."""
 
+import os
+
 from pipeline.beam import MULTI_PROCESS_MIN_BYTES, pipeline_options
 
 
@@ -105,11 +107,14 @@ def test_option_views_are_made_once_and_stay_in_step():
     assert options.view_as(StandardOptions).runner == "PortableRunner"
 
 
-def test_only_small_inputs_on_the_direct_runner_skip_the_pipeline():
-    from pipeline.beam import THREADS_MIN_BYTES, needs_no_pipeline
+def test_local_inputs_on_the_direct_runner_skip_the_pipeline_with_a_thread_per_core_when_large():
+    from pipeline.beam import THREADS_MIN_BYTES, threads_without_pipeline
 
-    assert needs_no_pipeline([], input_bytes=1000)
-    assert needs_no_pipeline(["--runner=DirectRunner", "--direct_running_mode=in_memory"], input_bytes=1000)
-    assert not needs_no_pipeline([], input_bytes=THREADS_MIN_BYTES)
-    assert not needs_no_pipeline(["--runner", "PortableRunner"], input_bytes=1000)
-    assert not needs_no_pipeline(["--direct_running_mode=multi_processing"], input_bytes=1000)
+    cores = os.cpu_count() or 1
+    assert threads_without_pipeline([], input_bytes=1000) == 1
+    assert threads_without_pipeline([], input_bytes=THREADS_MIN_BYTES) == (cores if cores > 1 else 1)
+    assert threads_without_pipeline(["--direct_running_mode=in_memory"], input_bytes=THREADS_MIN_BYTES) == 1
+    assert threads_without_pipeline(["--runner=DirectRunner"], input_bytes=1000) == 1
+    assert threads_without_pipeline([], input_bytes=MULTI_PROCESS_MIN_BYTES) is None
+    assert threads_without_pipeline(["--runner", "PortableRunner"], input_bytes=1000) is None
+    assert threads_without_pipeline(["--direct_running_mode=multi_processing"], input_bytes=1000) is None

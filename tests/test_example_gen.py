@@ -1,5 +1,6 @@
 """ExampleGen on inline CSV rows: types, missing values, splits, spans, and every bad-input case."""
 
+import functools
 import glob
 import os
 import re
@@ -360,8 +361,8 @@ def _tree(root) -> dict:
 
 @pytest.mark.parametrize("bad", [False, True])
 def test_small_inputs_skip_beam_with_the_same_artifacts(tmp_path, bad):
-    """On small inputs and the DirectRunner, ExampleGen and StatisticsGen call their stages in
-    this thread instead of building a Beam pipeline: the same files holding the same examples in
+    """On the DirectRunner, ExampleGen and StatisticsGen call their stages in this process (on a
+    thread per core above 4 MB) instead of building a Beam pipeline: the same files holding the same examples in
     the same order, the same statistics byte for byte, and the same report (rows per split,
     types, bad rows named) as the pipeline makes."""
     from components.example_gen import beam, stages
@@ -376,10 +377,11 @@ def test_small_inputs_skip_beam_with_the_same_artifacts(tmp_path, bad):
     ]
     header = HEADER.strip().split(",")
     ctx = ExecutionContext("eg", str(tmp_path), "ExampleGen", 1, "run", log=lambda _: None)
-    assert ctx.needs_no_pipeline(input_bytes=sum(os.path.getsize(p) for p in paths))
+    assert ctx.threads_without_pipeline(input_bytes=sum(os.path.getsize(p) for p in paths)) == 1
+    here = functools.partial(stages.write_examples_here, threads=2)  # as on inputs over 4 MB
     reports, trees = [], []
-    for write in (stages.write_examples_here, beam.write_examples):
-        examples = Examples(str(tmp_path / write.__module__))
+    for write in (here, beam.write_examples):
+        examples = Examples(str(tmp_path / ("here" if write is here else "beam")))
         os.makedirs(examples.uri)
         reports.append(
             write(ctx, paths, header, {"body_mass_g": "float"}, ["NA"], {"train": 2, "eval": 1}, examples)
@@ -392,8 +394,8 @@ def test_small_inputs_skip_beam_with_the_same_artifacts(tmp_path, bad):
                 for s in examples.split_names
                 for p in sorted(glob.glob(examples.split_uri(s) + "/*.gz"))
             ]
-            if write is stages.write_examples_here:
-                _summarize_here(shards, statistics)
+            if write is here:
+                _summarize_here(shards, statistics, threads=2)
             else:
                 _summarize_with_beam(ctx, shards, 1, statistics)
             trees.append(_tree(statistics.uri))

@@ -8,7 +8,7 @@ Only chunk descriptions, column types and report lines cross a stage boundary: t
 inside the fused Encode step, so memory is bounded by the chunk size, not the data size. Bad rows
 never stop a worker midway: they flow to the report, and ExampleGen fails the whole step
 afterwards, naming each one, so nothing is dropped silently. The stages are `stages`' functions;
-on inputs the DirectRunner would run in one thread, ExampleGen calls them without a pipeline.
+where the DirectRunner would run in-process, ExampleGen calls them without a pipeline.
 """
 
 from __future__ import annotations

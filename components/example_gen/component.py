@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import glob
 import hashlib
 import json
@@ -254,8 +255,11 @@ def run_example_gen(
     declared = {**schema_column_types(schema), **given}
     declared = {c: t for c, t in declared.items() if c in features}
     paths = [f["path"] for f in resolved["files"]]
-    if ctx.needs_no_pipeline(input_bytes=sum(os.path.getsize(p) for p in paths)):
+    threads = ctx.threads_without_pipeline(input_bytes=sum(os.path.getsize(p) for p in paths))
+    if threads:
         from components.example_gen.stages import write_examples_here as write_examples
+
+        write_examples = functools.partial(write_examples, threads=threads)
     else:
         from components.example_gen.beam import write_examples
     report = write_examples(

@@ -1,5 +1,5 @@
 """StatisticsGen: one Beam pass over every split of an Examples artifact, TFDV's statistics protos out
-(on small inputs on the DirectRunner, the same stages in this thread, without a pipeline)."""
+(on the DirectRunner below its multi-process size, the same stages in this process, without a pipeline)."""
 
 from __future__ import annotations
 
@@ -41,8 +41,9 @@ def run_statistics_gen(
     if not shards:
         raise UserInputError(f"{examples.uri} holds no TFRecord files; was it written by ExampleGen?")
     input_bytes = sum(os.path.getsize(path) for _, path in shards) * 5
-    if ctx.needs_no_pipeline(input_bytes=input_bytes):
-        _summarize_here(shards, statistics)
+    threads = ctx.threads_without_pipeline(input_bytes=input_bytes)
+    if threads:
+        _summarize_here(shards, statistics, threads)
     else:
         _summarize_with_beam(ctx, shards, input_bytes, statistics)
     missing = [s for s in examples.split_names if not os.path.exists(os.path.join(statistics.split_uri(s)))]
@@ -59,14 +60,17 @@ def _write(statistics: ExampleStatistics, split: str, accumulator) -> None:
     save_statistics(statistics.uri, split, to_proto(split, accumulator))
 
 
-def _summarize_here(shards: list[tuple[str, str]], statistics: ExampleStatistics) -> None:
-    """The pipeline's stages in this thread, shard after shard (small inputs on the DirectRunner)."""
+def _summarize_here(shards: list[tuple[str, str]], statistics: ExampleStatistics, threads: int = 1) -> None:
+    """The pipeline's stages in this process on `threads` threads (the DirectRunner's inputs;
+    decoding, zlib and the sketches release the GIL), merged in shard order."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from components.statistics_gen.statistics import SplitAccumulator
 
     per_split: dict[str, list] = {}
-    for shard in shards:
-        split, accumulator = _shard_accumulator(shard)
-        per_split.setdefault(split, []).append(accumulator)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for split, accumulator in pool.map(_shard_accumulator, shards):
+            per_split.setdefault(split, []).append(accumulator)
     for split, accumulators in per_split.items():
         _write(statistics, split, _merge(accumulators, SplitAccumulator))
 
