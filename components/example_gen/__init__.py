@@ -2,7 +2,7 @@
 
 Modules:
 - `component`: the declaration: spans, headers, feature names;
-- `stages`: the pipeline's stages as functions, and the small-input path that calls them without Beam;
+- `stages`: the pipeline's stages as functions, and the in-process path that calls them without Beam;
 - `beam`: the Beam pipeline;
 - `csv_to_examples`: CSV rows to tf.Example in Arrow batches.
 """

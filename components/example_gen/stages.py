@@ -1,4 +1,4 @@
-"""ExampleGen's stages as plain functions, and the small-input path that calls them without Beam.
+"""ExampleGen's stages as plain functions, and the in-process path that calls them without Beam.
 
 The Beam pipeline (`components.example_gen.beam`) applies these same functions to chunks spread
 over its workers. Where the DirectRunner would run in this process anyway (see
