@@ -58,8 +58,12 @@ def test_two_processes_share_one_postgres_store(postgres, tmp_path):
     runs = {2007: first, 2008: start(2008)}
     outputs = {span: process.communicate(timeout=600)[0] for span, process in runs.items()}
     outputs[2007] = "".join(head) + outputs[2007]
+    # Both roots run the pipeline named "penguin" in one store, so whichever finishes second is
+    # gated against the other's blessed model: held back (exit 3) is a correct outcome for it.
     for span, process in runs.items():
-        assert process.returncode == 0, outputs[span][-3000:]
+        assert process.returncode in (0, 3), outputs[span][-3000:]
+        if process.returncode == 3:
+            assert "HELD_BACK" in outputs[span] and "held back by Evaluator" in outputs[span]
         assert "was interrupted; marked FAILED" not in outputs[span]
 
     store = MetadataStore(url)
@@ -74,7 +78,7 @@ def test_two_processes_share_one_postgres_store(postgres, tmp_path):
         assert gen.artifact.get("span") == span
         assert f"span-{span}/penguins.csv" in custom(gen.execution, "resolved")
     runs_seen = {custom(r, "status") for r in store.pipeline_runs("penguin")}
-    assert runs_seen == {"COMPLETE"}
+    assert "COMPLETE" in runs_seen and runs_seen <= {"COMPLETE", "HELD_BACK"}
     assert all(state_name(e) != "RUNNING" for e in store.mlmd.get_executions())
     for execution in store.mlmd.get_executions():
         assert "interrupted" not in (custom(execution, "error") or "")
