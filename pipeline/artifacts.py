@@ -17,6 +17,7 @@ DOUBLE = "DOUBLE"
 STRING = "STRING"
 
 _PY_TYPES = {INT: int, DOUBLE: (int, float), STRING: str}
+SERVING_DIR = "Format-Serving"  # under a Model: the SavedModel export that serves
 
 
 class Artifact:

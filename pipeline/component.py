@@ -36,10 +36,19 @@ _RESERVED_ARGUMENTS = ("ctx", "params")
 
 @dataclass(frozen=True)
 class Input:
-    """A declared input: the artifact type it takes and whether it may be left out."""
+    """A declared input: the artifact type it takes and whether it may be left out.
+
+    With a `resolver` (see `pipeline.resolvers`) the input is not wired to another node: the
+    runner finds it in the store before the step executes (the latest blessed model, the previous
+    span's statistics) and records it as an INPUT event like any other; None when nothing matches."""
 
     type: type[Artifact]
     optional: bool = False
+    resolver: Any = None
+
+    @property
+    def wired(self) -> bool:
+        return self.resolver is None
 
 
 @dataclass(frozen=True)
@@ -195,6 +204,11 @@ class Node:
                 f"{self.id}: {self.component.name} has no input {key!r}; "
                 f"inputs: {', '.join(self.component.inputs) or 'none'}"
             )
+        if not declared.wired:
+            raise DefinitionError(
+                f"{self.id}: input {key!r} is found by the runner ({declared.resolver}), not wired; "
+                "leave it out"
+            )
         if channel is not None and not isinstance(channel, Channel):
             raise DefinitionError(
                 f"{self.id}: input {key!r} must be another node's output, such as "
@@ -216,8 +230,21 @@ class Node:
 
 
 @dataclass
+class Outcome:
+    """What an executed step returns, the same in this process and from a worker: its outputs as
+    it left them, whether it stopped the run (`blocked`) or held its result back, and where it ran
+    (a line for the log, such as the memory its process holds)."""
+
+    outputs: dict[str, Artifact]
+    blocked: str | None = None
+    held_back: str | None = None
+    where: str = ""
+
+
+@dataclass
 class ExecutionContext:
-    """What a running component may know beyond its artifacts and parameters."""
+    """What a running component may know beyond its artifacts and parameters. It never holds the
+    metadata store: whatever a step needs from there is resolved before it executes."""
 
     pipeline_name: str
     pipeline_root: str
@@ -227,7 +254,6 @@ class ExecutionContext:
     beam_args: list[str] = field(default_factory=list)
     resolved: dict[str, Any] = field(default_factory=dict)
     cache_key: str = ""
-    store: Any = None
     log: Callable[[str], None] = print
     blocked: str | None = None
     held_back: str | None = None
@@ -243,6 +269,10 @@ class ExecutionContext:
         blessed, a push refused): the run goes on and ends HELD_BACK, with `reason`, instead of
         COMPLETE. A cached rerun of the step says the same."""
         self.held_back = reason
+
+    def outcome(self, outputs: dict[str, Artifact], where: str = "") -> Outcome:
+        """The step's `Outcome`, from what it wrote and decided."""
+        return Outcome(outputs, self.blocked, self.held_back, where)
 
     def where_defined(self) -> str:
         """`in <pipeline file>` for errors that tell a person which parameter to set."""

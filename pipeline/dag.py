@@ -67,6 +67,8 @@ class Pipeline:
         for node in self.nodes:
             for key, declared in node.component.inputs.items():
                 channel = node.inputs.get(key)
+                if not declared.wired:
+                    continue  # found by the runner in the store (pipeline.resolvers)
                 if channel is None:
                     if not declared.optional:
                         raise DefinitionError(

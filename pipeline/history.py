@@ -58,7 +58,7 @@ def runs(store: MetadataStore, pipeline_name: str, limit: int = 20) -> list[RunR
 def _status(run) -> str:
     """The run's recorded status; RUNNING only while its process lives (a killed run stays
     RUNNING in the store until the next run on its root closes it)."""
-    from pipeline.local_runner import HOST, process_alive
+    from pipeline.lease import HOST, process_alive
 
     status = custom(run, "status", "?")
     if status == "RUNNING" and custom(run, "host") == HOST and not process_alive(custom(run, "pid")):

@@ -111,6 +111,11 @@ class MetadataStore:
         self.spec = spec
         self.mlmd = _connect(connection_config(spec))
         self._type_ids: dict[tuple[str, str], int] = {}
+        self._node_contexts: dict[str, pb.Context] = {}
+        self.is_sqlite = self.mlmd_config_kind() == "sqlite"
+
+    def mlmd_config_kind(self) -> str:
+        return connection_config(self.spec).WhichOneof("config") or "sqlite"
 
     # ---- types -------------------------------------------------------------------------------
 
@@ -159,7 +164,10 @@ class MetadataStore:
         run = self.get_or_create_context(
             PIPELINE_RUN, run_id, pipeline=pipeline_name, status="RUNNING", start_time=time.time(), **props
         )
-        self.mlmd.put_parent_contexts([pb.ParentContext(child_id=run.id, parent_id=pipeline.id)])
+        try:
+            self.mlmd.put_parent_contexts([pb.ParentContext(child_id=run.id, parent_id=pipeline.id)])
+        except mlmd_errors.AlreadyExistsError:
+            pass  # a run joined again (a later task of the same run)
         return pipeline, run
 
     def update_context(self, context: pb.Context, **props: Any) -> None:
@@ -168,7 +176,14 @@ class MetadataStore:
         self.mlmd.put_contexts([context])
 
     def node_context(self, pipeline_name: str, node_id: str) -> pb.Context:
-        return self.get_or_create_context(NODE, f"{pipeline_name}.{node_id}", node_id=node_id)
+        key = f"{pipeline_name}.{node_id}"
+        if key not in self._node_contexts:
+            self._node_contexts[key] = self.get_or_create_context(NODE, key, node_id=node_id)
+        return self._node_contexts[key]
+
+    def executions_in(self, context: pb.Context) -> list[pb.Execution]:
+        """The executions attributed to a context (a run, a node), by ascending id."""
+        return sorted(self.mlmd.get_executions_by_context(context.id), key=lambda e: e.id)
 
     def pipeline_runs(self, pipeline_name: str) -> list[pb.Context]:
         """The pipeline's runs, newest first."""
@@ -183,86 +198,104 @@ class MetadataStore:
 
     # ---- executions --------------------------------------------------------------------------
 
-    def start_execution(
-        self, component: str, contexts: Contexts, inputs: dict[str, Artifact | None], **props: Any
-    ) -> int:
-        """Puts a RUNNING execution with its INPUT events; returns its id."""
+    def register_execution(
+        self,
+        component: str,
+        contexts: Contexts,
+        inputs: dict[str, Artifact | None],
+        *,
+        state: str = "RUNNING",
+        outputs: dict[str, Artifact] | None = None,
+        **props: Any,
+    ) -> pb.Execution:
+        """Puts a new execution in one call: its properties, an INPUT event for every input found
+        (resolver inputs included) and, for a CACHED one, OUTPUT events to the earlier outputs it
+        reuses. `state` is RUNNING, CACHED or FAILED (a step that failed before it ran). Returns
+        the execution as stored, id included, for `publish_execution` or `fail_execution`."""
         execution = pb.Execution(
-            type_id=self.execution_type_id(component), last_known_state=pb.Execution.RUNNING
+            type_id=self.execution_type_id(component),
+            last_known_state=pb.Execution.State.Value(state),
         )
-        for key, value in props.items():
-            set_value(execution.custom_properties[key], value)
+        _set_all(execution, props)
         pairs = [
-            (self._existing(artifact), _event(pb.Event.INPUT, key))
-            for key, artifact in inputs.items()
-            if artifact is not None
+            (None, artifact, _event(pb.Event.INPUT, key)) for key, artifact in inputs.items() if artifact
         ]
-        execution_id, _ = self._put_execution(execution, pairs, contexts)
-        return execution_id
+        pairs += [(None, a, _event(pb.Event.OUTPUT, key)) for key, a in (outputs or {}).items()]
+        execution.id, _ = self._put_execution(execution, pairs, contexts)
+        return execution
+
+    def publish_execution(
+        self, execution: pb.Execution, contexts: Contexts, outputs: dict[str, Artifact], **props: Any
+    ) -> None:
+        """Marks the execution (as registered) COMPLETE with `props` added and publishes its outputs
+        LIVE with their OUTPUT events, in one call; the artifacts get their ids."""
+        execution.last_known_state = pb.Execution.COMPLETE
+        _set_all(execution, props)
+        pairs = []
+        for key, artifact in outputs.items():
+            artifact.state = "LIVE"
+            pairs.append((self._to_proto(artifact), artifact, _event(pb.Event.OUTPUT, key)))
+        _, artifact_ids = self._put_execution(execution, pairs, contexts)
+        for artifact, artifact_id in zip(outputs.values(), artifact_ids):
+            artifact.id = artifact_id
+
+    def fail_execution(self, execution: int | pb.Execution, error: str, **props: Any) -> None:
+        """Marks an execution (an id or the proto as read) FAILED with `error`."""
+        if isinstance(execution, int):
+            [execution] = self.mlmd.get_executions_by_id([execution])
+        execution.last_known_state = pb.Execution.FAILED
+        _set_all(execution, {"error": error, **props})
+        self.mlmd.put_executions([execution])
+
+    def update_execution(self, execution_id: int, **props: Any) -> None:
+        [execution] = self.mlmd.get_executions_by_id([execution_id])
+        _set_all(execution, props)
+        self.mlmd.put_executions([execution])
 
     def _put_execution(
         self, execution: pb.Execution, pairs: list, contexts: Contexts
     ) -> tuple[int, list[int]]:
-        """put_execution, checked. On PostgreSQL, two processes attributing the same artifact to the
-        same context at once can make MLMD roll the write back without raising; so the write is
-        read back and, if it did not land, made again (the attribution then exists)."""
+        """put_execution of (new artifact proto or None for an existing artifact, Artifact, event)
+        triples. Properties set on the proto replace those stored; the rest are kept.
+
+        On a server database (PostgreSQL, MySQL), two processes attributing the same artifact to the
+        same context at once can make MLMD roll the write back without raising; there the write is
+        read back and, if it did not land, made again. sqlite serializes writers: one call."""
+        mlmd_pairs = []
+        for proto, artifact, event in pairs:
+            if proto is None:  # an existing artifact: the event alone (MLMD takes an id-only proto)
+                if artifact.id is None:
+                    raise ValueError(f"{artifact!r} has not been published")
+                event.artifact_id = artifact.id
+                mlmd_pairs.append((None, event))
+            else:
+                mlmd_pairs.append((proto, event))
         for attempt in range(6):
             try:
-                execution_id, artifact_ids, _ = self.mlmd.put_execution(execution, pairs, contexts.all())
+                execution_id, artifact_ids, _ = self.mlmd.put_execution(
+                    execution, mlmd_pairs, contexts.all(), force_reuse_context=True
+                )
             except (mlmd_errors.AlreadyExistsError, mlmd_errors.AbortedError, mlmd_errors.InternalError):
-                execution_id, artifact_ids = None, []
-            stored = self.mlmd.get_executions_by_id([execution_id]) if execution_id else []
-            if (
-                stored
-                and stored[0].last_known_state == execution.last_known_state
-                and (len(artifact_ids) == len(pairs) == len(self.mlmd.get_artifacts_by_id(artifact_ids)))
-            ):
+                if self.is_sqlite and attempt == 5:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+                continue
+            if self.is_sqlite or self._landed(execution, execution_id, artifact_ids, len(pairs)):
                 return execution_id, artifact_ids
             time.sleep(0.1 * (attempt + 1))
         raise RuntimeError(
             f"could not record execution {execution.id or '(new)'} in {self.spec} after 6 attempts"
         )
 
-    def update_execution(self, execution_id: int, **props: Any) -> None:
-        [execution] = self.mlmd.get_executions_by_id([execution_id])
-        for key, value in props.items():
-            set_value(execution.custom_properties[key], value)
-        self.mlmd.put_executions([execution])
-
-    def complete_execution(
-        self, execution_id: int, contexts: Contexts, outputs: dict[str, Artifact], **props: Any
-    ) -> None:
-        """Marks the execution COMPLETE and publishes its outputs LIVE, in one call."""
-        [execution] = self.mlmd.get_executions_by_id([execution_id])
-        execution.last_known_state = pb.Execution.COMPLETE
-        for key, value in props.items():
-            set_value(execution.custom_properties[key], value)
-        pairs = []
-        for key, artifact in outputs.items():
-            artifact.state = "LIVE"
-            pairs.append((self._to_proto(artifact), _event(pb.Event.OUTPUT, key)))
-        _, artifact_ids = self._put_execution(execution, pairs, contexts)
-        for artifact, artifact_id in zip(outputs.values(), artifact_ids):
-            artifact.id = artifact_id
-
-    def cache_execution(
-        self, execution_id: int, contexts: Contexts, outputs: dict[str, Artifact], **props: Any
-    ) -> None:
-        """Marks the execution CACHED, with OUTPUT events to the earlier outputs it reuses."""
-        [execution] = self.mlmd.get_executions_by_id([execution_id])
-        execution.last_known_state = pb.Execution.CACHED
-        for key, value in props.items():
-            set_value(execution.custom_properties[key], value)
-        pairs = [(self._existing(a), _event(pb.Event.OUTPUT, key)) for key, a in outputs.items()]
-        self._put_execution(execution, pairs, contexts)
-
-    def fail_execution(self, execution_id: int, error: str, **props: Any) -> None:
-        [execution] = self.mlmd.get_executions_by_id([execution_id])
-        execution.last_known_state = pb.Execution.FAILED
-        set_value(execution.custom_properties["error"], error)
-        for key, value in props.items():
-            set_value(execution.custom_properties[key], value)
-        self.mlmd.put_executions([execution])
+    def _landed(
+        self, execution: pb.Execution, execution_id: int, artifact_ids: list[int], count: int
+    ) -> bool:
+        stored = self.mlmd.get_executions_by_id([execution_id])
+        return bool(
+            stored
+            and stored[0].last_known_state == execution.last_known_state
+            and len(artifact_ids) == count == len(self.mlmd.get_artifacts_by_id(artifact_ids))
+        )
 
     def running_executions(self, pipeline_name: str) -> list[pb.Execution]:
         pipeline = self.mlmd.get_context_by_type_and_name(PIPELINE, pipeline_name)
@@ -345,12 +378,6 @@ class MetadataStore:
         ids = [p.id for p in self.mlmd.get_artifacts_by_uri(uri)]
         return self.artifacts_by_id(ids)
 
-    def _existing(self, artifact: Artifact) -> pb.Artifact:
-        if artifact.id is None:
-            raise ValueError(f"{artifact!r} has not been published")
-        [proto] = self.mlmd.get_artifacts_by_id([artifact.id])
-        return proto
-
     def _to_proto(self, artifact: Artifact) -> pb.Artifact:
         proto = pb.Artifact(
             type_id=self.artifact_type_id(type(artifact)),
@@ -398,6 +425,11 @@ def _retry_conflict(call, attempts: int = 5):
             if attempt == attempts - 1:
                 raise
             time.sleep(0.1 * (attempt + 1))
+
+
+def _set_all(proto: Any, props: dict[str, Any]) -> None:
+    for key, value in props.items():
+        set_value(proto.custom_properties[key], value)
 
 
 def _event(kind: int, key: str) -> pb.Event:

@@ -12,8 +12,8 @@ What crosses the process boundary: the component's run function, its parameters 
 and output artifacts (pickled with cloudpickle, so that functions from a pipeline file or a test
 travel by value), and the execution context without its store and log. Back come log lines, then
 the output artifacts as the step left them with the context's decisions (blocked, held back), or
-the step's exception with its traceback. The worker opens the metadata store itself, read-only in
-practice, if the step asks for `ctx.store`.
+the step's exception with its traceback. The worker never opens the metadata store: every input
+a step needs, resolver inputs included, is resolved by the runner before it executes.
 
 Each request also carries the runner's environment, working directory and sys.path, so a step
 sees what it would see in the runner (the run's TMPDIR above all). A worker whose steps all
@@ -41,6 +41,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from pipeline.component import Outcome
 from pipeline.errors import UserInputError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,15 +49,6 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 class StepWorkerDied(RuntimeError):
     """The worker process ended while executing a step (killed, out of memory, crashed)."""
-
-
-@dataclasses.dataclass
-class StepOutcome:
-    outputs: dict[str, Any]
-    blocked: str | None
-    held_back: str | None
-    rss_mb: int
-    peak_rss_mb: int
 
 
 class StepWorker:
@@ -79,20 +71,17 @@ class StepWorker:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def execute(
-        self, run: Callable, ctx: Any, params: Any, inputs: dict, outputs: dict, metadata: str | None
-    ) -> StepOutcome:
+    def execute(self, run: Callable, ctx: Any, params: Any, inputs: dict, outputs: dict) -> Outcome:
         """Runs `run(ctx, params, **inputs, **outputs)` in the worker, relaying its log lines to
-        `ctx.log`; returns the outputs as the step left them, or raises the step's exception.
-        `metadata` is the store's sqlite path or URL, for a step that uses `ctx.store`."""
+        `ctx.log`; returns its `Outcome`, or raises the step's exception."""
         import cloudpickle
 
         from pipeline.usercode import register_user_modules_by_value
 
         register_user_modules_by_value(cloudpickle)
-        travelling = dataclasses.replace(ctx, store=None, log=None)
+        travelling = dataclasses.replace(ctx, log=None)
         environment = (dict(os.environ), os.getcwd(), [p or os.getcwd() for p in sys.path])
-        request = cloudpickle.dumps((environment, run, travelling, metadata, params, inputs, outputs))
+        request = cloudpickle.dumps((environment, run, travelling, params, inputs, outputs))
         try:
             self.connection.send_bytes(request)
         except OSError:  # the worker is gone
@@ -107,7 +96,8 @@ class StepWorker:
             if kind == "log":
                 ctx.log(payload[0])
             elif kind == "done":
-                return StepOutcome(*payload)
+                outputs, blocked, held_back, rss, peak = payload
+                return Outcome(outputs, blocked, held_back, f"worker memory {rss} MB, peak so far {peak} MB")
             else:
                 self.failed = True
                 data, text = payload
@@ -208,7 +198,6 @@ def _picklable(error: BaseException) -> bytes:
 
 def _serve(connection: Connection) -> None:
     from pipeline.memory import peak_rss_mb, release_free_memory, rss_mb, settle_heap
-    from pipeline.metadata import MetadataStore
 
     sending = threading.Lock()  # a step may log from several threads
 
@@ -223,10 +212,9 @@ def _serve(connection: Connection) -> None:
         except (EOFError, OSError):
             return
         try:
-            environment, run, ctx, metadata, params, inputs, outputs = pickle.loads(request)
+            environment, run, ctx, params, inputs, outputs = pickle.loads(request)
             _adopt(environment)
             ctx.log = lambda message: send(("log", message))
-            ctx.store = _LazyStore(MetadataStore, metadata) if metadata else None
             run(ctx, params, **inputs, **outputs)
         except BaseException as error:  # noqa: BLE001 - sent to the runner, which records it
             text = traceback.format_exc()
@@ -236,18 +224,6 @@ def _serve(connection: Connection) -> None:
             settle_heap()
             release_free_memory()
         send(("done", outputs, ctx.blocked, ctx.held_back, rss_mb(), peak_rss_mb()))
-
-
-class _LazyStore:
-    """The metadata store, opened when a step first uses it."""
-
-    def __init__(self, factory, spec: str):
-        self._factory, self._spec, self._store = factory, spec, None
-
-    def __getattr__(self, name: str):
-        if self._store is None:
-            self._store = self._factory(self._spec)
-        return getattr(self._store, name)
 
 
 def main(argv: list[str]) -> None:

@@ -24,8 +24,9 @@ def test_put_get_filter_and_lineage_subgraph(tmp_path):
     from pipeline.metadata import Contexts
 
     contexts = Contexts(pipeline_ctx, run_ctx, store.node_context("p", "Gen"))
-    execution_id = store.start_execution("Gen", contexts, {}, node_id="Gen", pipeline_root="/r")
-    store.complete_execution(execution_id, contexts, {"examples": examples}, cache_key="k1")
+    execution = store.register_execution("Gen", contexts, {}, node_id="Gen", pipeline_root="/r")
+    store.publish_execution(execution, contexts, {"examples": examples}, cache_key="k1")
+    execution_id = execution.id
 
     [back] = store.artifacts_by_id([examples.id])
     assert isinstance(back, Examples)
@@ -80,7 +81,7 @@ def test_a_store_of_the_earlier_layout_keeps_working(tmp_path):
     """Before, ModelBlessing and PushedModel declared `blessed`, `current_model_id`, ... as type
     properties. MLMD cannot drop a type's property, so such a store keeps its types; both layouts
     are read, the latest blessed model is found in either, and new artifacts are written as TFX's."""
-    from components.evaluator.component import latest_blessed_model
+    from pipeline.resolvers import LatestBlessedModel
     from pipeline.artifacts import Model, ModelBlessing, PushedModel
     from pipeline.metadata import Contexts
 
@@ -100,8 +101,8 @@ def test_a_store_of_the_earlier_layout_keeps_working(tmp_path):
     contexts = Contexts(pipeline_ctx, run_ctx, store.node_context("p", "Evaluator"))
     model = Model(str(tmp_path / "model"))
     os.makedirs(os.path.join(model.uri, "Format-Serving"))
-    execution = store.start_execution("Trainer", contexts, {})
-    store.complete_execution(execution, contexts, {"model": model})
+    execution = store.register_execution("Trainer", contexts, {})
+    store.publish_execution(execution, contexts, {"model": model})
     # A blessing and a push as the earlier layout wrote them: values under `properties`.
     old_blessing = pb.Artifact(
         type_id=store.artifact_type_id(ModelBlessing), uri="b1", state=pb.Artifact.LIVE
@@ -111,20 +112,21 @@ def test_a_store_of_the_earlier_layout_keeps_working(tmp_path):
     old_push = pb.Artifact(type_id=store.artifact_type_id(PushedModel), uri="p1", state=pb.Artifact.LIVE)
     old_push.properties["pushed"].int_value = 1
     old_push.properties["pushed_version"].int_value = 3
-    execution = store.start_execution("Evaluator", contexts, {})
+    execution = store.register_execution("Evaluator", contexts, {})
     store.mlmd.put_execution(
         pb.Execution(
-            id=execution, type_id=store.execution_type_id("Evaluator"), last_known_state=pb.Execution.COMPLETE
+            id=execution.id, type_id=store.execution_type_id("Evaluator"), last_known_state=pb.Execution.COMPLETE
         ),
         [(old_blessing, pb.Event(type=pb.Event.OUTPUT)), (old_push, pb.Event(type=pb.Event.OUTPUT))],
         contexts.all(),
     )
-    assert latest_blessed_model(store, "p", exclude_model_id=0).id == model.id
+    assert LatestBlessedModel().resolve(store, "p", {"model": None}).id == model.id
+    assert LatestBlessedModel().resolve(store, "p", {"model": model}) is None
     [push] = store.live_artifacts(PushedModel, "p")
     assert push.pushed_version() == 3 and push.get("pushed") == 1
 
     new = ModelBlessing(str(tmp_path / "b2"), custom_properties={"blessed": 0, "current_model_id": model.id})
-    execution = store.start_execution("Evaluator", contexts, {})
-    store.complete_execution(execution, contexts, {"blessing": new})
+    execution = store.register_execution("Evaluator", contexts, {})
+    store.publish_execution(execution, contexts, {"blessing": new})
     [back] = [b for b in store.live_artifacts(ModelBlessing, "p") if b.id == new.id]
     assert back.custom_properties["blessed"] == 0 and back.properties == {}

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from pipeline import Component, DefinitionError, ExecutionContext, Input, UserInputError
 from pipeline.artifacts import Examples, Model, ModelBlessing, ModelEvaluation
-from pipeline.metadata import MetadataStore
+from pipeline.resolvers import LatestBlessedModel
 
 PAGE_FILE = "evaluation.html"
 BLESSED_FILE, NOT_BLESSED_FILE = "BLESSED", "NOT_BLESSED"
@@ -88,36 +88,12 @@ class EvaluatorParams:
         return checks
 
 
-def latest_blessed_model(store: MetadataStore, pipeline_name: str, exclude_model_id: int) -> Model | None:
-    """The newest Model of the pipeline that a LIVE ModelBlessing blessed, other than
-    `exclude_model_id`, whose files still exist (TFX's latest-blessed-model resolver)."""
-    blessings = [
-        *store.live_artifacts(ModelBlessing, pipeline_name, "custom_properties.blessed.int_value = 1"),
-        # written by an earlier version, with `blessed` a declared property
-        *store.live_artifacts(ModelBlessing, pipeline_name, "properties.blessed.int_value = 1"),
-    ]
-    ids = {b.get("current_model_id") for b in blessings} - {exclude_model_id}
-    models = [
-        m
-        for m in store.artifacts_by_id(sorted(ids))
-        if m.state == "LIVE" and os.path.isdir(os.path.join(m.uri, "Format-Serving"))
-    ]
-    return max(models, key=lambda m: m.id, default=None)
-
-
-def resolve_baseline(
-    ctx: ExecutionContext, params: EvaluatorParams, model: Model, examples: Examples
-) -> dict:
-    """The baseline's id (0 when none) joins the cache key: a newly blessed model means a new evaluation."""
-    baseline = latest_blessed_model(ctx.store, ctx.pipeline_name, model.id)
-    return {"baseline_model_id": baseline.id if baseline else 0}
-
-
 def run_evaluator(
     ctx: ExecutionContext,
     params: EvaluatorParams,
     model: Model,
     examples: Examples,
+    baseline: Model | None,
     evaluation: ModelEvaluation,
     blessing: ModelBlessing,
 ) -> None:
@@ -128,8 +104,6 @@ def run_evaluator(
     from components.evaluator.page import write_page
     from components.evaluator.tfma import BASELINE, CANDIDATE
 
-    baseline_id = ctx.resolved.get("baseline_model_id", 0)
-    baseline = ctx.store.artifacts_by_id([baseline_id])[0] if baseline_id else None
     models = {tfma_side.CANDIDATE: model, **({tfma_side.BASELINE: baseline} if baseline else {})}
     label_key, task = _label_and_task(ctx, params, model)
     _check_label_in(examples, label_key, params, ctx)
@@ -294,10 +268,14 @@ def _reason(blessed: bool, results, baseline: Model | None) -> str:
 Evaluator = Component(
     name="Evaluator",
     run=run_evaluator,
-    inputs={"model": Input(Model), "examples": Input(Examples)},
+    inputs={
+        "model": Input(Model),
+        "examples": Input(Examples),
+        # TFX's latest-blessed-model resolver, resolved by the runner and recorded as an input.
+        "baseline": Input(Model, optional=True, resolver=LatestBlessedModel(exclude="model")),
+    },
     outputs={"evaluation": ModelEvaluation, "blessing": ModelBlessing},
     parameters=EvaluatorParams,
     version="3",
-    resolve=resolve_baseline,
     preload=("tensorflow_model_analysis", "components.evaluator.batched", "components.evaluator.page"),
 )

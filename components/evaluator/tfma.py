@@ -31,11 +31,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from components.evaluator.component import REGRESSION_METRICS
+from pipeline.artifacts import SERVING_DIR
 from pipeline.errors import UserInputError
 
 CANDIDATE, BASELINE = "candidate", "baseline"
 OVERALL = "Overall"
-SERVING_DIR = "Format-Serving"
 
 
 LOWER_IS_BETTER = frozenset({"mean_squared_error", "root_mean_squared_error", "mean_absolute_error"})

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from pipeline import Component, ExecutionContext, Input, UserInputError
 from pipeline.artifacts import ExampleAnomalies, ExampleStatistics, Schema
+from pipeline.resolvers import PreviousSpan
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 PAGE_FILE = "statistics.html"
@@ -27,23 +28,20 @@ class ExampleValidatorParams:
     drift_exclude: tuple = ()
 
 
-def resolve_previous_span(
-    ctx: ExecutionContext, params: ExampleValidatorParams, statistics: ExampleStatistics, schema: Schema
+def check_params(
+    ctx: ExecutionContext,
+    params: ExampleValidatorParams,
+    statistics: ExampleStatistics,
+    schema: Schema,
+    previous_statistics: ExampleStatistics | None,
 ) -> dict:
-    """Finds the statistics of the latest earlier span in MLMD; its id joins the cache key."""
+    """Checks warn_only before anything runs."""
     from components.example_validator.anomalies import KINDS
 
     unknown = sorted(set(params.warn_only) - set(KINDS))
     if unknown:
         raise UserInputError(f"warn_only: unknown anomaly kind(s) {unknown}; kinds: {', '.join(KINDS)}")
-    span = statistics.get("span", 0)
-    earlier = ctx.store.live_artifacts(
-        ExampleStatistics, ctx.pipeline_name, f"properties.span.int_value < {span}"
-    )
-    if not earlier:
-        return {"previous_statistics_id": None}
-    previous = max(earlier, key=lambda a: (a.get("span"), a.id))
-    return {"previous_statistics_id": previous.id, "previous_span": previous.get("span")}
+    return {}
 
 
 def run_example_validator(
@@ -51,6 +49,7 @@ def run_example_validator(
     params: ExampleValidatorParams,
     statistics: ExampleStatistics,
     schema: Schema,
+    previous_statistics: ExampleStatistics | None,
     anomalies: ExampleAnomalies,
 ) -> None:
     from components.example_validator import anomalies as checks
@@ -59,9 +58,7 @@ def run_example_validator(
     from components.statistics_gen.statistics import load_statistics
 
     schema_proto = load_schema(schema)
-    previous = None
-    if ctx.resolved.get("previous_statistics_id") is not None:
-        [previous] = ctx.store.artifacts_by_id([ctx.resolved["previous_statistics_id"]])
+    previous = previous_statistics
     all_findings, datasets = [], {}
     for split in statistics.split_names:
         datasets[split] = load_statistics(statistics, split)
@@ -87,12 +84,12 @@ def run_example_validator(
         warning_count=len(all_findings) - len(blocking),
         decision="BLOCKED" if blocking else "PASSED",
         page=PAGE_FILE,
-        previous_span=ctx.resolved.get("previous_span") or 0,
+        previous_span=(previous.get("span") if previous is not None else 0) or 0,
     )
     write_page(os.path.join(anomalies.uri, PAGE_FILE), datasets, all_findings, statistics.get("span"))
     for finding in all_findings:
         ctx.log(str(finding))
-    compared = f", compared with span {ctx.resolved['previous_span']}" if previous is not None else ""
+    compared = f", compared with span {previous.get('span')}" if previous is not None else ""
     ctx.log(f"{len(blocking)} anomalies, {len(all_findings) - len(blocking)} warnings{compared}")
     if blocking:
         listed = "\n  ".join(str(f) for f in blocking)
@@ -112,9 +109,15 @@ def _write_split(anomalies: ExampleAnomalies, split: str, proto) -> None:
 ExampleValidator = Component(
     name="ExampleValidator",
     run=run_example_validator,
-    inputs={"statistics": Input(ExampleStatistics), "schema": Input(Schema)},
+    inputs={
+        "statistics": Input(ExampleStatistics),
+        "schema": Input(Schema),
+        "previous_statistics": Input(
+            ExampleStatistics, optional=True, resolver=PreviousSpan(of="statistics")
+        ),
+    },
     outputs={"anomalies": ExampleAnomalies},
     parameters=ExampleValidatorParams,
     version="1",
-    resolve=resolve_previous_span,
+    resolve=check_params,
 )

@@ -15,9 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipeline import Component, DefinitionError, ExecutionContext, Input, UserInputError
-from pipeline.artifacts import Examples, Model, ModelBlessing, PushedModel
+from pipeline.artifacts import SERVING_DIR, Examples, Model, ModelBlessing, PushedModel
 
-SERVING_DIR = "Format-Serving"
 RECORD_FILE = "push_record.json"
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 STAGING_PREFIX = ".staging-"

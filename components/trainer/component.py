@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 
 from components.trainer.training import DISTRIBUTIONS
 from pipeline import Component, DefinitionError, ExecutionContext, Input, UserInputError
-from pipeline.artifacts import Examples, Model, Schema, TransformGraph
+from pipeline.artifacts import SERVING_DIR, Examples, Model, Schema, TransformGraph
 
-SERVING_DIR = "Format-Serving"
 RUN_DIR = "run"
 PAGE_FILE = "training.html"
 

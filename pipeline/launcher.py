@@ -1,0 +1,315 @@
+"""One step in three phases, as TFX's launcher has them: prepare, execute, publish.
+
+*prepare* (in the orchestrating process, the only one that talks to the store): resolve every
+input, the upstream outputs and the resolver inputs (`pipeline.resolvers`); let the component
+resolve what its cache key must cover; look up the cache; register the execution once, with all
+its properties and INPUT events: RUNNING, or CACHED with OUTPUT events to the outputs it reuses,
+or FAILED when preparing failed.
+
+*execute* (here or in a worker process): the component gets its resolved artifacts and parameters,
+never the store, writes its outputs into staging directories and returns an `Outcome`.
+
+*publish*: the staging directories are renamed into place and fingerprinted, and one
+`put_execution` marks the execution COMPLETE with its outputs LIVE. A failure anywhere is recorded
+FAILED and what the step wrote is removed.
+
+`runner.py run` (pipeline.local_runner) and `runner.py step` (pipeline.step) both launch steps
+through `launch`, so the two paths cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pipeline.artifacts import Artifact
+from pipeline.cache import cache_key, directory_fingerprint, params_fingerprint
+from pipeline.component import ExecutionContext, Node, Outcome
+from pipeline.dag import Pipeline
+from pipeline.errors import ExecutionError, UserInputError, describe_error
+from pipeline.metadata import Contexts, MetadataStore, custom
+
+STAGING_PREFIX = ".staging-"
+HOST = socket.gethostname()
+
+# Executes a prepared step and says what it did: in this process (`execute_here`) or in a worker.
+Executor = Callable[["Prepared"], Outcome]
+
+
+@dataclass
+class RunScope:
+    """What every step of one run shares: the pipeline, the store, the root and the run's contexts."""
+
+    pipeline: Pipeline
+    store: MetadataStore
+    root: str
+    run_id: str
+    pipeline_ctx: object
+    run_ctx: object
+    beam_args: list[str] = field(default_factory=list)
+    enable_cache: bool = True
+    forced: frozenset[str] = frozenset()  # steps that run even if unchanged (--rerun-from)
+    log: Callable[[str], None] = print
+
+
+@dataclass
+class StepResult:
+    node_id: str
+    status: str  # COMPLETE, CACHED, FAILED, SKIPPED, or BLOCKED (a gate completed and said stop)
+    execution_id: int | None = None
+    seconds: float = 0.0
+    outputs: dict[str, Artifact] = field(default_factory=dict)
+    note: str = ""
+    held_back: str = ""  # the step completed but kept its result from taking effect, and why
+
+
+@dataclass
+class Prepared:
+    """A step registered in the store, ready to execute (or already CACHED: `cached` is set)."""
+
+    node: Node
+    contexts: Contexts
+    execution: object  # the registered MLMD execution proto
+    inputs: dict[str, Artifact | None]
+    ctx: ExecutionContext
+    final_uris: dict[str, str] = field(default_factory=dict)
+    staging: dict[str, str] = field(default_factory=dict)
+    cached: StepResult | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def execution_id(self) -> int:
+        return self.execution.id
+
+
+def launch(
+    scope: RunScope, node: Node, upstream: dict[tuple[str, str], Artifact], executor: Executor
+) -> StepResult:
+    """Prepares, executes and publishes one step. Raises ExecutionError (recorded FAILED, its files
+    removed) when it fails; KeyboardInterrupt and SystemExit are recorded, then re-raised."""
+    prepared = prepare(scope, node, upstream)
+    if prepared.cached is not None:
+        return prepared.cached
+    try:
+        outcome = executor(prepared)
+        return publish(scope, prepared, outcome)
+    except BaseException as error:  # noqa: BLE001 - recorded, cleaned up, re-raised
+        fail(scope, prepared, error)
+        raise  # unreachable: fail raises
+
+
+def prepare(scope: RunScope, node: Node, upstream: dict[tuple[str, str], Artifact]) -> Prepared:
+    store, log = scope.store, scope.log
+    contexts = Contexts(scope.pipeline_ctx, scope.run_ctx, store.node_context(scope.pipeline.name, node.id))
+    inputs: dict[str, Artifact | None] = {}
+    ctx = ExecutionContext(
+        pipeline_name=scope.pipeline.name,
+        pipeline_root=scope.root,
+        component_id=node.id,
+        execution_id=0,
+        run_id=scope.run_id,
+        beam_args=[*scope.pipeline.beam_args, *scope.beam_args],
+        log=lambda message: log(f"      {message}"),
+        pipeline_file=scope.pipeline.source_file,
+    )
+    props = {
+        "node_id": node.id,
+        "run_id": scope.run_id,
+        "code_version": node.component.version,
+        # Whose it is: recovery closes only this root's executions whose process is gone.
+        "pipeline_root": scope.root,
+        "host": HOST,
+        "pid": os.getpid(),
+    }
+    try:
+        for key, declared in node.component.inputs.items():
+            channel = node.inputs.get(key)
+            if declared.wired:
+                inputs[key] = None if channel is None else upstream[(channel.producer.id, channel.key)]
+        for key, declared in node.component.inputs.items():
+            if not declared.wired:
+                inputs[key] = declared.resolver.resolve(store, scope.pipeline.name, inputs)
+        if node.component.resolve is not None:
+            ctx.resolved = node.component.resolve(ctx, node.params, **inputs)
+        ctx.cache_key = cache_key(
+            node.component.name, node.component.version, node.params, inputs, ctx.resolved
+        )
+        props.update(
+            cache_key=ctx.cache_key, resolved=ctx.resolved, parameters=params_fingerprint(node.params)
+        )
+        cached = _lookup_cache(scope, node, ctx.cache_key)
+    except BaseException as error:  # noqa: BLE001 - recorded FAILED, then raised
+        detail = "" if isinstance(error, UserInputError) else traceback.format_exc()
+        execution = store.register_execution(
+            node.component.name,
+            contexts,
+            {k: a for k, a in inputs.items() if a is not None and a.id is not None},
+            state="FAILED",
+            error=describe_error(error),
+            traceback=detail,
+            **props,
+        )
+        log(f"      FAILED before it ran: {describe_error(error)}")
+        if isinstance(error, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise ExecutionError(node.id, execution.id, error) from error
+    if cached is not None:
+        earlier, outputs = cached
+        blocked, held_back = custom(earlier, "blocked", ""), custom(earlier, "held_back", "")
+        execution = store.register_execution(
+            node.component.name,
+            contexts,
+            inputs,
+            state="CACHED",
+            outputs=outputs,
+            cached_from=earlier.id,
+            blocked=blocked,
+            held_back=held_back,
+            **props,
+        )
+        prepared = Prepared(node, contexts, execution, inputs, ctx)
+        seconds = time.monotonic() - prepared.started
+        log(f"      CACHED: reused the outputs of execution {earlier.id} ({seconds:.1f} s)")
+        if held_back:
+            log(f"      held back: {held_back}")
+        status, note = ("BLOCKED", blocked) if blocked else ("CACHED", f"from {earlier.id}")
+        prepared.cached = StepResult(node.id, status, execution.id, seconds, outputs, note, held_back)
+        return prepared
+    execution = store.register_execution(node.component.name, contexts, inputs, **props)
+    ctx.execution_id = execution.id
+    prepared = Prepared(node, contexts, execution, inputs, ctx)
+    prepared.final_uris = {
+        key: output_uri(scope.root, node.id, key, execution.id) for key in node.component.outputs
+    }
+    prepared.staging = {key: staging_uri(uri) for key, uri in prepared.final_uris.items()}
+    try:
+        for name, artifact in inputs.items():
+            if artifact is not None and (problem := damage(artifact)):
+                raise UserInputError(
+                    f"input {name!r} ({artifact.TYPE_NAME} #{artifact.id}) {problem}; "
+                    "run again with --no-cache to rebuild it"
+                )
+        for uri in prepared.staging.values():
+            os.makedirs(uri)
+    except BaseException as error:  # noqa: BLE001
+        fail(scope, prepared, error)
+    return prepared
+
+
+def execute_here(prepared: Prepared) -> Outcome:
+    """Runs the component in this process."""
+    node = prepared.node
+    outputs = new_outputs(prepared)
+    node.component.run(prepared.ctx, node.params, **prepared.inputs, **outputs)
+    return prepared.ctx.outcome(outputs)
+
+
+def new_outputs(prepared: Prepared) -> dict[str, Artifact]:
+    return {key: cls(prepared.staging[key]) for key, cls in prepared.node.component.outputs.items()}
+
+
+def publish(scope: RunScope, prepared: Prepared, outcome: Outcome) -> StepResult:
+    """Renames the staged outputs into place and records the execution COMPLETE, in one call."""
+    outputs = outcome.outputs
+    for key, artifact in outputs.items():
+        os.replace(prepared.staging[key], prepared.final_uris[key])
+        artifact.uri = prepared.final_uris[key]
+        artifact.custom_properties["fingerprint"] = directory_fingerprint(artifact.uri)
+    seconds = time.monotonic() - prepared.started
+    scope.store.publish_execution(
+        prepared.execution,
+        prepared.contexts,
+        outputs,
+        seconds=round(seconds, 3),
+        blocked=outcome.blocked or "",
+        held_back=outcome.held_back or "",
+    )
+    where = f"; {outcome.where}" if outcome.where else ""
+    scope.log(f"      COMPLETE in {seconds:.1f} s (execution {prepared.execution_id}{where})")
+    node_id, execution_id = prepared.node.id, prepared.execution_id
+    if outcome.blocked:
+        return StepResult(node_id, "BLOCKED", execution_id, seconds, outputs, outcome.blocked)
+    return StepResult(node_id, "COMPLETE", execution_id, seconds, outputs, held_back=outcome.held_back or "")
+
+
+def fail(scope: RunScope, prepared: Prepared, error: BaseException) -> None:
+    """Records the execution FAILED, removes what it wrote and raises ExecutionError (or
+    re-raises KeyboardInterrupt and SystemExit)."""
+    remove_dirs([*prepared.staging.values(), *prepared.final_uris.values()])
+    # An error from the worker process carries the traceback it had there.
+    detail = getattr(error, "worker_traceback", None) or traceback.format_exc()
+    detail = "" if isinstance(error, UserInputError) else detail
+    scope.store.fail_execution(prepared.execution, describe_error(error), traceback=detail)
+    scope.log(f"      FAILED after {time.monotonic() - prepared.started:.1f} s")
+    if isinstance(error, (KeyboardInterrupt, SystemExit)):
+        raise error
+    raise ExecutionError(prepared.node.id, prepared.execution_id, error) from error
+
+
+def _lookup_cache(scope: RunScope, node: Node, key: str):
+    """(the earlier execution, its outputs) to reuse, or None. An earlier output whose files
+    changed is marked ABANDONED (and rebuilt)."""
+    if not scope.enable_cache or node.id in scope.forced:
+        return None
+    found = scope.store.find_cached(scope.pipeline.name, node.id, key, scope.root)
+    if found is None:
+        return None
+    execution, outputs = found
+    damaged = [(a, problem) for a in outputs.values() if (problem := damage(a))]
+    for artifact, problem in damaged:
+        scope.store.abandon_artifact(artifact.id, f"found by run {scope.run_id}: {problem}")
+    if damaged:
+        scope.log(
+            f"      cache miss: an output of execution {execution.id} {damaged[0][1]}; "
+            f"{damaged[0][0].TYPE_NAME} #{damaged[0][0].id} is marked ABANDONED and will be rebuilt"
+        )
+        return None
+    return execution, outputs
+
+
+def output_uri(root: str, node_id: str, key: str, execution_id: int) -> str:
+    """Where an output lives: `<root>/<node id>/<output key>/<execution id>/`."""
+    return os.path.join(root, node_id, key, str(execution_id))
+
+
+def staging_uri(final_uri: str) -> str:
+    parent, name = os.path.split(final_uri)
+    return os.path.join(parent, STAGING_PREFIX + name)
+
+
+def output_dirs(root: str, node_id: str, execution_id: int) -> list[str]:
+    """Every directory an execution may have written, staged or renamed into place (from the
+    layout, so that recovery needs nothing recorded beyond the execution's id and node)."""
+    pattern = os.path.join(glob.escape(root), glob.escape(node_id), "*")
+    found = []
+    for key_dir in glob.glob(pattern):
+        found += [
+            os.path.join(key_dir, str(execution_id)),
+            os.path.join(key_dir, STAGING_PREFIX + str(execution_id)),
+        ]
+    return [path for path in found if os.path.isdir(path)]
+
+
+def damage(artifact: Artifact) -> str | None:
+    """How a published artifact's directory differs from when it was published, or None: gone,
+    or files added, removed or resized (its fingerprint covers names and sizes)."""
+    if "://" in artifact.uri:
+        return None  # remote storage: trusted
+    if not os.path.isdir(artifact.uri):
+        return f"has lost its files ({artifact.uri} is gone)"
+    expected = artifact.custom_properties.get("fingerprint")
+    if expected and directory_fingerprint(artifact.uri) != expected:
+        return f"changed on disk since it was written (under {artifact.uri} a file was added, removed or resized)"
+    return None
+
+
+def remove_dirs(paths: list[str]) -> None:
+    for path in paths:
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
