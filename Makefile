@@ -5,12 +5,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test bench lint venv lock
+AIRFLOW_VENV := .venv-airflow
+
+.PHONY: run test bench lint venv venv-airflow lock
 
 run: venv
 	$(PY) runner.py run $(ARGS)
 
-test: venv
+test: venv venv-airflow
 	$(PY) -m pytest $(ARGS)
 
 bench: venv
@@ -29,6 +31,16 @@ venv:
 	  rm -rf $(VENV) && $(PYTHON) -m venv $(VENV) && \
 	  $(PY) -m pip install --quiet --no-deps -r requirements.lock -r requirements-tfx.lock && \
 	  echo "$$want" > $(VENV)/.lock-sha256; \
+	fi
+
+# Airflow 3 in its own environment (its pins conflict with TensorFlow's): for exported DAGs.
+venv-airflow:
+	@want=$$(sha256sum requirements-airflow.lock | cut -d' ' -f1); \
+	if [ "$$(cat $(AIRFLOW_VENV)/.lock-sha256 2>/dev/null)" != "$$want" ]; then \
+	  echo "Creating $(AIRFLOW_VENV) from requirements-airflow.lock (a minute or two, once)..."; \
+	  rm -rf $(AIRFLOW_VENV) && $(PYTHON) -m venv $(AIRFLOW_VENV) && \
+	  $(AIRFLOW_VENV)/bin/pip install --quiet --no-deps -r requirements-airflow.lock && \
+	  echo "$$want" > $(AIRFLOW_VENV)/.lock-sha256; \
 	fi
 
 # Regenerates the lock from requirements.in, with overrides.txt lifting ml-metadata's caps.

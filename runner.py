@@ -4,6 +4,8 @@
     python runner.py run [--pipeline FILE] [--span N] [--data PATTERN] [--no-cache | --rerun-from STEP]
                          [--wait SECONDS]
                          [--beam-arg=FLAG ...] [--job-server HOST:PORT [--workers HOST:PORT]]
+    python runner.py step STEP --run-id ID [--span N] [--data PATTERN] [--no-cache] [--wait SECONDS]
+    python runner.py export airflow|kfp [--out FILE] [--schedule CRON] [--image IMAGE] ...
     python runner.py init DIR --data PATTERN --label COLUMN [--task classification|regression]
     python runner.py runs [--limit N]
     python runner.py models
@@ -16,9 +18,11 @@ Flags every command takes (before or after it): --pipeline FILE (default $PIPELI
 penguin pipeline), --pipeline-name NAME, --pipeline-root DIR (default $PIPELINE_ROOT, else the
 pipeline's own), --metadata PATH_OR_URL.
 
-Exit codes: 0 done (a new model in service, or nothing new), 1 a step failed or the data gate
-stopped the run, 2 a definition error, 3 done but held back (the model was not blessed or its push
-was refused; the served model is unchanged), 75 another run holds the root.
+Exit codes (run and step): 0 done (a new model in service, or nothing new; for step: the step is
+COMPLETE or CACHED, now or before), 1 a step failed or the data gate stopped the run (for step:
+also an upstream step that has not completed), 2 a definition error, 3 done but held back (the
+model was not blessed or its push was refused; the served model is unchanged), 75 busy: another
+run holds the root, or the step runs in another live process (try again later).
 """
 
 from __future__ import annotations
@@ -136,6 +140,50 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(command=cmd_run)
 
+    step = commands.add_parser(
+        "step", help="run one step of one run (a task for a scheduler: Airflow, Kubeflow)", parents=common
+    )
+    step.add_argument("node", metavar="STEP", help="the step's node id, such as Trainer")
+    step.add_argument("--run-id", required=True, help="the run this step belongs to (the scheduler's run id)")
+    step.add_argument("--span", type=int, help="the span to ingest (default: the latest)")
+    step.add_argument("--data", help="input pattern with {SPAN} (default: the pipeline's)")
+    step.add_argument("--no-cache", action="store_true", help="run the step even if unchanged")
+    step.add_argument(
+        "--beam-arg", action="append", default=[], metavar="FLAG", help="a Beam pipeline option"
+    )
+    step.add_argument(
+        "--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for another run's lease"
+    )
+    step.add_argument("--orchestrator", help="recorded on the run: who scheduled it (airflow, kfp)")
+    step.add_argument("--logical-date", help="recorded on the run: the scheduler's logical date")
+    step.set_defaults(command=cmd_step)
+
+    export = commands.add_parser(
+        "export", help="write the pipeline as an Airflow DAG or a Kubeflow Pipelines package", parents=common
+    )
+    export.add_argument("target", choices=("airflow", "kfp"))
+    export.add_argument("--out", metavar="FILE", help="default: <pipeline name>_dag.py / <name>.yaml")
+    export.add_argument("--schedule", metavar="CRON", help="Airflow: the DAG's schedule (default: none)")
+    export.add_argument(
+        "--operator",
+        choices=("bash", "kubernetes"),
+        default="bash",
+        help="Airflow: BashOperator on the workers, or KubernetesPodOperator running --image",
+    )
+    export.add_argument(
+        "--image", help="the container image holding the project (kfp; airflow --operator kubernetes)"
+    )
+    export.add_argument(
+        "--project-dir", help="where the project is on the workers / in the image (default: this checkout)"
+    )
+    export.add_argument("--python", help="the project's Python on the workers (default: this one)")
+    export.add_argument(
+        "--metadata-conn", metavar="CONN_ID", help="Airflow: take the store URL from this Airflow connection"
+    )
+    export.add_argument("--retries", type=int, default=2, help="retries per task (default 2)")
+    export.add_argument("--retry-delay", type=float, default=60.0, metavar="SECONDS", help="default 60")
+    export.set_defaults(command=cmd_export)
+
     init = commands.add_parser(
         "init", help="write a project (schema, preprocessing, model, pipeline) for a CSV", parents=common
     )
@@ -249,11 +297,7 @@ def cmd_run(args) -> int:
     from pipeline.errors import LockHeldError
     from pipeline.local_runner import RunOptions, run_pipeline
 
-    pipeline = _load_pipeline(args)
-    overrides = {"input_pattern": args.data} if args.data else {}
-    if args.span is not None:
-        overrides["span"] = args.span
-    pipeline.override(**overrides)
+    pipeline = _overridden(args)
     beam_args = list(args.beam_arg)
     if args.job_server:
         from pipeline.beam import portable_args
@@ -299,6 +343,96 @@ def cmd_run(args) -> int:
     for node_id, reason in result.held_back:
         print(f"held back by {node_id}: {reason.splitlines()[0]}")
     return EXIT_HELD_BACK if result.held_back else 0
+
+
+def _overridden(args):
+    pipeline = _load_pipeline(args)
+    overrides = {"input_pattern": args.data} if args.data else {}
+    if args.span is not None:
+        overrides["span"] = args.span
+    pipeline.override(**overrides)
+    return pipeline
+
+
+def cmd_step(args) -> int:
+    from pipeline.errors import LockHeldError
+    from pipeline.step import StepBusy, StepOptions, UpstreamNotDone, run_step
+
+    pipeline = _overridden(args)
+    properties = {
+        key: value
+        for key, value in (("orchestrator", args.orchestrator), ("logical_date", args.logical_date))
+        if value
+    }
+    options = StepOptions(
+        pipeline_root=_pipeline_root(args, pipeline),
+        run_id=args.run_id,
+        metadata=args.metadata,
+        enable_cache=not args.no_cache,
+        beam_args=list(args.beam_arg),
+        wait_seconds=args.wait,
+        run_properties=properties,
+        log=_log,
+    )
+    try:
+        task = run_step(pipeline, args.node, options)
+    except (LockHeldError, StepBusy) as error:
+        print(f"not started: {error}", file=sys.stderr)
+        return EXIT_LOCKED
+    except UpstreamNotDone as error:
+        print(f"not started: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    step = task.step
+    if task.run is not None:
+        print(f"run report: {task.run.report}")
+        print(f"run {task.run.run_id}: {task.run.status}")
+    if step.status == "FAILED":
+        print(f"\nerror: {step.node_id} failed (execution {step.execution_id}): {step.note}", file=sys.stderr)
+        return EXIT_FAILED
+    if step.status == "BLOCKED":
+        print(f"\n{step.node_id} stopped the run: {step.note.splitlines()[0]}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{step.node_id}: {step.status} (execution {step.execution_id})")
+    if step.held_back:
+        print(f"held back by {step.node_id}: {step.held_back.splitlines()[0]}")
+        return EXIT_HELD_BACK
+    return 0
+
+
+def cmd_export(args) -> int:
+    from pipeline.export import ExportSettings, export_pipeline
+
+    pipeline = _load_pipeline(args)
+    pipeline.validate()  # a definition error is refused here, as `run` refuses it
+    project_dir = os.path.abspath(args.project_dir or REPO_ROOT)
+
+    def inside_project(path: str) -> str:  # relative to the project, so the file travels with it
+        path = os.path.abspath(path)
+        return os.path.relpath(path, REPO_ROOT) if path.startswith(REPO_ROOT + os.sep) else path
+
+    settings = ExportSettings(
+        pipeline_file=inside_project(args.pipeline or DEFAULT_PIPELINE_FILE),
+        pipeline_root=args.pipeline_root or "",
+        metadata=args.metadata or "",
+        project_dir=project_dir,
+        python=args.python or inside_project(sys.executable),
+        image=args.image,
+        schedule=args.schedule,
+        operator=args.operator,
+        metadata_conn=args.metadata_conn,
+        retries=args.retries,
+        retry_delay_seconds=args.retry_delay,
+    )
+    try:
+        path = export_pipeline(pipeline, args.target, settings, args.out)
+    except ValueError as error:
+        print(f"not exported: {error}", file=sys.stderr)
+        return EXIT_DEFINITION
+    print(
+        f"wrote {path}: {args.target} {'DAG' if args.target == 'airflow' else 'pipeline'} "
+        f"{pipeline.name!r} with {len(pipeline.nodes)} tasks"
+    )
+    return 0
 
 
 def cmd_init(args) -> int:

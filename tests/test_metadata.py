@@ -81,9 +81,9 @@ def test_a_store_of_the_earlier_layout_keeps_working(tmp_path):
     """Before, ModelBlessing and PushedModel declared `blessed`, `current_model_id`, ... as type
     properties. MLMD cannot drop a type's property, so such a store keeps its types; both layouts
     are read, the latest blessed model is found in either, and new artifacts are written as TFX's."""
-    from pipeline.resolvers import LatestBlessedModel
     from pipeline.artifacts import Model, ModelBlessing, PushedModel
     from pipeline.metadata import Contexts
+    from pipeline.resolvers import LatestBlessedModel
 
     path = str(tmp_path / "old.sqlite")
     old = metadata_store.MetadataStore(connection_config(path))
@@ -115,7 +115,9 @@ def test_a_store_of_the_earlier_layout_keeps_working(tmp_path):
     execution = store.register_execution("Evaluator", contexts, {})
     store.mlmd.put_execution(
         pb.Execution(
-            id=execution.id, type_id=store.execution_type_id("Evaluator"), last_known_state=pb.Execution.COMPLETE
+            id=execution.id,
+            type_id=store.execution_type_id("Evaluator"),
+            last_known_state=pb.Execution.COMPLETE,
         ),
         [(old_blessing, pb.Event(type=pb.Event.OUTPUT)), (old_push, pb.Event(type=pb.Event.OUTPUT))],
         contexts.all(),

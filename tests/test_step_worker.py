@@ -44,7 +44,7 @@ def run_apart(ctx: ExecutionContext, params: ApartParams, examples: Examples, sc
         thread.join()
     ctx.log(f"in process {os.getpid()}")
     schema.custom_properties["pid"] = os.getpid()
-    schema.custom_properties["runs"] = len(ctx.store.pipeline_runs(ctx.pipeline_name))
+    schema.custom_properties["run"] = ctx.run_id
     schema.custom_properties["tmp"] = tempfile.gettempdir()
     schema.custom_properties["sees"] = os.environ.get("APART_SEES", "")
     with open(os.path.join(schema.uri, "schema.pbtxt"), "w") as f:
@@ -81,12 +81,12 @@ def run(root, behave="well", **options):
     return result, lines
 
 
-def test_a_step_that_preloads_runs_in_the_worker_with_its_log_outputs_and_store(tmp_path, monkeypatch):
+def test_a_step_that_preloads_runs_in_the_worker_with_its_log_and_outputs(tmp_path, monkeypatch):
     result, lines = run(tmp_path)
     assert result.ok, result.error
     schema = result.step("Apart").outputs["schema"]
     assert schema.custom_properties["pid"] != os.getpid()
-    assert schema.custom_properties["runs"] == 1  # the worker read the store itself
+    assert schema.custom_properties["run"] == result.run_id
     assert schema.custom_properties["tmp"] == os.path.join(tmp_path, ".tmp", result.run_id)
     with open(os.path.join(schema.uri, "schema.pbtxt")) as f:
         assert f.read() == "# written apart\n"
@@ -171,7 +171,7 @@ def test_a_worker_that_died_between_steps_is_named_when_the_next_step_comes():
     worker.process.wait()
     ctx = ExecutionContext("p", "/nonexistent", "Apart", 1, "run")
     with pytest.raises(StepWorkerDied, match="killed by SIGKILL"):
-        worker.execute(run_apart, ctx, ApartParams(), {}, {}, None)
+        worker.execute(run_apart, ctx, ApartParams(), {}, {})
     worker.close()
 
 
