@@ -126,6 +126,9 @@ def prepare(scope: RunScope, node: Node, upstream: dict[tuple[str, str], Artifac
         "pipeline_root": scope.root,
         "host": HOST,
         "pid": os.getpid(),
+        # Inputs found in the store, not produced upstream in this run: lineage shows them as
+        # leaves (the baseline model's own history is its own lineage, not this one's).
+        "resolver_inputs": [key for key, declared in node.component.inputs.items() if not declared.wired],
     }
     try:
         for key, declared in node.component.inputs.items():

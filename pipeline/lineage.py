@@ -67,15 +67,17 @@ def lineage(store: MetadataStore, artifact: Artifact) -> LineageNode:
         elif event.type == pb.Event.INPUT:
             inputs.setdefault(event.execution_id, []).append((event.path.steps[0].key, event.artifact_id))
 
-    def build(artifact_id: int) -> LineageNode:
+    def build(artifact_id: int, leaf: bool = False) -> LineageNode:
         node = LineageNode(artifacts.get(artifact_id) or store.artifacts_by_id([artifact_id])[0])
         execution = executions.get(producer.get(artifact_id, -1))
-        if execution is None:
+        if execution is None or leaf:
             return node
         node.execution = execution
         node.component = custom(execution, "node_id") or types.get(execution.type_id, "?")
+        # Resolver inputs (the baseline model, the previous statistics) are shown, not followed.
+        resolved = set(json.loads(custom(execution, "resolver_inputs", "[]") or "[]"))
         for key, parent in sorted(inputs.get(execution.id, [])):
-            node.inputs[key] = build(parent)
+            node.inputs[key] = build(parent, leaf=key in resolved)
         if node.component and node.artifact.TYPE_NAME == "Examples" and "span" in node.artifact.properties:
             node.checks = validations_of(store, node.artifact)
         return node
