@@ -11,6 +11,7 @@ import os
 LONG_MODULES = [
     "test_operations.py",  # ten pipeline runs: the soak
     "test_reliability.py",  # a SIGKILL in each component, then a run that completes
+    "test_schedulers.py",  # a local run, the same on Airflow, on KFP, a kill on Airflow
     "test_distributed_training.py",
     "test_portable_runner.py",
     "test_end_to_end.py",
