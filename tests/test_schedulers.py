@@ -184,7 +184,7 @@ import os
 from tests.toy_components import toy_pipeline
 
 # Write sleeps while the flag exists (the first try, killed by the test), and holds its model back.
-FLAG = os.path.join(os.environ["PIPELINE_ROOT"], "sleep-once")
+FLAG = os.path.join({root!r}, "sleep-once")
 pipeline = toy_pipeline(sleep=60.0 if os.path.exists(FLAG) else 0.0, hold_back="not blessed: a test")
 """
 
@@ -194,7 +194,7 @@ def test_a_task_killed_mid_step_is_recovered_by_airflows_retry(home, tmp_path):
     root.mkdir()
     (root / "sleep-once").write_text("")
     pipeline_file = tmp_path / "toy_pipeline.py"
-    pipeline_file.write_text(TOY_PIPELINE)
+    pipeline_file.write_text(TOY_PIPELINE.replace("{root!r}", repr(str(root))))
     done = runner(
         "export", "airflow", "--pipeline", str(pipeline_file), "--pipeline-root", str(root),
         "--out", os.path.join(home.dags, "toy_dag.py"), "--retry-delay", "1",
