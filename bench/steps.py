@@ -26,11 +26,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNER = [sys.executable, os.path.join(REPO, "runner.py")]
 
 
-def step_seconds(root: str, run_id: str) -> dict[str, float]:
+def step_seconds(root: str, run_id: str | None = None) -> dict[str, float]:
+    """Each step's own seconds, as the store records them, in the run (default: the root's only run)."""
     from pipeline.metadata import MetadataStore, custom
 
     store = MetadataStore(os.path.join(root, "metadata.sqlite"))
-    run = store.mlmd.get_context_by_type_and_name("pipeline_run", run_id)
+    if run_id is None:
+        (run,) = store.mlmd.get_contexts_by_type("pipeline_run")
+    else:
+        run = store.mlmd.get_context_by_type_and_name("pipeline_run", run_id)
     return {custom(e, "node_id"): float(custom(e, "seconds", 0.0)) for e in store.executions_in(run)}
 
 
@@ -48,14 +52,20 @@ def processes(base: str) -> dict:
             [*RUNNER, "step", node, "--run-id", "bench", "--pipeline-root", root], REPO, env
         )
         assert "COMPLETE" in out or "HELD_BACK" in out, out[-2000:]
-    own = step_seconds(root, "bench")
-    print(f"\none process: {whole:.1f} s; {len(order)} step processes: {sum(walls.values()):.1f} s")
-    print(f"{'step':<18}{'task s':>8}{'step s':>8}{'process s':>11}")
-    for node in order:
-        print(f"{node:<18}{walls[node]:>8.2f}{own[node]:>8.2f}{walls[node] - own[node]:>11.2f}")
+    own, in_run = step_seconds(root, "bench"), step_seconds(os.path.join(base, "one"))
+    total = sum(walls.values())
+    print(f"\none process: {whole:.1f} s; {len(order)} step processes: {total:.1f} s ({total / whole:.2f}x)")
+    print("in run s: the step inside the one `runner.py run`; task s: its whole `runner.py step` process;")
+    print("step s: the step's own time in that process; process s: task s - step s")
+    print(f"{'step':<18}{'in run s':>9}{'task s':>8}{'step s':>8}{'process s':>11}{'task - in run':>15}")
+    for n in order:
+        print(
+            f"{n:<18}{in_run[n]:>9.2f}{walls[n]:>8.2f}{own[n]:>8.2f}{walls[n] - own[n]:>11.2f}"
+            f"{walls[n] - in_run[n]:>15.2f}"
+        )
     return {
         "one_process_s": whole,
-        "steps": [{"step": n, "task_s": walls[n], "own_s": own[n]} for n in order],
+        "steps": [{"step": n, "in_run_s": in_run[n], "task_s": walls[n], "own_s": own[n]} for n in order],
     }
 
 
