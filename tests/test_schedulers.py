@@ -151,12 +151,22 @@ def test_airflow_leaves_the_record_a_local_run_leaves(local_root, airflow_root):
     assert pushed_lineage(airflow_root) == pushed_lineage(local_root)
 
 
-def test_the_kfp_package_runs_on_kfps_local_runner_and_reuses_every_step(airflow_root, tmp_path):
-    """Compiled with --image, read back by the kfp SDK, run by kfp.local's SubprocessRunner on
-    the root Airflow ran: a new run whose every step is CACHED, as a second local run would be."""
-    package = tmp_path / "penguin.yaml"
+def test_a_second_dag_run_with_nothing_new_reuses_every_step(home, airflow_root):
+    wait(home.dags_test("penguin"))
+    assert [row["state"] for row in home.runs("penguin")] == ["success", "success"]
+    first, second = runs_of(airflow_root, "penguin")
+    assert custom(second, "status") == "COMPLETE" and custom(second, "orchestrator") == "airflow"
+    shape = run_shape(airflow_root, second)
+    assert len(shape) == 8 and {state for _, state, _ in shape} == {"CACHED"}
+    assert [node for node, _, _ in shape] == [node for node, _, _ in run_shape(airflow_root, first)]
+
+
+def test_the_kfp_package_runs_on_kfps_local_runner_to_the_model_a_local_run_pushes(local_root, tmp_path):
+    """Compiled with --image, read back by the kfp SDK, run by kfp.local's SubprocessRunner on a
+    fresh root: the record and the pushed model's lineage a local run leaves."""
+    root, package = tmp_path / "on-kfp", tmp_path / "penguin.yaml"
     done = runner(
-        "export", "kfp", "--out", str(package), "--image", "penguin:test", "--pipeline-root", str(airflow_root),
+        "export", "kfp", "--out", str(package), "--image", "penguin:test", "--pipeline-root", str(root),
         "--project-dir", REPO, "--python", sys.executable,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -171,11 +181,12 @@ print("KFP-DONE")
         [sys.executable, "-c", script], capture_output=True, text=True, cwd=str(tmp_path), timeout=600
     )
     assert kfp.returncode == 0 and "KFP-DONE" in kfp.stdout, (kfp.stdout + kfp.stderr)[-5000:]
-    first, second = runs_of(airflow_root, "penguin")
-    assert custom(second, "status") == "COMPLETE" and custom(second, "orchestrator") == "kfp"
-    shape = run_shape(airflow_root, second)
-    assert len(shape) == 8 and {state for _, state, _ in shape} == {"CACHED"}
-    assert [node for node, _, _ in shape] == [node for node, _, _ in run_shape(airflow_root, first)]
+    [run] = runs_of(root, "penguin")
+    assert custom(run, "status") == "COMPLETE" and custom(run, "orchestrator") == "kfp"
+    [local] = runs_of(local_root, "penguin")
+    assert run_shape(root, run) == run_shape(local_root, local)
+    assert pushed_lineage(root) == pushed_lineage(local_root)
+    assert os.path.isdir(os.path.join(root, "serving", "penguin", "1"))
 
 
 TOY_PIPELINE = """
