@@ -21,7 +21,8 @@ pipeline's own), --metadata PATH_OR_URL.
 Exit codes (run and step): 0 done (a new model in service, or nothing new; for step: the step is
 COMPLETE or CACHED, now or before), 1 a step failed or the data gate stopped the run (for step:
 also an upstream step that has not completed), 2 a definition error, 3 done but held back (the
-model was not blessed or its push was refused; the served model is unchanged), 75 busy: another
+model was not blessed or its push was refused; the served model is unchanged; a later run with
+nothing new reuses that decision and exits 0), 75 busy: another
 run holds the root, or the step runs in another live process (try again later).
 """
 
@@ -342,6 +343,11 @@ def cmd_run(args) -> int:
         return EXIT_FAILED
     for node_id, reason in result.held_back:
         print(f"held back by {node_id}: {reason.splitlines()[0]}")
+    if not result.held_back:
+        for node_id, reason, run_id in result.unchanged_since:
+            print(
+                f"nothing new: unchanged since run {run_id}, whose {node_id} held back: {reason.splitlines()[0]}"
+            )
     return EXIT_HELD_BACK if result.held_back else 0
 
 
@@ -393,7 +399,11 @@ def cmd_step(args) -> int:
         print(f"\n{step.node_id} stopped the run: {step.note.splitlines()[0]}", file=sys.stderr)
         return EXIT_FAILED
     print(f"{step.node_id}: {step.status} (execution {step.execution_id})")
-    if step.held_back:
+    if step.held_back_in:
+        print(
+            f"nothing new: unchanged since run {step.held_back_in}, which held back: {step.held_back.splitlines()[0]}"
+        )
+    elif step.held_back:
         print(f"held back by {step.node_id}: {step.held_back.splitlines()[0]}")
         return EXIT_HELD_BACK
     return 0

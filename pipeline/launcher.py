@@ -67,6 +67,9 @@ class StepResult:
     outputs: dict[str, Artifact] = field(default_factory=dict)
     note: str = ""
     held_back: str = ""  # the step completed but kept its result from taking effect, and why
+    # A CACHED step that repeats a result held back earlier: the run that held it back. Not a new
+    # decision, so it does not hold this run back (an idle run after a held-back one exits 0).
+    held_back_in: str = ""
 
 
 @dataclass
@@ -179,10 +182,13 @@ def prepare(scope: RunScope, node: Node, upstream: dict[tuple[str, str], Artifac
         prepared = Prepared(node, contexts, execution, inputs, ctx)
         seconds = time.monotonic() - prepared.started
         log(f"      CACHED: reused the outputs of execution {earlier.id} ({seconds:.1f} s)")
+        held_back_in = store.deciding_run(earlier) if held_back else ""
         if held_back:
-            log(f"      held back: {held_back}")
+            log(f"      unchanged since run {held_back_in}, which held back: {held_back.splitlines()[0]}")
         status, note = ("BLOCKED", blocked) if blocked else ("CACHED", f"from {earlier.id}")
-        prepared.cached = StepResult(node.id, status, execution.id, seconds, outputs, note, held_back)
+        prepared.cached = StepResult(
+            node.id, status, execution.id, seconds, outputs, note, held_back, held_back_in
+        )
         return prepared
     execution = store.register_execution(node.component.name, contexts, inputs, **props)
     ctx.execution_id = execution.id

@@ -193,6 +193,18 @@ class MetadataStore:
         runs = self.mlmd.get_children_contexts_by_context(pipeline.id)
         return sorted(runs, key=lambda c: custom(c, "start_time", 0.0), reverse=True)
 
+    def deciding_run(self, execution: pb.Execution) -> str:
+        """The run whose step decided what `execution` records: its own run, or for a CACHED
+        execution the run of the execution it reused (followed through earlier reuses)."""
+        for _ in range(100):  # a reuse chain is short; bounded against a damaged store
+            earlier = custom(execution, "cached_from", 0)
+            if state_name(execution) != "CACHED" or not earlier:
+                break
+            [execution] = self.mlmd.get_executions_by_id([int(earlier)])
+        run_type = self.context_type_id(PIPELINE_RUN)
+        contexts = self.mlmd.get_contexts_by_execution(execution.id)
+        return next((c.name for c in contexts if c.type_id == run_type), "")
+
     def pipeline_names(self) -> list[str]:
         return sorted(c.name for c in self.mlmd.get_contexts_by_type(PIPELINE))
 

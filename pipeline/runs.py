@@ -36,9 +36,16 @@ class RunResult:
 
     @property
     def held_back(self) -> list[tuple[str, str]]:
-        """(node id, reason) of each step that completed but held its result back (a model not
-        blessed, a push refused): a normal outcome, yet not the one a new run hopes for."""
-        return [(s.node_id, s.held_back) for s in self.steps if s.held_back]
+        """(node id, reason) of each step of this run that held its result back (a model not
+        blessed, a push refused): a normal outcome, yet not the one a new run hopes for. A step
+        that reused such a result (nothing new since) repeats an earlier run's decision: see
+        `unchanged_since`."""
+        return [(s.node_id, s.held_back) for s in self.steps if s.held_back and not s.held_back_in]
+
+    @property
+    def unchanged_since(self) -> list[tuple[str, str, str]]:
+        """(node id, reason, run id) of each step that reused a result an earlier run held back."""
+        return [(s.node_id, s.held_back, s.held_back_in) for s in self.steps if s.held_back_in]
 
     @property
     def status(self) -> str:
@@ -201,7 +208,8 @@ def step_from_execution(store: MetadataStore, execution) -> StepResult:
         or (f"from {custom(execution, 'cached_from')}" if state == "CACHED" else "")
     )
     seconds = custom(execution, "seconds", 0.0)
-    return StepResult(node_id, status, execution.id, seconds, outputs, note, held_back)
+    held_back_in = store.deciding_run(execution) if held_back and state == "CACHED" else ""
+    return StepResult(node_id, status, execution.id, seconds, outputs, note, held_back, held_back_in)
 
 
 @contextlib.contextmanager

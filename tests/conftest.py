@@ -9,7 +9,7 @@ import os
 
 # Longest first (seconds each took with two workers on a 2-core machine); the rest keep their order.
 LONG_MODULES = [
-    "test_operations.py",  # ten pipeline runs: the soak
+    "test_operations.py",  # six pipeline runs: the soak
     "test_reliability.py",  # a SIGKILL in each component, then a run that completes
     "test_schedulers.py",  # a local run, the same on Airflow, on KFP, a kill on Airflow
     "test_distributed_training.py",

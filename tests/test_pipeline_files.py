@@ -113,16 +113,30 @@ def test_commands_pick_the_only_pipeline_of_a_store_and_ask_when_there_are_sever
     assert empty.returncode == 0 and "no runs recorded in" in empty.stdout
 
 
-def test_a_held_back_result_ends_the_run_with_exit_3_and_says_why(tmp_path):
+def test_a_held_back_result_exits_3_once_and_an_idle_run_after_it_exits_0_naming_it(tmp_path):
     path = pipeline_file(tmp_path, TOY.format(args="hold_back='model 3 is not blessed: FAIL accuracy'"))
     root = str(tmp_path / "root")
-    for _ in range(2):  # the cached rerun says the same
-        done = runner("run", "--pipeline", path, "--pipeline-root", root)
-        assert done.returncode == 3, done.stderr
-        assert re.search(r"run \S+: HELD_BACK in", done.stdout)
-        assert "held back by Write: model 3 is not blessed: FAIL accuracy" in done.stdout
+    held = runner("run", "--pipeline", path, "--pipeline-root", root)
+    assert held.returncode == 3, held.stderr
+    held_run = re.search(r"run (\S+): HELD_BACK in", held.stdout).group(1)
+    assert "held back by Write: model 3 is not blessed: FAIL accuracy" in held.stdout
+    # A cron tick with nothing new repeats no decision: exit 0, naming the run that held back.
+    idle = runner("run", "--pipeline", path, "--pipeline-root", root)
+    assert idle.returncode == 0, idle.stdout + idle.stderr
+    assert re.search(r"run \S+: COMPLETE in", idle.stdout) and "held back by" not in idle.stdout
+    assert (
+        f"nothing new: unchanged since run {held_run}, whose Write held back: model 3 is not blessed: FAIL accuracy"
+        in idle.stdout
+    )
+    assert (
+        f"unchanged since run {held_run}" in runner("run", "--pipeline", path, "--pipeline-root", root).stdout
+    )
+    # A new decision to hold back (the step ran again) is reported again.
+    again = runner("run", "--pipeline", path, "--pipeline-root", root, "--no-cache")
+    assert again.returncode == 3 and "held back by Write" in again.stdout
     listed = runner("runs", "--pipeline-root", root)
-    assert len(re.findall(r"HELD_BACK", listed.stdout)) == 2
+    assert len(re.findall(r"^run \S+\s+HELD_BACK", listed.stdout, re.M)) == 2
+    assert len(re.findall(r"^run \S+\s+COMPLETE", listed.stdout, re.M)) == 2
 
 
 def test_a_failed_step_shows_how_long_it_ran(tmp_path):

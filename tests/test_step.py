@@ -135,6 +135,10 @@ def test_a_held_back_step_ends_the_run_held_back(tmp_path):
     pipeline = toy_pipeline(hold_back="kept back on purpose")
     assert step(pipeline, "Write", tmp_path, "r1").step.held_back == "kept back on purpose"
     assert step(pipeline, "Read", tmp_path, "r1").run.status == "HELD_BACK"
+    # The next run reuses that result: it repeats run r1's decision, and is not held back itself.
+    again = step(pipeline, "Write", tmp_path, "r2").step
+    assert again.status == "CACHED" and again.held_back_in == "r1"
+    assert step(pipeline, "Read", tmp_path, "r2").run.status == "COMPLETE"
 
 
 @dataclass(frozen=True)

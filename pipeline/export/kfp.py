@@ -39,7 +39,9 @@ def _pipeline_step(
             "(its requirements.lock and the project's files), or set the pipeline parameter "
             "project_dir to where they are"
         )
-    env = dict(os.environ, PIPELINE_FILE=pipeline_file, PIPELINE_ROOT=pipeline_root, PIPELINE_METADATA=metadata)
+    env = dict(
+        os.environ, PIPELINE_FILE=pipeline_file, PIPELINE_ROOT=pipeline_root, PIPELINE_METADATA=metadata
+    )
     command = [python, runner, "step", step, "--run-id", run_id, "--orchestrator", "kfp"]
     code = subprocess.call(command, cwd=project_dir, env=env)
     if code == 3:  # held back: the model was not blessed or its push refused; the run goes on
@@ -81,7 +83,9 @@ def compile_package(pipeline: Pipeline, settings: ExportSettings, path: str) -> 
             task.set_display_name(step)
             task.set_caching_options(False)  # the step's own cache decides, from the store
             if settings.retries:
-                task.set_retry(num_retries=settings.retries, backoff_duration=f"{int(settings.retry_delay_seconds)}s")
+                task.set_retry(
+                    num_retries=settings.retries, backoff_duration=f"{int(settings.retry_delay_seconds)}s"
+                )
             for up in upstream[step]:
                 task.after(tasks[up])
             tasks[step] = task
