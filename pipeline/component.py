@@ -72,7 +72,10 @@ class Component:
     the preparation, which the runner calls at the end of the run if the step did not use it.
     `preload` names the modules the step imports that take seconds (TensorFlow): a component that
     names some executes in the run's worker process, which imports them while the steps before
-    it execute (see `pipeline.step_worker`); its run function and parameters must then pickle."""
+    it execute (see `pipeline.step_worker`); its run function and parameters must then pickle.
+    `check(node)`, when given, is called as a pipeline is validated, its inputs' producers wired:
+    it raises a DefinitionError for what would only fail once the step ran (the Evaluator's
+    thresholds on metrics the model will not produce)."""
 
     def __init__(
         self,
@@ -86,8 +89,10 @@ class Component:
         resolve: Callable[..., dict[str, Any]] | None = None,
         warm_up: Callable[[], Callable[[], None]] | None = None,
         preload: tuple[str, ...] = (),
+        check: Callable[[Node], None] | None = None,
     ):
         self.name = name
+        self.check = check
         self.warm_up = warm_up
         self.preload = tuple(preload)
         self.run = run

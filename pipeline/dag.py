@@ -80,6 +80,9 @@ class Pipeline:
                         f"{node.id}: input {key!r} comes from {channel.producer.id}, which is not in "
                         f"pipeline {self.name!r}; add it to the pipeline's nodes"
                     )
+        for node in self.nodes:
+            if node.component.check is not None:
+                node.component.check(node)
         return _topological_order(self.nodes)
 
     def node(self, node_id: str) -> Node:

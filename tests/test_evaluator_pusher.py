@@ -508,3 +508,52 @@ def test_parameters_that_would_not_be_honoured_are_refused_when_the_pipeline_is_
         Trainer(module_file="model.py")
     with pytest.raises(DefinitionError, match=r"names unknown metric 'rmse'; classification: .*regression: "):
         Evaluator(value_thresholds={"rmse": 1.0})
+
+
+def test_a_threshold_on_a_metric_the_model_will_not_produce_is_refused_at_definition(tmp_path):
+    """The task is known from the Evaluator's `task`, or from the Trainer's head when a build_fn
+    is the model; a model_fn decides its own outputs, so its thresholds wait for the model."""
+    from penguin.pipeline import create_pipeline
+    from pipeline import DefinitionError
+
+    pipeline = create_pipeline()
+    pipeline.override(value_thresholds={"root_mean_squared_error": 1.0})
+    with pytest.raises(
+        DefinitionError,
+        match=r"Evaluator: value_thresholds names 'root_mean_squared_error', which a classification model "
+        r"\(Trainer's head\) does not produce; it produces: example_count, accuracy, precision/<class>",
+    ):
+        pipeline.validate()
+    pipeline.override(value_thresholds={"auc": 0.5})  # per class only
+    with pytest.raises(DefinitionError, match=r"names 'auc', which a classification model"):
+        pipeline.validate()
+    pipeline.override(value_thresholds={"recall/Adelie": 0.5, "accuracy": 0.5})
+    pipeline.validate()
+    pipeline.override(value_thresholds={"accuracy": 0.5}, task="regression")
+    with pytest.raises(
+        DefinitionError, match=r"names 'accuracy', which a regression model \(Evaluator's task\)"
+    ):
+        pipeline.validate()
+    module = tmp_path / "model.py"
+    module.write_text("def model_fn(features, labels, mode, params):\n    raise NotImplementedError\n")
+    pipeline = create_pipeline()
+    pipeline.override(module_file=str(module), value_thresholds={"root_mean_squared_error": 1.0})
+    pipeline.validate()
+
+    # From the command line: exit 2 and the list, before any step runs.
+    path = tmp_path / "pipeline.py"
+    path.write_text(
+        "from penguin.pipeline import create_pipeline as penguin\n\n"
+        "def create_pipeline():\n"
+        "    pipeline = penguin()\n"
+        "    pipeline.override(change_thresholds={'mean_absolute_error': 0.0})\n"
+        "    return pipeline\n"
+    )
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(
+        [sys.executable, "runner.py", "--pipeline", str(path), "--pipeline-root", str(tmp_path / "root"), "run"],
+        cwd=repo, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": repo},
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "change_thresholds names 'mean_absolute_error', which a classification model" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "root" / "ExampleGen").exists()

@@ -88,6 +88,51 @@ class EvaluatorParams:
         return checks
 
 
+CLASSIFICATION_METRICS = ("example_count", "accuracy", "precision/<class>", "recall/<class>", "auc/<class>")
+
+
+def check_thresholds(node) -> None:
+    """At definition: every threshold names a metric the model's task produces, the task being the
+    Evaluator's `task` or, when the model comes from a Trainer whose `build_fn` the head wraps,
+    that Trainer's `head`. Otherwise (a model_fn or run_fn decides) the check waits for the model."""
+    params = node.params
+    task, source = params.task, f"{node.id}'s task"
+    if task is None:
+        channel = node.inputs.get("model")
+        trainer = channel.producer if channel is not None else None
+        if trainer is not None and trainer.component.name == "Trainer" and _head_applies(trainer.params):
+            task, source = trainer.params.head, f"{trainer.id}'s head"
+    if task not in HEADLINE:
+        return
+    produced = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    names = {m.partition("/")[0] for m in produced}
+    for kind in ("value_thresholds", "change_thresholds"):
+        for metric in getattr(params, kind):
+            name, slash, _ = metric.partition("/")
+            if name not in names or bool(slash) != (f"{name}/<class>" in produced):
+                raise DefinitionError(
+                    f"{node.id}: {kind} names {metric!r}, which a {task} model ({source}) does not "
+                    f"produce; it produces: {', '.join(produced)}"
+                )
+
+
+def _head_applies(trainer_params) -> bool:
+    """Whether the Trainer's model is its `build_fn` under its head (not a model_fn or run_fn)."""
+    if trainer_params.build_fn is not None:
+        return True
+    if trainer_params.model_fn is not None or not trainer_params.module_file:
+        return False
+    import ast
+
+    try:
+        with open(trainer_params.module_file) as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        return False  # the Trainer's own check names the file
+    defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    return "build_fn" in defined and not defined & {"model_fn", "run_fn"}
+
+
 def run_evaluator(
     ctx: ExecutionContext,
     params: EvaluatorParams,
@@ -278,4 +323,5 @@ Evaluator = Component(
     parameters=EvaluatorParams,
     version="3",
     preload=("tensorflow_model_analysis", "components.evaluator.batched", "components.evaluator.page"),
+    check=check_thresholds,
 )
