@@ -527,12 +527,7 @@ def cmd_models(args) -> int:
         print(f"no models of pipeline {name!r} recorded in {store.spec}")
     for r in records:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
-        value = r.model.get("best_metric_value")
-        metric = (
-            f"{r.model.get('best_metric')} {value:.4f} at step {r.model.get('best_step')}"
-            if isinstance(value, float)
-            else f"trained to step {r.model.get('last_step')}"
-        )
+        metric = _evaluated(r.blessing) or _trained(r.model)
         if r.blessing is None:
             verdict = "not evaluated"
         else:
@@ -547,6 +542,25 @@ def cmd_models(args) -> int:
         if reason:
             print("    " + "\n    ".join(str(reason).splitlines()))
     return 0
+
+
+def _evaluated(blessing) -> str | None:
+    """The Evaluator's headline metric of a model, in the label's units, beside the trivial
+    baseline's: "accuracy 0.9737 (trivial 0.4474)"; None if it was not evaluated."""
+    for metric in ("accuracy", "root_mean_squared_error"):
+        value = blessing.get(metric) if blessing is not None else None
+        if isinstance(value, float):
+            trivial = blessing.get(f"trivial_{metric}")
+            beside = f" (trivial {trivial:.4f})" if isinstance(trivial, float) else ""
+            return f"{metric} {value:.4f}{beside}"
+    return None
+
+
+def _trained(model) -> str:
+    value = model.get("best_metric_value")
+    if isinstance(value, float):
+        return f"trainer {model.get('best_metric')} {value:.4f} at step {model.get('best_step')}"
+    return f"trained to step {model.get('last_step')}"
 
 
 def cmd_gc(args) -> int:

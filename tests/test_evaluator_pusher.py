@@ -108,11 +108,25 @@ def test_first_model_is_blessed_without_baseline_and_pushed_as_version_1(first, 
     }
     assert os.listdir(blessing.uri) == ["BLESSED"]
     assert blessing.get("accuracy") >= 0.9 and blessing.get("example_count") == 38
+    # The floor: the error of "always the most frequent class" cut by the 10% margin.
+    majority = blessing.get("trivial_accuracy")
+    eval_species = collections.Counter(
+        row["species"][0]
+        for row in decode_examples(read_tfrecords(outputs(first, "ExampleGen", "examples").split_uri("eval")))
+    )
+    [(most, count)] = eval_species.most_common(1)
+    assert majority == count / 38
     assert blessing.get("reason").splitlines() == [
-        "BLESSED: all 1 threshold(s) passed",
+        "BLESSED: beats the trivial baseline; all 1 threshold(s) passed",
         "baseline: none (value thresholds only)",
         f"PASS accuracy = {blessing.get('accuracy'):.4f} (needs >= 0.9)",
+        f"PASS accuracy vs the trivial baseline (always {most!r}: {majority:.4f}, 10% margin) = "
+        f"{blessing.get('accuracy'):.4f} (needs >= {1 - 0.9 * (1 - majority):.4f})",
     ]
+    assert blessing.get("headline") == (
+        f"accuracy on 38 examples: candidate {blessing.get('accuracy'):.4g}, trivial baseline {majority:.4g}"
+    )
+    assert any(blessing.get("headline") in line for line in first.log)
     pushed = outputs(first, "Pusher", "pushed_model")
     version_dir = os.path.join(destination, "penguin", "1")
     assert pushed.properties == {}  # TFX's keys and value types, as custom properties
@@ -165,7 +179,7 @@ def test_worse_model_is_not_blessed_against_the_baseline_and_the_destination_is_
     assert os.listdir(blessing.uri) == ["NOT_BLESSED"]
     assert blessing.get("baseline_accuracy") == outputs(first, "Evaluator", "blessing").get("accuracy")
     reason = blessing.get("reason").splitlines()
-    assert reason[0] == "NOT BLESSED: 2 of 2 threshold(s) failed"
+    assert reason[0].startswith("NOT BLESSED: ") and reason[0].endswith("; 2 of 2 threshold(s) failed")
     assert reason[1] == f"baseline: model {baseline.id}"
     assert reason[2].startswith("FAIL accuracy = 0.") and reason[2].endswith("(needs >= 0.9)")
     assert reason[3].startswith("FAIL accuracy change vs baseline = -0.")

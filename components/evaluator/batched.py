@@ -43,7 +43,7 @@ AUC_BUCKETS = 10_000
 class Task:
     """What to evaluate; picklable, to reach Beam workers. `model_dirs`: TFMA model name ('' for a
     lone candidate, else candidate/baseline) -> SavedModel directory. `vocabularies`: the same
-    names -> each model's classes in its class-id order; `class_names`: the shared, sorted class
+    names -> each model's classes in its class-id order; `class_names`: the shared class
     order (None for regression)."""
 
     label_key: str
@@ -375,6 +375,40 @@ def _derive(arrays: dict, class_names, metrics) -> dict[tuple[str, int | None], 
         if "histogram" in arrays:
             derived["auc", class_id] = auc(arrays["histogram"][class_id])
     return derived
+
+
+def trivial_metrics(
+    accumulator: Accumulator, class_names: Sequence[str] | None, model: str
+) -> tuple[dict[str, float], str]:
+    """The whole split's metrics of the trivial baseline, the best constant guess on the same
+    examples (classification: always the most frequent class; regression: always the mean
+    label), from `model`'s counts, and the guess in words. Their mean absolute error is not
+    known from the sums (NaN); a constant scores an AUC of 0.5. ({}, "") without the whole split."""
+    from components.evaluator import metrics
+
+    arrays = accumulator.state.get((), {}).get(model)
+    if arrays is None:
+        return {}, ""
+    if class_names is None:
+        n, y, yy = (float(arrays["sums"][i]) for i in (metrics.N, metrics.Y, metrics.YY))
+        squares = max(yy - y * y / n, 0.0) if n else 0.0
+        sums = np.array([n, y, yy, y, 0.0, squares, np.nan])
+        derived = _derive({"sums": sums}, None, metrics)
+        guess = f"always the mean label, {y / n:.4g}" if n else "no example"
+    else:
+        matrix = arrays["matrix"]
+        majority = int(np.argmax(matrix.sum(axis=1)))
+        constant = np.zeros_like(matrix)
+        constant[:, majority] = matrix.sum(axis=1)
+        derived = _derive({"matrix": constant}, class_names, metrics)
+        if len(class_names) == 2:
+            derived.update({("auc", i): 0.5 for i in range(2)})
+        guess = f"always {class_names[majority]!r}"
+    named = {
+        name if class_id is None else f"{name}/{class_names[class_id]}": float(value)
+        for (name, class_id), value in derived.items()
+    }
+    return named, guess
 
 
 def write_results(output_path: str, config, accumulator: Accumulator, task: Task, data_location: str) -> None:

@@ -45,8 +45,12 @@ class EvaluatorParams:
     exists. Metric names, classification: example_count, accuracy, precision/<class>,
     recall/<class>, auc/<class> (two-class models); regression: example_count,
     mean_squared_error, root_mean_squared_error, mean_absolute_error (errors: lower is better),
-    mean_label, mean_prediction, r_squared. Thresholds apply to the whole split. With no
-    thresholds at all, every model is blessed."""
+    mean_label, mean_prediction, r_squared. Thresholds apply to the whole split.
+    floor_margin: the floor every model must clear on the headline metric (accuracy, or
+    root_mean_squared_error), against the trivial baseline, the best constant guess on the same
+    examples (the most frequent class; the mean label): its error, 1 - accuracy or the RMSE, must
+    be at most (1 - floor_margin) times the trivial baseline's. None: no floor (then, with no
+    thresholds either, every model is blessed)."""
 
     label_key: str | None = None
     task: str | None = None
@@ -56,8 +60,17 @@ class EvaluatorParams:
     slices: tuple = ((),)
     value_thresholds: dict = field(default_factory=dict)
     change_thresholds: dict = field(default_factory=dict)
+    floor_margin: float | None = 0.1
 
     def __post_init__(self):
+        margin = self.floor_margin
+        if margin is not None and (
+            not isinstance(margin, (int, float)) or isinstance(margin, bool) or not 0 <= margin < 1
+        ):
+            raise DefinitionError(
+                f"Evaluator: floor_margin must be a number from 0 to below 1 (the share of the trivial "
+                f"baseline's error a model must remove; 0.1 by default), or None for no floor; got {margin!r}"
+            )
         for features in self.slices:
             if not isinstance(features, tuple) or not all(isinstance(f, str) for f in features):
                 raise DefinitionError(
@@ -147,7 +160,7 @@ def run_evaluator(
     from components.evaluator import batched
     from components.evaluator import tfma as tfma_side
     from components.evaluator.page import write_page
-    from components.evaluator.tfma import BASELINE, CANDIDATE
+    from components.evaluator.tfma import BASELINE, CANDIDATE, shared_class_names
 
     models = {tfma_side.CANDIDATE: model, **({tfma_side.BASELINE: baseline} if baseline else {})}
     label_key, task = _label_and_task(ctx, params, model)
@@ -158,12 +171,14 @@ def run_evaluator(
             name: tfma_side.label_vocabulary(m.uri, _vocabulary_name(params, m, label_key))
             for name, m in models.items()
         }
-        class_names = sorted({c for v in vocabularies.values() for c in v})
+        class_names = shared_class_names(vocabularies)
     thresholds = params.thresholds(with_baseline=baseline is not None)
     for threshold in thresholds:
         tfma_side.parse_metric(threshold.metric, class_names)
+    # The whole split is always evaluated: thresholds and the floor apply to it.
+    slices = tuple(params.slices) if () in params.slices else ((), *params.slices)
     config = tfma_side.eval_config(
-        label_key, params.signature_name, params.slices, class_names, thresholds, baseline is not None
+        label_key, params.signature_name, slices, class_names, thresholds, baseline is not None
     )
     files, size = _split_files(examples, params.split)
     ctx.log(_describe_start(model, baseline, params, thresholds))
@@ -174,7 +189,7 @@ def run_evaluator(
     job = batched.Task(
         label_key=label_key,
         signature_name=params.signature_name,
-        slices=tuple(tuple(s) for s in params.slices),
+        slices=tuple(tuple(s) for s in slices),
         model_dirs={n: os.path.join(models[ours].uri, tfma_side.SERVING_DIR) for n, ours in names.items()},
         vocabularies={n: vocabularies[ours] for n, ours in names.items()} if class_names else {},
         class_names=tuple(class_names) if class_names else None,
@@ -186,9 +201,20 @@ def run_evaluator(
     batched.write_results(evaluation.uri, config, accumulator, job, examples.split_uri(params.split))
     seconds = time.monotonic() - started
     results = tfma_side.read_results(evaluation.uri, class_names, thresholds)
-    _record(evaluation, blessing, model, baseline, results, round(seconds, 3), task)
-    write_page(os.path.join(evaluation.uri, PAGE_FILE), results, model, baseline, class_names)
-    _log_outcome(ctx, params, results, blessing, seconds)
+    candidate = next(n for n, ours in names.items() if ours == CANDIDATE)
+    trivial, guess = batched.trivial_metrics(accumulator, class_names, candidate)
+    results.metrics[tfma_side.OVERALL, tfma_side.TRIVIAL] = trivial
+    _apply_floor(params, task, results, guess)
+    _record(evaluation, blessing, model, baseline, results, round(seconds, 3), task, class_names)
+    write_page(
+        os.path.join(evaluation.uri, PAGE_FILE),
+        results,
+        model,
+        baseline,
+        class_names,
+        blessing.custom_properties["headline"],
+    )
+    _log_outcome(ctx, params, task, results, blessing, seconds)
     if not results.validation_ok:
         ctx.hold_back(
             f"model {model.id} is not blessed: {'; '.join(_failures(results)) or 'see the evaluation'}"
@@ -228,14 +254,56 @@ def _vocabulary_name(params: EvaluatorParams, model: Model, label_key: str) -> s
     return params.label_vocabulary or model.custom_properties.get("label_vocabulary") or label_key
 
 
+def _apply_floor(params: EvaluatorParams, task: str, results, guess: str) -> None:
+    """Adds the floor's verdict (see EvaluatorParams.floor_margin) to `results`: a model is blessed
+    only if it also clears the floor."""
+    from components.evaluator.tfma import TRIVIAL, Threshold, Verdict
+
+    margin = params.floor_margin
+    if margin is None:
+        return
+    metric = HEADLINE[task]
+    trivial = results.value(metric, TRIVIAL)
+    if task == "classification":  # the error 1 - accuracy shrinks by the margin
+        bound = 1.0 - (1.0 - margin) * (1.0 - trivial)
+    else:
+        bound = (1.0 - margin) * trivial
+    threshold = Threshold(metric, "floor", bound, note=f"{guess}: {trivial:.4f}, {margin:.0%} margin")
+    value = results.value(metric)
+    passed = value <= bound if threshold.lower_is_better else value >= bound  # NaN fails
+    results.verdicts.append(Verdict(threshold, value, passed))
+    results.validation_ok = results.validation_ok and passed
+
+
+def headline_line(task: str, results, baseline: Model | None) -> str:
+    """The headline metric of the candidate, the baseline model and the trivial baseline, on one line."""
+    from components.evaluator.tfma import BASELINE, TRIVIAL
+
+    metric = HEADLINE[task]
+    parts = [f"candidate {_figure(results.value(metric))}"]
+    if baseline is not None:
+        parts.append(f"baseline model {baseline.id} {_figure(results.value(metric, BASELINE))}")
+    parts.append(f"trivial baseline {_figure(results.value(metric, TRIVIAL))}")
+    count = results.value("example_count")
+    examples = "" if math.isnan(count) else f" on {count:,.0f} examples"
+    return f"{metric}{examples}: {', '.join(parts)}"
+
+
+def _figure(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.4g}"
+
+
 def _failures(results) -> list[str]:
     return [v.line() for v in results.verdicts if not v.passed]
 
 
-def _log_outcome(ctx: ExecutionContext, params: EvaluatorParams, results, blessing, seconds: float) -> None:
+def _log_outcome(
+    ctx: ExecutionContext, params: EvaluatorParams, task: str, results, blessing, seconds: float
+) -> None:
     for features in params.slices:
         if tuple(sorted(features)) not in results.sliced_by:
             ctx.log(f"slice by {', '.join(features)}: no eval example has these features; check the names")
+    ctx.log(blessing.custom_properties["headline"])
     for verdict in results.verdicts:
         ctx.log(verdict.line())
     ctx.log(f"{blessing.custom_properties['reason'].splitlines()[0]} (evaluation took {seconds:.1f} s)")
@@ -276,8 +344,11 @@ def _describe_start(model: Model, baseline: Model | None, params: EvaluatorParam
     )
 
 
-def _record(evaluation, blessing, model, baseline, results, seconds: float, task: str) -> None:
-    """The BLESSED or NOT_BLESSED file, the blessing's properties and the headline metrics."""
+def _record(evaluation, blessing, model, baseline, results, seconds: float, task: str, class_names) -> None:
+    """The BLESSED or NOT_BLESSED file, the blessing's properties and the headline metrics (the
+    candidate's, the baseline's and the trivial baseline's)."""
+    from components.evaluator.tfma import TRIVIAL
+
     blessed = results.validation_ok
     open(os.path.join(blessing.uri, BLESSED_FILE if blessed else NOT_BLESSED_FILE), "w").close()
     blessing.custom_properties.update(
@@ -291,21 +362,39 @@ def _record(evaluation, blessing, model, baseline, results, seconds: float, task
     headline = {metric: results.value(metric), "example_count": results.value("example_count")}
     if baseline is not None:
         headline[f"baseline_{metric}"] = results.value(metric, "baseline")
+    headline[f"trivial_{metric}"] = results.value(metric, TRIVIAL)
     headline = {k: v for k, v in headline.items() if not math.isnan(v)}
-    blessing.custom_properties.update(reason=_reason(blessed, results, baseline), **headline)
+    line = headline_line(task, results, baseline)
+    blessing.custom_properties.update(reason=_reason(blessed, results, baseline), headline=line, **headline)
     evaluation.custom_properties.update(
-        page=PAGE_FILE, blessed=int(blessed), evaluation_seconds=seconds, task=task, **headline
+        page=PAGE_FILE,
+        blessed=int(blessed),
+        evaluation_seconds=seconds,
+        task=task,
+        headline=line,
+        **headline,
+        **({"class_names": json.dumps(list(class_names))} if class_names else {}),
     )
 
 
 def _reason(blessed: bool, results, baseline: Model | None) -> str:
-    failed = sum(not v.passed for v in results.verdicts)
-    if blessed and not results.verdicts:
-        first = "BLESSED: no threshold applied (none configured, or change thresholds and no baseline yet)"
-    elif blessed:
-        first = f"BLESSED: all {len(results.verdicts)} threshold(s) passed"
+    checks = [v for v in results.verdicts if v.threshold.kind != "floor"]
+    floor = next((v for v in results.verdicts if v.threshold.kind == "floor"), None)
+    failed = sum(not v.passed for v in checks)
+    if floor is None:
+        against_floor = "no floor (floor_margin=None)"
+    elif floor.passed:
+        against_floor = "beats the trivial baseline"
     else:
-        first = f"NOT BLESSED: {failed} of {len(results.verdicts)} threshold(s) failed"
+        against_floor = "no better than the trivial baseline"
+    if blessed and not checks:
+        first = f"BLESSED: {against_floor}; no threshold applied (none configured, or change thresholds and no baseline yet)"
+    elif blessed:
+        first = f"BLESSED: {against_floor}; all {len(checks)} threshold(s) passed"
+    elif checks:
+        first = f"NOT BLESSED: {against_floor}; {failed} of {len(checks)} threshold(s) failed"
+    else:
+        first = f"NOT BLESSED: {against_floor}"
     against = f"baseline: model {baseline.id}" if baseline else "baseline: none (value thresholds only)"
     return "\n".join([first, against, *(v.line() for v in results.verdicts)])
 

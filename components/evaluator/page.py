@@ -8,28 +8,30 @@ import html
 import io
 import math
 
-from components.evaluator.tfma import BASELINE, CANDIDATE, OVERALL, Results
+from components.evaluator.tfma import BASELINE, CANDIDATE, OVERALL, TRIVIAL, Results
 
 COLOURS = {CANDIDATE: "#4C72B0", BASELINE: "#BBBBBB"}
 
 
-def write_page(path: str, results: Results, model, baseline, class_names: list[str] | None) -> None:
+def write_page(
+    path: str, results: Results, model, baseline, class_names: list[str] | None, headline: str
+) -> None:
     """Writes `path` for the evaluation of `model` (against `baseline`, or none); `class_names`
-    None means a regression model."""
+    None means a regression model; `headline` the line of headline metrics."""
     blessed = results.validation_ok
     against = f"baseline: model {baseline.id} ({html.escape(baseline.uri)})" if baseline else "no baseline"
     rows = "".join(
         f"<tr class='{'ok' if v.passed else 'bad'}'><td>{'PASS' if v.passed else 'FAIL'}</td>"
         f"<td>{html.escape(v.threshold.metric)}</td>"
-        f"<td>{'value' if v.threshold.kind == 'value' else 'change vs baseline'} "
-        f"{html.escape(v.threshold.needs())}</td>"
+        f"<td>{html.escape(_kind(v.threshold))} {html.escape(v.threshold.needs())}</td>"
         f"<td>{_number(v.value)}</td></tr>"
         for v in results.verdicts
     )
     thresholds = (
         f"<table><tr><th>verdict</th><th>metric</th><th>needs</th><th>value</th></tr>{rows}</table>"
         if results.verdicts
-        else "<p>No threshold applied (none configured, or change thresholds and no baseline yet): blessed.</p>"
+        else "<p>No floor (floor_margin=None) and no threshold applied (none configured, or change "
+        "thresholds and no baseline yet): blessed.</p>"
     )
     slices = sorted({s for s, _ in results.metrics}, key=lambda s: (s != OVERALL, s))
     with open(path, "w") as f:
@@ -40,11 +42,18 @@ def write_page(path: str, results: Results, model, baseline, class_names: list[s
                 verdict="BLESSED" if blessed else "NOT BLESSED",
                 verdict_class="ok" if blessed else "bad",
                 against=against,
+                headline=html.escape(headline),
                 thresholds=thresholds,
                 image=_chart(results, slices, class_names, baseline is not None),
                 table=_metrics_table(results, slices, baseline is not None),
             )
         )
+
+
+def _kind(threshold) -> str:
+    return {"value": "value", "change": "change vs baseline"}.get(
+        threshold.kind, f"floor: trivial baseline {threshold.note};"
+    )
 
 
 def _panels(slices: list[str], class_names: list[str] | None) -> tuple[str, list]:
@@ -87,10 +96,15 @@ def _chart(results: Results, slices: list[str], class_names: list[str] | None, w
             ax.set_xlim(0, 1.05)
         ax.set_title(title, fontsize=10)
         ax.tick_params(labelsize=8)
+    trivial = results.value(headline, TRIVIAL)
+    if not math.isnan(trivial):
+        axes[0].axvline(trivial, color="#888888", linestyle=":", label="trivial baseline")
     for verdict in results.verdicts:
-        if verdict.threshold.metric == headline and verdict.threshold.kind == "value":
-            axes[0].axvline(verdict.threshold.bound, color="#C44E52", linestyle="--", label="threshold")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=3, fontsize=8, frameon=False)
+        if verdict.threshold.metric == headline and verdict.threshold.kind in ("value", "floor"):
+            label = "threshold" if verdict.threshold.kind == "value" else "floor"
+            colour = "#C44E52" if verdict.threshold.kind == "value" else "#DD8452"
+            axes[0].axvline(verdict.threshold.bound, color=colour, linestyle="--", label=label)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=5, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.92))
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80)
@@ -134,7 +148,7 @@ _PAGE = """<!doctype html><html><head><meta charset='utf-8'><title>Evaluation of
 td:first-child,th:first-child{{text-align:left}}table{{border-collapse:collapse;margin-bottom:1em}}
 .ok{{color:#1a7f37}}.bad{{color:#c62828}}</style></head><body>
 <h1>Evaluation of model {model}: <span class='{verdict_class}'>{verdict}</span></h1>
-<p>{uri}; {against}. Thresholds apply to the whole split; slices are reported.</p>
+<p>{uri}; {against}. {headline}. Thresholds and the floor apply to the whole split; slices are reported.</p>
 <h2>Thresholds</h2>{thresholds}
 <img alt='candidate and baseline metrics' src='data:image/png;base64,{image}'>
 <h2>Metrics by slice</h2>{table}

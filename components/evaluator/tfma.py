@@ -7,10 +7,11 @@ with TFMA's readers (`tfma.load_metrics`, `tfma.load_validation_result`).
 
 Class order: a model's `serving_default` returns `scores` in its label vocabulary's order (and
 optionally `classes`, the predicted class name per example, and `class_ids`). `shared_class_order`
-moves `scores` and `class_ids` into one shared class order (the sorted union of the models'
-classes), so `classId:k` means the same class for the candidate and the baseline even if their
-vocabularies are ordered differently, and checks `classes` against the vocabulary, so a wrong
-vocabulary fails loudly instead of corrupting metrics.
+moves `scores` and `class_ids` into one shared class order (`shared_class_names`: the candidate's
+class-id order, then any class only the baseline has), so `classId:k` in TFMA's result files is
+the candidate's `class_ids` k, and the same class for the baseline even if its vocabulary is
+ordered differently; it also checks `classes` against the vocabulary, so a wrong vocabulary fails
+loudly instead of corrupting metrics. The evaluation records the order as its `class_names`.
 
 Metric names, as the Evaluator's parameters and reports use them. Classification:
 `example_count`, `accuracy`, `precision/<class>`, `recall/<class>` (the predicted class is the one
@@ -35,6 +36,8 @@ from pipeline.artifacts import SERVING_DIR
 from pipeline.errors import UserInputError
 
 CANDIDATE, BASELINE = "candidate", "baseline"
+# The trivial baseline's name in `Results.metrics`: the best constant guess (see `batched.trivial_metrics`).
+TRIVIAL = "trivial"
 OVERALL = "Overall"
 
 
@@ -45,19 +48,22 @@ LOWER_IS_BETTER = frozenset({"mean_squared_error", "root_mean_squared_error", "m
 class Threshold:
     """One check on the overall slice: `metric` (an Evaluator metric name), `kind` "value" (the
     candidate's value must be at least `bound`, or at most for an error such as
-    mean_squared_error) or "change" (candidate minus baseline must be at least `bound`, or at most
-    for an error)."""
+    mean_squared_error), "change" (candidate minus baseline must be at least `bound`, or at most
+    for an error) or "floor" (a value bound derived from the trivial baseline, which `note`
+    describes; checked by the Evaluator itself, not by TFMA)."""
 
     metric: str
     kind: str
     bound: float
+    note: str = ""
 
     @property
     def lower_is_better(self) -> bool:
         return self.metric in LOWER_IS_BETTER
 
     def needs(self) -> str:
-        return f"{'<=' if self.lower_is_better else '>='} {self.bound:g}"
+        bound = f"{self.bound:.4f}" if self.kind == "floor" else f"{self.bound:g}"
+        return f"{'<=' if self.lower_is_better else '>='} {bound}"
 
 
 @dataclass
@@ -68,7 +74,9 @@ class Verdict:
 
     def line(self) -> str:
         t = self.threshold
-        what = t.metric if t.kind == "value" else f"{t.metric} change vs baseline"
+        what = {"value": t.metric, "change": f"{t.metric} change vs baseline"}.get(
+            t.kind, f"{t.metric} vs the trivial baseline ({t.note})"
+        )
         return f"{'PASS' if self.passed else 'FAIL'} {what} = {self.value:.4f} (needs {t.needs()})"
 
 
@@ -100,6 +108,14 @@ def label_vocabulary(model_uri: str, vocabulary: str) -> list[str]:
         )
     with open(path, encoding="utf-8") as f:
         return [line.rstrip("\n") for line in f if line.strip()]
+
+
+def shared_class_names(vocabularies: dict[str, list[str]]) -> list[str]:
+    """The class order of an evaluation: the candidate's vocabulary (class-id order), then the
+    classes only the baseline has, sorted."""
+    names = list(vocabularies[CANDIDATE])
+    extra = {c for v in vocabularies.values() for c in v} - set(names)
+    return names + sorted(extra)
 
 
 OUR_METRICS = "components.evaluator.metrics"
