@@ -185,7 +185,13 @@ def _write_project(directory, name, pattern, copies, label, task, inferred) -> P
         "preprocessing.py": templates.preprocessing(name, task, numeric, categorical, unused),
         "model.py": templates.model(name, task),
         "pipeline.py": templates.pipeline(
-            name, task, label_feature, _pattern_in_file(pattern, copies), categorical, _shown_path(directory)
+            name,
+            task,
+            label_feature,
+            _pattern_in_file(pattern, copies),
+            categorical,
+            _shown_path(directory),
+            label_spread=_spread(label_feature, inferred) if task == REGRESSION else None,
         ),
     }
     for file_name, text in files.items():
@@ -194,6 +200,23 @@ def _write_project(directory, name, pattern, copies, label, task, inferred) -> P
     return Project(
         directory, name, label_feature, task, pattern, numeric, categorical, unused, inferred.explanation
     )
+
+
+def _spread(label_feature: str, inferred: InferredData) -> float | None:
+    """The standard deviation of a numeric label over every file's statistics (pooled)."""
+    from components.statistics_gen.statistics import feature_stats
+
+    n = total = squares = 0.0
+    for dataset in inferred.statistics:
+        stats = feature_stats(dataset).get(label_feature)
+        if stats is None or not stats.HasField("num_stats"):
+            continue
+        count = stats.num_stats.common_stats.num_non_missing
+        mean, std = stats.num_stats.mean, stats.num_stats.std_dev
+        n, total, squares = n + count, total + count * mean, squares + count * (std * std + mean * mean)
+    if not n:
+        return None
+    return max(squares / n - (total / n) ** 2, 0.0) ** 0.5
 
 
 def _check_label_present(label: str, label_feature: str, feature, inferred: InferredData) -> None:

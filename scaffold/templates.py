@@ -157,8 +157,11 @@ def create_pipeline() -> Pipeline:
         model=trainer.outputs["model"],
         examples=example_gen.outputs["examples"],
         slices={slices},
-        # Blessed only if no worse than the model served now (the first model is blessed). Add a
-        # floor such as value_thresholds={{{floor}}} once you know what is good enough.
+        # Blessed only if it beats the trivial baseline ({trivial}) by removing
+        # floor_margin of that guess's error (None: no floor), and, once a model is served, is no
+        # worse than it. Add a bar such as value_thresholds={{{floor}}}{hint} once you know
+        # what is good enough.
+        floor_margin=0.1,
         change_thresholds={{{change}: 0.0}},
     )
     pusher = Pusher(
@@ -191,10 +194,25 @@ def model(name: str, task: str) -> str:
     )
 
 
-def pipeline(name: str, task: str, label: str, data: str, categorical: list[str], path: str) -> str:
-    """`data`: the input pattern as Python source; `path`: the file's path, for its docstring."""
+def pipeline(
+    name: str,
+    task: str,
+    label: str,
+    data: str,
+    categorical: list[str],
+    path: str,
+    label_spread: float | None = None,
+) -> str:
+    """`data`: the input pattern as Python source; `path`: the file's path, for its docstring;
+    `label_spread`: the standard deviation of a regression's label, which scales the hint."""
     headline = "accuracy" if task == "classification" else "root_mean_squared_error"
-    floor = '"accuracy": 0.9' if task == "classification" else '"root_mean_squared_error": 1.5'
+    if task == "classification":
+        floor, hint, trivial = '"accuracy": 0.9', "", "always the most frequent class"
+    else:
+        spread = label_spread if label_spread and label_spread > 0 else 1.0
+        floor = f'"root_mean_squared_error": {0.5 * spread:.3g}'
+        hint = f" (half the label's spread, {spread:.3g})" if label_spread else ""
+        trivial = "always the mean label"
     slices = ["()", *(f"({c!r},)" for c in categorical[:2])]  # the whole split, then by category
     return PIPELINE.format(
         name=name,
@@ -205,6 +223,8 @@ def pipeline(name: str, task: str, label: str, data: str, categorical: list[str]
         slices="((),)" if len(slices) == 1 else f"({', '.join(slices)})",
         change=repr(headline),
         floor=floor,
+        hint=hint,
+        trivial=trivial,
     )
 
 

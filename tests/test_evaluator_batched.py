@@ -155,6 +155,26 @@ def test_regression_metrics_per_slice_match_a_reference(setup):
             assert got[name, "", metric] == pytest.approx(value, rel=1e-9), (name, metric)
 
 
+def test_the_trivial_baseline_is_the_best_constant_guess_on_the_same_examples(setup):
+    """Classification: always the most frequent class (its share is the accuracy, its recall 1);
+    regression: always the mean label (its RMSE is the labels' standard deviation, R^2 0)."""
+    _, files, (_, _, label, price), models = setup
+    accumulator = batched.evaluate(files, _task(models, "classification", 3.0))
+    trivial, guess = batched.trivial_metrics(accumulator, CLASSES, "")
+    most = max(CLASSES, key=lambda c: np.sum(label == c))
+    other = next(c for c in CLASSES if c != most)
+    assert guess == f"always {most!r}"
+    assert trivial["accuracy"] == pytest.approx(np.mean(label == most), abs=1e-12)
+    assert trivial[f"recall/{most}"] == 1.0 and trivial[f"recall/{other}"] == 0.0
+    assert trivial["example_count"] == ROWS and trivial[f"auc/{most}"] == 0.5
+    accumulator = batched.evaluate(files, _task(models, "regression", 3.0))
+    trivial, guess = batched.trivial_metrics(accumulator, None, "")
+    assert guess == f"always the mean label, {price.mean():.4g}"
+    assert trivial["root_mean_squared_error"] == pytest.approx(np.std(price), rel=1e-9)
+    assert trivial["mean_prediction"] == pytest.approx(price.mean()) and trivial["r_squared"] == 0.0
+    assert np.isnan(trivial["mean_absolute_error"])  # not known from the sums
+
+
 def test_in_process_and_beam_write_the_same_files_that_tfma_reads_and_validates(setup):
     import apache_beam as beam
     import tensorflow_model_analysis as tfma

@@ -159,6 +159,44 @@ def test_evaluation_page_shows_thresholds_slices_and_a_chart(first):
         assert text in page
 
 
+def test_tfmas_class_ids_are_the_served_models_class_ids_and_name_the_pages_classes(first):
+    """Per-class results read back with TFMA's own loader: `classId:k` is the class the model's
+    `class_ids` call k (its label vocabulary, which is in frequency order, not alphabetical), and
+    each value is the one the page shows under that class's name."""
+    import tensorflow_model_analysis as tfma
+
+    model = outputs(first, "Trainer", "model")
+    evaluation = outputs(first, "Evaluator", "evaluation")
+    with open(os.path.join(model.uri, "Format-Serving", "assets", "species")) as f:
+        vocabulary = [line.strip() for line in f if line.strip()]
+    assert json.loads(evaluation.get("class_names")) == vocabulary != sorted(vocabulary)
+    page = open(os.path.join(evaluation.uri, "evaluation.html")).read()
+    table = page[page.index("<h2>Metrics by slice</h2>") :]
+    header = re.findall(r"<th>([^<]+)</th>", table)[1:]  # after "slice"
+    overall = re.search(r"<tr><td>Overall</td>(.*?)</tr>", table).group(1)
+    shown = dict(zip(header, re.findall(r"<td>([^<]+)", overall)))
+    [record] = [r for r in tfma.load_metrics(evaluation.uri) if not r.slice_key.single_slice_keys]
+    per_class = {}
+    for entry in record.metric_keys_and_values:
+        if entry.key.sub_key.HasField("class_id"):
+            name = f"{entry.key.name}/{vocabulary[entry.key.sub_key.class_id.value]}"
+            per_class[name] = entry.value.double_value.value
+    assert {m.partition("/")[0] for m in per_class} == {"precision", "recall"}
+    assert len(per_class) == 2 * len(vocabulary) == 6
+    for name, value in per_class.items():
+        assert shown[name] == f"{value:.4f}", name
+    # The class ids the served model gives are those names, in that order.
+    import tensorflow as tf
+
+    examples = outputs(first, "ExampleGen", "examples")
+    records = read_tfrecords(examples.split_uri("eval"))[:20]
+    serve = tf.saved_model.load(os.path.join(model.uri, "Format-Serving")).signatures["serving_default"]
+    result = serve(examples=tf.constant(records))
+    ids = result["class_ids"].numpy().reshape(-1)
+    classes = [c.decode() for c in result["classes"].numpy().reshape(-1)]
+    assert [vocabulary[i] for i in ids] == classes
+
+
 def test_string_labels_are_scored_against_the_models_class_names(worse):
     """The constant model's accuracy is exactly the share of its one class in the eval split: TFMA
     matched each string label to the right class id (not to the predicted name, as it would alone)."""

@@ -6,7 +6,8 @@ latest` -> a cached rerun. The three runs go in parallel, one process each, as u
   after a leading digit, non-ASCII letters); a classification of `Species Name`;
 - prices: a generated regression target `price` from two numbers and a zone;
 - notes: a raw export with ids, dates, free text with quoted commas and `NA` cells; a
-  classification of `Species` whose classes are long names.
+  classification of `Species` whose classes are long names;
+- noise: a label no column predicts, which the defaults `init` writes must not bless.
 """
 
 import csv
@@ -116,6 +117,28 @@ def write_notes(folder):
     return path
 
 
+def write_noise(folder):
+    """A label no column predicts: `renewed` is yes for a random 65% of 300 customers."""
+    rng = random.Random(4)
+    path = os.path.join(folder, "customers.csv")
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["tenure", "spend", "plan", "renewed"])
+        for _ in range(300):
+            writer.writerow(
+                [
+                    rng.randint(1, 60),
+                    f"{rng.uniform(5, 200):.2f}",
+                    rng.choice(["basic", "plus", "pro"]),
+                    "yes" if rng.random() < 0.65 else "no",
+                ]
+            )
+    return path
+
+
+# A data set whose model must not reach serving with the defaults `init` writes.
+NOISE = {"noise": (write_noise, "renewed", "classification", None)}
+
 DATA_SETS = {
     # name: (writer, label column, task init must infer, a column that must not feed the model)
     "field": (write_field, "Species Name", "classification", None),
@@ -129,17 +152,18 @@ def projects(tmp_path_factory):
     """Each data set through `init` and a first `run`, the three runs in parallel."""
     base = tmp_path_factory.mktemp("your-data")
     inits = {}
-    for name, (write, label, _, _) in DATA_SETS.items():
+    for name, (write, label, _, _) in {**DATA_SETS, **NOISE}.items():
         source = base / "exports" / name
         os.makedirs(source)
         write(str(source))
         inits[name] = runner("init", name, "--data", str(source / "*.csv"), "--label", label, cwd=str(base))
         assert inits[name].returncode == 0, inits[name].stderr
-    with ThreadPoolExecutor(len(DATA_SETS)) as pool:
+    names = [*DATA_SETS, *NOISE]
+    with ThreadPoolExecutor(len(names)) as pool:
         runs = dict(
             zip(
-                DATA_SETS,
-                pool.map(lambda n: runner("run", "--pipeline", f"{n}/pipeline.py", cwd=str(base)), DATA_SETS),
+                names,
+                pool.map(lambda n: runner("run", "--pipeline", f"{n}/pipeline.py", cwd=str(base)), names),
             )
         )
     return base, inits, runs
@@ -173,6 +197,20 @@ def test_headers_become_valid_feature_names_recorded_and_shown_by_lineage(projec
         in lineage.stdout
     )
     assert "'15N/14N ratio' -> f_15n_14n_ratio" in lineage.stdout
+
+
+def test_a_label_no_feature_predicts_is_not_blessed_by_the_defaults_and_says_why(projects):
+    """The floor nobody configures: the first model of a noise label is held back (exit 3), its
+    reason names the trivial baseline, and nothing is pushed."""
+    base, _, runs = projects
+    done = runs["noise"]
+    assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-3000:]
+    assert re.search(r"accuracy on \d+ examples: candidate [\d.]+, trivial baseline [\d.]+", done.stdout)
+    assert "FAIL accuracy vs the trivial baseline (always 'yes': " in done.stdout
+    assert "not pushed" in done.stdout and not os.path.exists(base / "noise" / "runs" / "serving")
+    models = runner("models", "--pipeline", "noise/pipeline.py", cwd=str(base))
+    assert "NOT BLESSED: no better than the trivial baseline" in models.stdout
+    assert "not pushed" in models.stdout
 
 
 def test_regression_is_evaluated_with_its_own_metrics(projects):
