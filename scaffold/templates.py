@@ -127,7 +127,12 @@ TASK = {task!r}
 
 def create_pipeline() -> Pipeline:
     schema_gen = ImportSchemaGen(schema_file=os.path.join(HERE, "schema.pbtxt"))
-    example_gen = ExampleGen(input_pattern=DATA, schema=schema_gen.outputs["schema"])
+    # test: examples the Trainer never sees (its early stopping reads eval); the Evaluator blesses on them.
+    example_gen = ExampleGen(
+        input_pattern=DATA,
+        schema=schema_gen.outputs["schema"],
+        splits={{"train": 3, "eval": 1, "test": 1}},
+    )
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
     # The data gate: anomalies against the schema (and drift from the previous span) stop the run.
     example_validator = ExampleValidator(

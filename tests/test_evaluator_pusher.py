@@ -124,9 +124,11 @@ def test_first_model_is_blessed_without_baseline_and_pushed_as_version_1(first, 
         f"{blessing.get('accuracy'):.4f} (needs >= {1 - 0.9 * (1 - majority):.4f})",
     ]
     assert blessing.get("headline") == (
-        f"accuracy on 38 examples: candidate {blessing.get('accuracy'):.4g}, trivial baseline {majority:.4g}"
+        f"accuracy on 38 'eval' examples: candidate {blessing.get('accuracy'):.4g}, trivial baseline {majority:.4g}"
     )
     assert any(blessing.get("headline") in line for line in first.log)
+    # penguin has no test split: the evaluation says its eval split is the early-stopping one.
+    assert any("on split 'eval' (the Trainer's early stopping also used it" in line for line in first.log)
     pushed = outputs(first, "Pusher", "pushed_model")
     version_dir = os.path.join(destination, "penguin", "1")
     assert pushed.properties == {}  # TFX's keys and value types, as custom properties

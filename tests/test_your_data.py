@@ -182,6 +182,11 @@ def test_init_then_run_reaches_a_pushed_model(projects, name):
         rf"pushed model \d+ as version 1: {re.escape(str(base / name))}/runs/serving/{name}/1", done.stdout
     )
     assert "COMPLETE in" in done.stdout.splitlines()[-1]
+    # Blessed on examples the Trainer never saw: the test split init's ExampleGen makes.
+    assert re.search(
+        r"evaluating model \d+ with no baseline \(no blessed model yet\) on split 'test' through", done.stdout
+    )
+    assert re.search(r"(accuracy|root_mean_squared_error) on \d+ 'test' examples: candidate ", done.stdout)
 
 
 def test_headers_become_valid_feature_names_recorded_and_shown_by_lineage(projects):
@@ -205,7 +210,9 @@ def test_a_label_no_feature_predicts_is_not_blessed_by_the_defaults_and_says_why
     base, _, runs = projects
     done = runs["noise"]
     assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-3000:]
-    assert re.search(r"accuracy on \d+ examples: candidate [\d.]+, trivial baseline [\d.]+", done.stdout)
+    assert re.search(
+        r"accuracy on \d+ 'test' examples: candidate [\d.]+, trivial baseline [\d.]+", done.stdout
+    )
     assert "FAIL accuracy vs the trivial baseline (always 'yes': " in done.stdout
     assert "not pushed" in done.stdout and not os.path.exists(base / "noise" / "runs" / "serving")
     models = runner("models", "--pipeline", "noise/pipeline.py", cwd=str(base))

@@ -38,7 +38,9 @@ class EvaluatorParams:
     as the Trainer recorded it). label_vocabulary (classification): the file under the model's
     `Format-Serving/assets/` naming its classes in class-id order (default: the Trainer's).
     signature_name: the signature TFMA calls with serialized raw tf.Examples (`examples`).
-    split: the Examples split evaluated. slices: feature-name tuples to slice by; `()` is the
+    split: the Examples split evaluated; by default `test` where ExampleGen made one (examples
+    the Trainer never saw, early stopping included), else `eval` (which the Trainer's early
+    stopping also used: the evaluation says its figures are optimistic). slices: feature-name tuples to slice by; `()` is the
     whole split. value_thresholds: metric -> the least value the candidate may have (for an error
     metric, the most). change_thresholds: metric -> the least (candidate - baseline) allowed (for
     an error metric, the most: 0 means "no worse than the baseline"); checked only when a baseline
@@ -56,7 +58,7 @@ class EvaluatorParams:
     task: str | None = None
     label_vocabulary: str | None = None
     signature_name: str = "serving_default"
-    split: str = "eval"
+    split: str | None = None
     slices: tuple = ((),)
     value_thresholds: dict = field(default_factory=dict)
     change_thresholds: dict = field(default_factory=dict)
@@ -180,8 +182,9 @@ def run_evaluator(
     config = tfma_side.eval_config(
         label_key, params.signature_name, slices, class_names, thresholds, baseline is not None
     )
-    files, size = _split_files(examples, params.split)
-    ctx.log(_describe_start(model, baseline, params, thresholds))
+    split = _split_of(params, examples)
+    files, size = _split_files(examples, split)
+    ctx.log(_describe_start(model, baseline, params, split, thresholds))
     started = time.monotonic()
     config = config_util.update_eval_config_with_defaults(config, has_baseline=baseline is not None)
     # TFMA's model names: '' for a lone candidate, else candidate and baseline.
@@ -195,24 +198,24 @@ def run_evaluator(
         class_names=tuple(class_names) if class_names else None,
     )
     if ctx.beam_runs_in_process(input_bytes=size):
-        accumulator = batched.evaluate(files, job, progress=_progress(ctx, examples, params.split))
+        accumulator = batched.evaluate(files, job, progress=_progress(ctx, examples, split))
     else:
         accumulator = batched.evaluate_with_beam(ctx.beam_pipeline(input_bytes=size), files, job)
-    batched.write_results(evaluation.uri, config, accumulator, job, examples.split_uri(params.split))
+    batched.write_results(evaluation.uri, config, accumulator, job, examples.split_uri(split))
     seconds = time.monotonic() - started
     results = tfma_side.read_results(evaluation.uri, class_names, thresholds)
     candidate = next(n for n, ours in names.items() if ours == CANDIDATE)
     trivial, guess = batched.trivial_metrics(accumulator, class_names, candidate)
     results.metrics[tfma_side.OVERALL, tfma_side.TRIVIAL] = trivial
     _apply_floor(params, task, results, guess)
-    _record(evaluation, blessing, model, baseline, results, round(seconds, 3), task, class_names)
+    _record(evaluation, blessing, model, baseline, results, round(seconds, 3), task, class_names, split)
     write_page(
         os.path.join(evaluation.uri, PAGE_FILE),
         results,
         model,
         baseline,
         class_names,
-        blessing.custom_properties["headline"],
+        blessing.custom_properties["headline"] + (f" ({OPTIMISTIC})" if split == TRAINER_EVAL_SPLIT else ""),
     )
     _log_outcome(ctx, params, task, results, blessing, seconds)
     if not results.validation_ok:
@@ -275,7 +278,7 @@ def _apply_floor(params: EvaluatorParams, task: str, results, guess: str) -> Non
     results.validation_ok = results.validation_ok and passed
 
 
-def headline_line(task: str, results, baseline: Model | None) -> str:
+def headline_line(task: str, results, baseline: Model | None, split: str) -> str:
     """The headline metric of the candidate, the baseline model and the trivial baseline, on one line."""
     from components.evaluator.tfma import BASELINE, TRIVIAL
 
@@ -285,7 +288,7 @@ def headline_line(task: str, results, baseline: Model | None) -> str:
         parts.append(f"baseline model {baseline.id} {_figure(results.value(metric, BASELINE))}")
     parts.append(f"trivial baseline {_figure(results.value(metric, TRIVIAL))}")
     count = results.value("example_count")
-    examples = "" if math.isnan(count) else f" on {count:,.0f} examples"
+    examples = f" on split {split!r}" if math.isnan(count) else f" on {count:,.0f} {split!r} examples"
     return f"{metric}{examples}: {', '.join(parts)}"
 
 
@@ -333,18 +336,37 @@ def _split_files(examples: Examples, split: str) -> tuple[list[str], int]:
     return files, sum(os.path.getsize(f) for f in files)
 
 
-def _describe_start(model: Model, baseline: Model | None, params: EvaluatorParams, thresholds) -> str:
+# The split the Trainer's early stopping reads (components/trainer/training.py).
+TRAINER_EVAL_SPLIT = "eval"
+OPTIMISTIC = (
+    "the Trainer's early stopping also used it, so these figures are optimistic; give ExampleGen a "
+    "'test' split (splits={'train': 3, 'eval': 1, 'test': 1}) to bless on examples it never saw"
+)
+
+
+def _split_of(params: EvaluatorParams, examples: Examples) -> str:
+    if params.split is not None:
+        return params.split
+    return "test" if "test" in examples.split_names else TRAINER_EVAL_SPLIT
+
+
+def _describe_start(
+    model: Model, baseline: Model | None, params: EvaluatorParams, split: str, thresholds
+) -> str:
     against = (
         f"against baseline model {baseline.id}" if baseline else "with no baseline (no blessed model yet)"
     )
     skipped = "" if baseline or not params.change_thresholds else "; change thresholds skipped"
+    seen = f" ({OPTIMISTIC})" if split == TRAINER_EVAL_SPLIT else ""
     return (
-        f"evaluating model {model.id} {against} on split {params.split!r} through {params.signature_name!r}, "
+        f"evaluating model {model.id} {against} on split {split!r}{seen} through {params.signature_name!r}, "
         f"{len(thresholds)} threshold(s){skipped}"
     )
 
 
-def _record(evaluation, blessing, model, baseline, results, seconds: float, task: str, class_names) -> None:
+def _record(
+    evaluation, blessing, model, baseline, results, seconds: float, task: str, class_names, split: str
+) -> None:
     """The BLESSED or NOT_BLESSED file, the blessing's properties and the headline metrics (the
     candidate's, the baseline's and the trivial baseline's)."""
     from components.evaluator.tfma import TRIVIAL
@@ -364,13 +386,14 @@ def _record(evaluation, blessing, model, baseline, results, seconds: float, task
         headline[f"baseline_{metric}"] = results.value(metric, "baseline")
     headline[f"trivial_{metric}"] = results.value(metric, TRIVIAL)
     headline = {k: v for k, v in headline.items() if not math.isnan(v)}
-    line = headline_line(task, results, baseline)
+    line = headline_line(task, results, baseline, split)
     blessing.custom_properties.update(reason=_reason(blessed, results, baseline), headline=line, **headline)
     evaluation.custom_properties.update(
         page=PAGE_FILE,
         blessed=int(blessed),
         evaluation_seconds=seconds,
         task=task,
+        split=split,
         headline=line,
         **headline,
         **({"class_names": json.dumps(list(class_names))} if class_names else {}),
