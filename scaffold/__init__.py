@@ -90,6 +90,8 @@ class Project:
     categorical: list[str] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)
     explanation: list[str] = field(default_factory=list)
+    gate: str = "accuracy"  # the metric the Evaluator's floor and change threshold use
+    gate_reason: str = ""
 
     def summary(self) -> str:
         pipeline_file = _shown_path(self.directory)
@@ -99,6 +101,8 @@ class Project:
             f"  numbers (z-scores): {', '.join(self.numeric) or 'none'}",
             f"  categories (vocabularies): {', '.join(self.categorical) or 'none'}",
             f"  not used (many distinct values): {', '.join(self.unused) or 'none'}",
+            f"  blessed on: {self.gate}, beating the trivial baseline and the served model"
+            + (f" ({self.gate_reason})" if self.gate_reason else ""),
             "  schema.pbtxt, preprocessing.py, model.py, pipeline.py: edit them, they are yours",
             "what the schema inference decided:",
             *(f"  {line}" for line in self.explanation),
@@ -179,6 +183,9 @@ def _write_project(directory, name, pattern, copies, label, task, inferred) -> P
         )
     from components.schema_gen.component import schema_text
 
+    gate = ("accuracy", "")
+    if task == CLASSIFICATION:
+        gate = gate_metric(_class_counts(label_feature, pattern, copies, inferred))
     os.makedirs(directory, exist_ok=True)
     files = {
         "schema.pbtxt": schema_text(inferred.schema, f"the data of {pattern}"),
@@ -192,13 +199,24 @@ def _write_project(directory, name, pattern, copies, label, task, inferred) -> P
             categorical,
             _shown_path(directory),
             label_spread=_spread(label_feature, inferred) if task == REGRESSION else None,
+            gate=gate,
         ),
     }
     for file_name, text in files.items():
         with open(os.path.join(directory, file_name), "w") as f:
             f.write(text)
     return Project(
-        directory, name, label_feature, task, pattern, numeric, categorical, unused, inferred.explanation
+        directory,
+        name,
+        label_feature,
+        task,
+        pattern,
+        numeric,
+        categorical,
+        unused,
+        inferred.explanation,
+        gate=gate[0] if task == CLASSIFICATION else "root_mean_squared_error",
+        gate_reason=gate[1],
     )
 
 
@@ -250,13 +268,63 @@ def _infer_task(feature, label_feature: str, pattern: str, copies: list[str], in
     return CLASSIFICATION if len(values) <= MAX_INT_CLASSES else REGRESSION
 
 
+# A class rarer than this share of the rows makes the label imbalanced (see `gate_metric`).
+RARE_SHARE = 0.2
+
+
+def gate_metric(counts: dict[str, int]) -> tuple[str, str]:
+    """The metric the Evaluator's floor and change threshold gate on, for a label with these class
+    counts, and why: accuracy for balanced classes; for an imbalanced two-class label, the
+    precision-recall AUC of its minority (positive) class; for a rare class among several, macro-F1."""
+    total = sum(counts.values())
+    if total == 0 or len(counts) < 2:
+        return "accuracy", ""
+    rarest = min(sorted(counts), key=lambda c: counts[c])
+    share = counts[rarest] / total
+    if len(counts) == 2 and share < RARE_SHARE:
+        return (
+            f"auc_precision_recall/{rarest}",
+            f"{rarest!r} is {share:.1%} of the rows: the positive class, gated on its precision-recall AUC",
+        )
+    if share < RARE_SHARE / (len(counts) - 1):
+        return (
+            "macro_f1",
+            f"{rarest!r} is {share:.1%} of the rows: gated on macro-F1, each class counting the same",
+        )
+    return "accuracy", ""
+
+
+def _class_counts(label_feature: str, pattern: str, copies: list[str], inferred: InferredData) -> dict:
+    """Rows per label value over every file (empty and NA cells left out)."""
+    import collections
+
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    column = _column_of(label_feature, inferred)
+    counts: collections.Counter = collections.Counter()
+    for path in copies or glob.glob(pattern.replace("{SPAN}", "*").replace("{VERSION}", "*")):
+        table = pcsv.read_csv(
+            path,
+            convert_options=pcsv.ConvertOptions(include_columns=[column], column_types={column: pa.string()}),
+        )
+        counts.update(v for v in table.column(0).to_pylist() if v not in (None, "", "NA"))
+    return dict(counts)
+
+
+def _column_of(feature: str, inferred: InferredData) -> str:
+    """The CSV header of a feature (a renamed column's original header)."""
+    columns = [c for c, f in inferred.feature_of_column.items() if f == feature]
+    return next((c for c in columns if c != feature), feature)
+
+
 def _distinct_label_values(
     label_feature: str, pattern: str, copies: list[str], inferred: InferredData
 ) -> set:
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    column = next(c for c, f in inferred.feature_of_column.items() if f == label_feature)
+    column = _column_of(label_feature, inferred)
     values: set = set()
     for path in copies or glob.glob(pattern.replace("{SPAN}", "*").replace("{VERSION}", "*")):
         table = pcsv.read_csv(

@@ -167,7 +167,7 @@ def create_pipeline() -> Pipeline:
         # worse than it. Add a bar such as value_thresholds={{{floor}}}{hint} once you know
         # what is good enough.
         floor_margin=0.1,
-        change_thresholds={{{change}: 0.0}},
+{floor_metric}        change_thresholds={{{change}: 0.0}},
     )
     pusher = Pusher(
         model=trainer.outputs["model"],
@@ -207,12 +207,18 @@ def pipeline(
     categorical: list[str],
     path: str,
     label_spread: float | None = None,
+    gate: tuple[str, str] = ("accuracy", ""),
 ) -> str:
     """`data`: the input pattern as Python source; `path`: the file's path, for its docstring;
     `label_spread`: the standard deviation of a regression's label, which scales the hint."""
     headline = "accuracy" if task == "classification" else "root_mean_squared_error"
+    floor_metric = ""
     if task == "classification":
         floor, hint, trivial = '"accuracy": 0.9', "", "always the most frequent class"
+        if gate[0] != "accuracy":
+            headline = gate[0]
+            floor = f"{gate[0]!r}: 0.5"
+            floor_metric = f"        # {gate[1]}.\n        floor_metric={gate[0]!r},\n"
     else:
         spread = label_spread if label_spread and label_spread > 0 else 1.0
         floor = f'"root_mean_squared_error": {0.5 * spread:.3g}'
@@ -230,6 +236,7 @@ def pipeline(
         floor=floor,
         hint=hint,
         trivial=trivial,
+        floor_metric=floor_metric,
     )
 
 

@@ -112,6 +112,8 @@ def _reference_auc(scores, positive):
 
 
 def test_classification_metrics_per_slice_match_a_reference(setup):
+    from sklearn.metrics import average_precision_score, f1_score
+
     _, files, (x, group, label, _), models = setup
     accumulator = batched.evaluate(files, _task(models, "classification", 3.0, 0.5), batch_size=700)
     got = _by_name(batched.slice_metrics(accumulator, CLASSES, "baseline"))
@@ -126,6 +128,21 @@ def test_classification_metrics_per_slice_match_a_reference(setup):
             assert got[name, model, "precision/high"] == pytest.approx(np.mean(t[p]), abs=1e-12)
             assert got[name, model, "recall/low"] == pytest.approx(np.mean(~p[~t]), abs=1e-12)
             assert got[name, model, "auc/high"] == pytest.approx(_reference_auc(high[rows], t), abs=2e-3)
+            # F1, macro-F1 and PR-AUC against scikit-learn's.
+            truth_names, predicted_names = label[rows], np.where(p, "high", "low")
+            for c in CLASSES:
+                assert got[name, model, f"f1/{c}"] == pytest.approx(
+                    f1_score(truth_names, predicted_names, pos_label=c), abs=1e-12
+                )
+            assert got[name, model, "macro_f1"] == pytest.approx(
+                f1_score(truth_names, predicted_names, average="macro"), abs=1e-12
+            )
+            assert got[name, model, "auc_precision_recall/high"] == pytest.approx(
+                average_precision_score(t, high[rows]), abs=5e-3
+            )
+            assert got[name, model, "auc_precision_recall/low"] == pytest.approx(
+                average_precision_score(~t, 1 - high[rows]), abs=5e-3
+            )
     assert not any(k[0] == "group=" for k in got)  # an example without the feature is in no slice
     diff = got["Overall", "change", "accuracy"]
     assert diff == pytest.approx(

@@ -183,10 +183,12 @@ def test_tfmas_class_ids_are_the_served_models_class_ids_and_name_the_pages_clas
         if entry.key.sub_key.HasField("class_id"):
             name = f"{entry.key.name}/{vocabulary[entry.key.sub_key.class_id.value]}"
             per_class[name] = entry.value.double_value.value
-    assert {m.partition("/")[0] for m in per_class} == {"precision", "recall"}
-    assert len(per_class) == 2 * len(vocabulary) == 6
+    assert {m.partition("/")[0] for m in per_class} == {"precision", "recall", "f1"}
+    assert len(per_class) == 3 * len(vocabulary) == 9
     for name, value in per_class.items():
         assert shown[name] == f"{value:.4f}", name
+    # The confusion matrix: a row per true class, in the same order, summing to the split.
+    assert "Confusion matrix (whole split)" in page
     # The class ids the served model gives are those names, in that order.
     import tensorflow as tf
 
@@ -399,16 +401,19 @@ def test_threshold_on_an_unknown_metric_names_the_metrics_there_are():
         )
 
 
-def test_two_class_models_get_auc_per_class():
-    config = eval_config(
-        "label", "serving_default", [()], ["no", "yes"], [Threshold("auc/yes", "value", 0.8)], False
-    )
+def test_two_class_models_get_roc_and_precision_recall_auc_per_class():
+    thresholds = [Threshold("auc/yes", "value", 0.8), Threshold("auc_precision_recall/yes", "value", 0.3)]
+    config = eval_config("label", "serving_default", [()], ["no", "yes"], thresholds, False)
     per_class = [spec for spec in config.metrics_specs if spec.binarize.class_ids.values]
     assert [[m.class_name for m in spec.metrics] for spec in per_class] == [
-        ["ClassPrecision", "ClassRecall", "AUC"]
+        ["ClassPrecision", "ClassRecall", "ClassF1", "AUC", "AUCPrecisionRecall"]
     ] * 2
     [auc_yes] = [m for m in per_class[1].metrics if m.class_name == "AUC"]
     assert auc_yes.per_slice_thresholds[0].threshold.value_threshold.lower_bound.value == 0.8
+    [pr_yes] = [m for m in per_class[1].metrics if m.class_name == "AUCPrecisionRecall"]
+    assert pr_yes.per_slice_thresholds[0].threshold.value_threshold.lower_bound.value == 0.3
+    overall = [m.class_name for m in config.metrics_specs[0].metrics]
+    assert overall == ["LabeledExampleCount", "MulticlassAccuracy", "MacroF1"]
 
 
 def test_metrics_from_the_confusion_matrix_match_counting_by_hand():
@@ -416,9 +421,11 @@ def test_metrics_from_the_confusion_matrix_match_counting_by_hand():
     from tensorflow_model_analysis.metrics import metric_types
 
     from components.evaluator.metrics import (
+        ClassF1,
         ClassPrecision,
         ClassRecall,
         LabeledExampleCount,
+        MacroF1,
         MulticlassAccuracy,
     )
 
@@ -457,6 +464,9 @@ def test_metrics_from_the_confusion_matrix_match_counting_by_hand():
             ("recall", 1): 1 / 1,
             ("recall", 2): 2 / 3,
         }
+        f1 = evaluate(ClassF1(names), keyed, by_class)
+        assert f1 == pytest.approx({("f1", 0): 0.5, ("f1", 1): 2 / 3, ("f1", 2): 0.8})
+        assert evaluate(MacroF1(names), keyed) == pytest.approx({("macro_f1", None): (0.5 + 2 / 3 + 0.8) / 3})
     [base, _] = MulticlassAccuracy(names).computations(model_names=["candidate"])
     with pytest.raises(
         ValueError,
@@ -575,7 +585,7 @@ def test_a_threshold_on_a_metric_the_model_will_not_produce_is_refused_at_defini
     with pytest.raises(
         DefinitionError,
         match=r"Evaluator: value_thresholds names 'root_mean_squared_error', which a classification model "
-        r"\(Trainer's head\) does not produce; it produces: example_count, accuracy, precision/<class>",
+        r"\(Trainer's head\) does not produce; it produces: example_count, accuracy, macro_f1, precision/<class>",
     ):
         pipeline.validate()
     pipeline.override(value_thresholds={"auc": 0.5})  # per class only

@@ -136,8 +136,28 @@ def write_noise(folder):
     return path
 
 
-# A data set whose model must not reach serving with the defaults `init` writes.
-NOISE = {"noise": (write_noise, "renewed", "classification", None)}
+def write_credit(folder):
+    """An imbalanced two-class label: `default` is Yes for about 10% of 400 rows, likelier with `usage`."""
+    rng = random.Random(5)
+    path = os.path.join(folder, "credit.csv")
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["usage", "age", "education", "default"])
+        for _ in range(400):
+            usage = rng.random()
+            default = rng.random() < 0.01 + 0.5 * usage**4
+            writer.writerow(
+                [f"{usage:.3f}", rng.randint(20, 70), rng.choice(["hs", "uni"]), "Yes" if default else "No"]
+            )
+    return path
+
+
+# noise: a label whose model must not reach serving with the defaults `init` writes; credit: an
+# imbalanced label, gated on its positive class.
+NOISE = {
+    "noise": (write_noise, "renewed", "classification", None),
+    "credit": (write_credit, "default", "classification", None),
+}
 
 DATA_SETS = {
     # name: (writer, label column, task init must infer, a column that must not feed the model)
@@ -218,6 +238,31 @@ def test_a_label_no_feature_predicts_is_not_blessed_by_the_defaults_and_says_why
     models = runner("models", "--pipeline", "noise/pipeline.py", cwd=str(base))
     assert "NOT BLESSED: no better than the trivial baseline" in models.stdout
     assert "not pushed" in models.stdout
+
+
+def test_an_imbalanced_label_gates_on_its_positive_class(projects):
+    """init names the minority class the positive one and the Evaluator's floor is on its
+    precision-recall AUC (a model that always says No has the class's share), not on accuracy."""
+    base, inits, runs = projects
+    assert "blessed on: auc_precision_recall/Yes" in inits["credit"].stdout
+    assert "floor_metric='auc_precision_recall/Yes'" in open(base / "credit" / "pipeline.py").read()
+    done = runs["credit"]
+    assert done.returncode in (0, 3), done.stdout[-3000:] + done.stderr[-3000:]
+    line = re.search(
+        r"(PASS|FAIL) auc_precision_recall/Yes vs the trivial baseline \(always 'No': ([\d.]+)", done.stdout
+    )
+    assert line, done.stdout[-3000:]
+    examples = re.search(r"auc_precision_recall/Yes on (\d+) 'test' examples", done.stdout)
+    assert examples and 0 < float(line.group(2)) < 0.25
+
+
+def test_the_gate_follows_the_labels_balance():
+    from scaffold import gate_metric
+
+    assert gate_metric({"a": 50, "b": 50}) == ("accuracy", "")
+    assert gate_metric({"No": 97, "Yes": 3})[0] == "auc_precision_recall/Yes"
+    assert gate_metric({"sun": 60, "rain": 30, "snow": 2, "fog": 8})[0] == "macro_f1"
+    assert gate_metric({"x": 40, "y": 30, "z": 30}) == ("accuracy", "")
 
 
 def test_regression_is_evaluated_with_its_own_metrics(projects):

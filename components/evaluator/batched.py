@@ -326,6 +326,21 @@ def auc(histogram: np.ndarray) -> float:
     return float(np.sum((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1]) / 2))
 
 
+def auc_precision_recall(histogram: np.ndarray) -> float:
+    """The area under the precision-recall curve of a [2, buckets] histogram (see `auc`): the
+    threshold swept down bucket by bucket, precision summed over each step in recall (average
+    precision, as scikit-learn's `average_precision_score` computes it)."""
+    negatives, positives = histogram[0][::-1].astype(np.float64), histogram[1][::-1].astype(np.float64)
+    if not positives.sum():
+        return float("nan")
+    true, false = np.cumsum(positives), np.cumsum(negatives)
+    taken = (true + false) > 0
+    precision = np.divide(true, true + false, out=np.ones_like(true), where=taken)
+    recall = true / positives.sum()
+    steps = np.diff(np.concatenate([[0.0], recall]))
+    return float(np.sum(steps * precision))
+
+
 def slice_metrics(accumulator: Accumulator, class_names: Sequence[str] | None, baseline: str | None):
     """[(TFMA slice key, {MetricKey: value})], the candidate's and the baseline's values and, with
     a baseline, the candidate's differences (`is_diff`), as TFMA's evaluator computes them."""
@@ -368,12 +383,15 @@ def _derive(arrays: dict, class_names, metrics) -> dict[tuple[str, int | None], 
     derived = {
         ("example_count", None): metrics.LabeledExampleCount.derive(matrix, None),
         ("accuracy", None): metrics.MulticlassAccuracy.derive(matrix, None),
+        ("macro_f1", None): metrics.MacroF1.derive(matrix, None),
     }
     for class_id in range(len(class_names)):
         derived["precision", class_id] = metrics.ClassPrecision.derive(matrix, class_id)
         derived["recall", class_id] = metrics.ClassRecall.derive(matrix, class_id)
+        derived["f1", class_id] = metrics.ClassF1.derive(matrix, class_id)
         if "histogram" in arrays:
             derived["auc", class_id] = auc(arrays["histogram"][class_id])
+            derived["auc_precision_recall", class_id] = auc_precision_recall(arrays["histogram"][class_id])
     return derived
 
 
@@ -402,7 +420,9 @@ def trivial_metrics(
         constant[:, majority] = matrix.sum(axis=1)
         derived = _derive({"matrix": constant}, class_names, metrics)
         if len(class_names) == 2:
+            shares = matrix.sum(axis=1) / max(matrix.sum(), 1)  # a constant's precision at every recall
             derived.update({("auc", i): 0.5 for i in range(2)})
+            derived.update({("auc_precision_recall", i): float(shares[i]) for i in range(2)})
         guess = f"always {class_names[majority]!r}"
     named = {
         name if class_id is None else f"{name}/{class_names[class_id]}": float(value)

@@ -27,7 +27,17 @@ REGRESSION_METRICS = (
     "mean_prediction",
     "r_squared",
 )
-KNOWN_METRICS = {"example_count", "accuracy", "precision", "recall", "auc", *REGRESSION_METRICS}
+KNOWN_METRICS = {
+    "example_count",
+    "accuracy",
+    "macro_f1",
+    "precision",
+    "recall",
+    "f1",
+    "auc",
+    "auc_precision_recall",
+    *REGRESSION_METRICS,
+}
 HEADLINE = {"classification": "accuracy", "regression": "root_mean_squared_error"}
 
 
@@ -44,15 +54,17 @@ class EvaluatorParams:
     whole split. value_thresholds: metric -> the least value the candidate may have (for an error
     metric, the most). change_thresholds: metric -> the least (candidate - baseline) allowed (for
     an error metric, the most: 0 means "no worse than the baseline"); checked only when a baseline
-    exists. Metric names, classification: example_count, accuracy, precision/<class>,
-    recall/<class>, auc/<class> (two-class models); regression: example_count,
+    exists. Metric names, classification: example_count, accuracy, macro_f1, precision/<class>,
+    recall/<class>, f1/<class>, auc/<class> and auc_precision_recall/<class> (two-class models); regression: example_count,
     mean_squared_error, root_mean_squared_error, mean_absolute_error (errors: lower is better),
     mean_label, mean_prediction, r_squared. Thresholds apply to the whole split.
     floor_margin: the floor every model must clear on the headline metric (accuracy, or
     root_mean_squared_error), against the trivial baseline, the best constant guess on the same
     examples (the most frequent class; the mean label): its error, 1 - accuracy or the RMSE, must
     be at most (1 - floor_margin) times the trivial baseline's. None: no floor (then, with no
-    thresholds either, every model is blessed)."""
+    thresholds either, every model is blessed). floor_metric: the metric the floor is on instead of
+    the headline (for an imbalanced label, `auc_precision_recall/<positive class>` or
+    `macro_f1`); on a metric where higher is better, 1 - value is the error that must shrink."""
 
     label_key: str | None = None
     task: str | None = None
@@ -63,8 +75,14 @@ class EvaluatorParams:
     value_thresholds: dict = field(default_factory=dict)
     change_thresholds: dict = field(default_factory=dict)
     floor_margin: float | None = 0.1
+    floor_metric: str | None = None
 
     def __post_init__(self):
+        if self.floor_metric is not None and self.floor_metric.partition("/")[0] not in KNOWN_METRICS:
+            raise DefinitionError(
+                f"Evaluator: floor_metric names unknown metric {self.floor_metric!r}; classification: "
+                f"{', '.join(CLASSIFICATION_METRICS)}; regression: {', '.join(REGRESSION_METRICS)}"
+            )
         margin = self.floor_margin
         if margin is not None and (
             not isinstance(margin, (int, float)) or isinstance(margin, bool) or not 0 <= margin < 1
@@ -88,7 +106,7 @@ class EvaluatorParams:
                 if name not in KNOWN_METRICS:
                     raise DefinitionError(
                         f"Evaluator: {kind} names unknown metric {metric!r}; classification: "
-                        "example_count, accuracy, precision/<class>, recall/<class>, auc/<class>; "
+                        f"{', '.join(CLASSIFICATION_METRICS)}; "
                         f"regression: {', '.join(REGRESSION_METRICS)}"
                     )
                 if not isinstance(bound, (int, float)) or isinstance(bound, bool):
@@ -103,7 +121,16 @@ class EvaluatorParams:
         return checks
 
 
-CLASSIFICATION_METRICS = ("example_count", "accuracy", "precision/<class>", "recall/<class>", "auc/<class>")
+CLASSIFICATION_METRICS = (
+    "example_count",
+    "accuracy",
+    "macro_f1",
+    "precision/<class>",
+    "recall/<class>",
+    "f1/<class>",
+    "auc/<class>",
+    "auc_precision_recall/<class>",
+)
 
 
 def check_thresholds(node) -> None:
@@ -121,8 +148,10 @@ def check_thresholds(node) -> None:
         return
     produced = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
     names = {m.partition("/")[0] for m in produced}
-    for kind in ("value_thresholds", "change_thresholds"):
-        for metric in getattr(params, kind):
+    named = {kind: list(getattr(params, kind)) for kind in ("value_thresholds", "change_thresholds")}
+    named["floor_metric"] = [params.floor_metric] if params.floor_metric else []
+    for kind, metrics in named.items():
+        for metric in metrics:
             name, slash, _ = metric.partition("/")
             if name not in names or bool(slash) != (f"{name}/<class>" in produced):
                 raise DefinitionError(
@@ -175,8 +204,8 @@ def run_evaluator(
         }
         class_names = shared_class_names(vocabularies)
     thresholds = params.thresholds(with_baseline=baseline is not None)
-    for threshold in thresholds:
-        tfma_side.parse_metric(threshold.metric, class_names)
+    for metric in [t.metric for t in thresholds] + [params.floor_metric] * bool(params.floor_metric):
+        tfma_side.parse_metric(metric, class_names)
     # The whole split is always evaluated: thresholds and the floor apply to it.
     slices = tuple(params.slices) if () in params.slices else ((), *params.slices)
     config = tfma_side.eval_config(
@@ -208,7 +237,9 @@ def run_evaluator(
     trivial, guess = batched.trivial_metrics(accumulator, class_names, candidate)
     results.metrics[tfma_side.OVERALL, tfma_side.TRIVIAL] = trivial
     _apply_floor(params, task, results, guess)
-    _record(evaluation, blessing, model, baseline, results, round(seconds, 3), task, class_names, split)
+    _record(
+        evaluation, blessing, params, model, baseline, results, round(seconds, 3), task, class_names, split
+    )
     write_page(
         os.path.join(evaluation.uri, PAGE_FILE),
         results,
@@ -216,6 +247,7 @@ def run_evaluator(
         baseline,
         class_names,
         blessing.custom_properties["headline"] + (f" ({OPTIMISTIC})" if split == TRAINER_EVAL_SPLIT else ""),
+        confusion=accumulator.state.get((), {}).get(candidate, {}).get("matrix"),
     )
     _log_outcome(ctx, params, task, results, blessing, seconds)
     if not results.validation_ok:
@@ -265,12 +297,13 @@ def _apply_floor(params: EvaluatorParams, task: str, results, guess: str) -> Non
     margin = params.floor_margin
     if margin is None:
         return
-    metric = HEADLINE[task]
+    metric = params.floor_metric or HEADLINE[task]
     trivial = results.value(metric, TRIVIAL)
-    if task == "classification":  # the error 1 - accuracy shrinks by the margin
-        bound = 1.0 - (1.0 - margin) * (1.0 - trivial)
-    else:
+    threshold = Threshold(metric, "floor", 0.0)
+    if threshold.lower_is_better:  # an error shrinks by the margin
         bound = (1.0 - margin) * trivial
+    else:  # a share such as accuracy: its error, 1 - value, shrinks by the margin
+        bound = 1.0 - (1.0 - margin) * (1.0 - trivial)
     threshold = Threshold(metric, "floor", bound, note=f"{guess}: {trivial:.4f}, {margin:.0%} margin")
     value = results.value(metric)
     passed = value <= bound if threshold.lower_is_better else value >= bound  # NaN fails
@@ -278,11 +311,11 @@ def _apply_floor(params: EvaluatorParams, task: str, results, guess: str) -> Non
     results.validation_ok = results.validation_ok and passed
 
 
-def headline_line(task: str, results, baseline: Model | None, split: str) -> str:
-    """The headline metric of the candidate, the baseline model and the trivial baseline, on one line."""
+def headline_line(metric: str, results, baseline: Model | None, split: str) -> str:
+    """`metric` (the headline, or the floor's metric) of the candidate, the baseline model and the
+    trivial baseline, on one line."""
     from components.evaluator.tfma import BASELINE, TRIVIAL
 
-    metric = HEADLINE[task]
     parts = [f"candidate {_figure(results.value(metric))}"]
     if baseline is not None:
         parts.append(f"baseline model {baseline.id} {_figure(results.value(metric, BASELINE))}")
@@ -365,7 +398,7 @@ def _describe_start(
 
 
 def _record(
-    evaluation, blessing, model, baseline, results, seconds: float, task: str, class_names, split: str
+    evaluation, blessing, params, model, baseline, results, seconds: float, task: str, class_names, split: str
 ) -> None:
     """The BLESSED or NOT_BLESSED file, the blessing's properties and the headline metrics (the
     candidate's, the baseline's and the trivial baseline's)."""
@@ -386,7 +419,7 @@ def _record(
         headline[f"baseline_{metric}"] = results.value(metric, "baseline")
     headline[f"trivial_{metric}"] = results.value(metric, TRIVIAL)
     headline = {k: v for k, v in headline.items() if not math.isnan(v)}
-    line = headline_line(task, results, baseline, split)
+    line = headline_line(params.floor_metric or metric, results, baseline, split)
     blessing.custom_properties.update(reason=_reason(blessed, results, baseline), headline=line, **headline)
     evaluation.custom_properties.update(
         page=PAGE_FILE,

@@ -3,12 +3,13 @@ code reads the metric keys from them), and the formulas from shared counts that 
 evaluation (`batched`) applies per slice and model: `derive` of each class.
 
 Classification: one n x n confusion matrix (true class x argmax of the scores, class ids in the
-Evaluator's shared class order) gives `example_count`, `accuracy`, and per class `precision` and
-`recall`. Regression: seven sums (n, y, y^2, p, (y - p), (y - p)^2 and |y - p|) give
+Evaluator's shared class order) gives `example_count`, `accuracy`, `macro_f1`, and per class
+`precision`, `recall` and `f1`. Regression: seven sums (n, y, y^2, p, (y - p), (y - p)^2 and |y - p|) give
 `example_count`, `mean_squared_error`, `root_mean_squared_error`, `mean_absolute_error`,
 `mean_label`, `mean_prediction` and `r_squared`.
 
-`MetricConfig(class_name="LabeledExampleCount" | "MulticlassAccuracy" | "ClassPrecision" | "ClassRecall",
+`MetricConfig(class_name="LabeledExampleCount" | "MulticlassAccuracy" | "MacroF1" | "ClassPrecision" |
+"ClassRecall" | "ClassF1",
 module="components.evaluator.metrics", config='"class_names": [...]')`; precision and recall take
 their class from the metrics spec's `binarize.class_ids`, as TFMA's own do, so their keys (and the
 thresholds on them) look exactly like TFMA's. Their combiners also run under TFMA itself, example
@@ -88,6 +89,34 @@ class ClassRecall(_ConfusionMetric):
     @staticmethod
     def derive(matrix, class_id):
         return _ratio(matrix[class_id, class_id], matrix[class_id, :].sum())
+
+
+class ClassF1(_ConfusionMetric):
+    """The harmonic mean of the class's precision and recall (highest score); 0 when both are 0."""
+
+    NAME = "f1"
+
+    @staticmethod
+    def derive(matrix, class_id):
+        return _f1(matrix, class_id)
+
+
+class MacroF1(_ConfusionMetric):
+    """The mean of every class's F1, each class counting the same however rare (a class never
+    seen nor predicted is left out)."""
+
+    NAME = "macro_f1"
+
+    @staticmethod
+    def derive(matrix, class_id):
+        present = [k for k in range(len(matrix)) if matrix[k, :].sum() or matrix[:, k].sum()]
+        return float(np.mean([_f1(matrix, k) for k in present])) if present else float("nan")
+
+
+def _f1(matrix: np.ndarray, class_id: int) -> float:
+    true_positives = float(matrix[class_id, class_id])
+    wrong = float(matrix[class_id, :].sum() + matrix[:, class_id].sum()) - 2 * true_positives
+    return _ratio(2 * true_positives, 2 * true_positives + wrong) if true_positives or wrong else float("nan")
 
 
 def _ratio(numerator, denominator) -> float:

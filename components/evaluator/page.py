@@ -14,10 +14,17 @@ COLOURS = {CANDIDATE: "#4C72B0", BASELINE: "#BBBBBB"}
 
 
 def write_page(
-    path: str, results: Results, model, baseline, class_names: list[str] | None, headline: str
+    path: str,
+    results: Results,
+    model,
+    baseline,
+    class_names: list[str] | None,
+    headline: str,
+    confusion=None,
 ) -> None:
     """Writes `path` for the evaluation of `model` (against `baseline`, or none); `class_names`
-    None means a regression model; `headline` the line of headline metrics."""
+    None means a regression model; `headline` the line of headline metrics; `confusion` the
+    candidate's confusion matrix on the whole split (true class x predicted class)."""
     blessed = results.validation_ok
     against = f"baseline: model {baseline.id} ({html.escape(baseline.uri)})" if baseline else "no baseline"
     rows = "".join(
@@ -46,6 +53,7 @@ def write_page(
                 thresholds=thresholds,
                 image=_chart(results, slices, class_names, baseline is not None),
                 table=_metrics_table(results, slices, baseline is not None),
+                confusion=_confusion_table(confusion, class_names),
             )
         )
 
@@ -63,7 +71,7 @@ def _panels(slices: list[str], class_names: list[str] | None) -> tuple[str, list
         details = ["mean_absolute_error", "root_mean_squared_error", "mean_label", "mean_prediction"]
         headline = "root_mean_squared_error"
     else:
-        details = [f"{m}/{c}" for m in ("precision", "recall") for c in class_names]
+        details = [f"{m}/{c}" for m in ("precision", "recall", "f1") for c in class_names]
         headline = "accuracy"
     return headline, [
         (f"{headline} by slice", [(s, headline) for s in slices], True),
@@ -137,6 +145,25 @@ def _metrics_table(results: Results, slices: list[str], with_baseline: bool) -> 
     return f"<table><tr><th>slice</th>{header}</tr>{rows}</table>"
 
 
+def _confusion_table(matrix, class_names: list[str] | None) -> str:
+    """The candidate's confusion matrix: a row per true class, a column per predicted class."""
+    if matrix is None or class_names is None:
+        return ""
+    header = "".join(f"<th>{html.escape(c)}</th>" for c in class_names)
+    rows = "".join(
+        f"<tr><td>{html.escape(c)}</td>"
+        + "".join(
+            f"<td{' class=ok' if i == j else ''}>{int(matrix[i][j])}</td>" for j in range(len(class_names))
+        )
+        + f"<td>{int(sum(matrix[i]))}</td></tr>"
+        for i, c in enumerate(class_names)
+    )
+    return (
+        "<h2>Confusion matrix (whole split)</h2><table><tr><th>true \\ predicted</th>"
+        f"{header}<th>examples</th></tr>{rows}</table>"
+    )
+
+
 def _number(value: float) -> str:
     if math.isnan(value):
         return "&ndash;"
@@ -151,6 +178,7 @@ td:first-child,th:first-child{{text-align:left}}table{{border-collapse:collapse;
 <p>{uri}; {against}. {headline}. Thresholds and the floor apply to the whole split; slices are reported.</p>
 <h2>Thresholds</h2>{thresholds}
 <img alt='candidate and baseline metrics' src='data:image/png;base64,{image}'>
+{confusion}
 <h2>Metrics by slice</h2>{table}
 </body></html>
 """

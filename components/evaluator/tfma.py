@@ -14,8 +14,10 @@ ordered differently; it also checks `classes` against the vocabulary, so a wrong
 loudly instead of corrupting metrics. The evaluation records the order as its `class_names`.
 
 Metric names, as the Evaluator's parameters and reports use them. Classification:
-`example_count`, `accuracy`, `precision/<class>`, `recall/<class>` (the predicted class is the one
-with the highest score; see `metrics`) and, for two-class models, `auc/<class>`. Regression
+`example_count`, `accuracy`, `macro_f1`, `precision/<class>`, `recall/<class>`, `f1/<class>` (the
+predicted class is the one with the highest score; see `metrics`) and, for two-class models,
+`auc/<class>` and `auc_precision_recall/<class>` (ROC and precision-recall curves of that class's
+score). Regression
 (`outputs`): `example_count`, `mean_squared_error`, `root_mean_squared_error`,
 `mean_absolute_error`, `mean_label`, `mean_prediction`, `r_squared`. Throughout,
 `class_names=None` means regression.
@@ -125,9 +127,14 @@ def per_class_metrics(class_names: Sequence[str]) -> dict[str, tuple[str, str]]:
     """Our per-class metric names -> (metric class, its module; "" for TFMA's own). Precision and
     recall come from the shared confusion matrix of `metrics`; AUC, for two-class models
     only, is TFMA's."""
-    metrics = {"precision": ("ClassPrecision", OUR_METRICS), "recall": ("ClassRecall", OUR_METRICS)}
+    metrics = {
+        "precision": ("ClassPrecision", OUR_METRICS),
+        "recall": ("ClassRecall", OUR_METRICS),
+        "f1": ("ClassF1", OUR_METRICS),
+    }
     if len(class_names) == 2:
         metrics["auc"] = ("AUC", "")
+        metrics["auc_precision_recall"] = ("AUCPrecisionRecall", "")
     return metrics
 
 
@@ -136,7 +143,7 @@ def metric_names(class_names: Sequence[str] | None) -> list[str]:
     if class_names is None:
         return list(REGRESSION_METRICS)
     per_class = per_class_metrics(class_names)
-    return ["example_count", "accuracy", *(f"{m}/{c}" for m in per_class for c in class_names)]
+    return ["example_count", "accuracy", "macro_f1", *(f"{m}/{c}" for m in per_class for c in class_names)]
 
 
 def eval_config(
@@ -190,6 +197,7 @@ def eval_config(
             metrics=[
                 metric("LabeledExampleCount", "example_count", OUR_METRICS),
                 metric("MulticlassAccuracy", "accuracy", OUR_METRICS),
+                metric("MacroF1", "macro_f1", OUR_METRICS),
             ]
         )
     ]
