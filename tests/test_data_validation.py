@@ -80,11 +80,23 @@ def test_clean_spans_pass_including_drift_checks(tmp_path):
     assert result.ok, result.error
     anomalies = result.step("ExampleValidator").outputs["anomalies"]
     assert anomalies.get("decision") == "PASSED" and anomalies.get("previous_span") == 1
-    assert "0 anomalies, 0 warnings, compared with span 1" in "\n".join(result.log)
+    log = "\n".join(result.log)
+    # The real 2008 penguins have longer flippers than 2007's (+0.34 std dev): told, not blocking.
+    assert "0 anomalies, 1 warnings, compared with span 1" in log
+    assert (
+        "[warning] numeric_drift: feature 'flipper_length_mm', split train: expected a mean within "
+        "0.25 std dev of the previous span's 196.4, found mean 201.2, 0.34 std dev away, JSD 0.15"
+    ) in log
+    assert (
+        "drift from span 1 (train), largest: island L-inf 0.15 ('Biscoe'); flipper_length_mm mean +0.34 sd"
+        in log
+    )
+    assert "Drift from span 1 (train)" in open(os.path.join(anomalies.uri, "statistics.html")).read()
     proto = anomalies_pb2.Anomalies.FromString(
         open(os.path.join(anomalies.split_uri("train"), "SchemaDiff.pb"), "rb").read()
     )
-    assert not proto.anomaly_info
+    assert set(proto.anomaly_info) == {"flipper_length_mm"}  # the warning, as TFDV's proto records it
+    assert proto.anomaly_info["flipper_length_mm"].description.startswith("[warning] numeric_drift")
 
 
 def test_new_island_value(tmp_path):
@@ -154,6 +166,51 @@ def test_too_many_missing(tmp_path):
     )
 
 
+def _numeric(name, mean, std, low, high, counts):
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    feature = statistics_pb2.FeatureNameStatistics(name=name, type=statistics_pb2.FeatureNameStatistics.FLOAT)
+    feature.num_stats.mean, feature.num_stats.std_dev = mean, std
+    histogram = feature.num_stats.histograms.add(type=statistics_pb2.Histogram.STANDARD)
+    edges = [low + (high - low) * i / len(counts) for i in range(len(counts) + 1)]
+    for i, count in enumerate(counts):
+        histogram.buckets.add(low_value=edges[i], high_value=edges[i + 1], sample_count=count)
+    return feature
+
+
+def test_drift_speaks_for_a_moved_label_and_a_constant_that_changed():
+    """A monthly table: the label's mean moved from 0.3 to 15.1 minutes on a spread of about 40
+    (0.37 std dev) and `month`, constant within a span, changed: both warned with their distance;
+    an unchanged feature is measured and not flagged."""
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    before, now = statistics_pb2.DatasetFeatureStatistics(), statistics_pb2.DatasetFeatureStatistics()
+    before.features.extend(
+        [
+            _numeric("delay", 0.3, 40.0, -60, 300, [40, 500, 300, 100, 30, 15, 8, 4, 2, 1]),
+            _numeric("month", 1.0, 0.0, 1, 1, [1000]),
+            _numeric("distance", 800.0, 300.0, 100, 2500, [100, 300, 300, 150, 80, 40, 20, 6, 3, 1]),
+        ]
+    )
+    now.features.extend(
+        [
+            _numeric("delay", 15.1, 45.0, -60, 300, [20, 380, 330, 150, 60, 30, 16, 8, 4, 2]),
+            _numeric("month", 2.0, 0.0, 2, 2, [1000]),
+            _numeric("distance", 801.0, 300.0, 100, 2500, [100, 300, 300, 150, 80, 40, 20, 6, 3, 1]),
+        ]
+    )
+    findings, found = checks.check_drift("train", now, before, 0.25, 1.0, warn_linf=0.15, warn_stddevs=0.25)
+    by_feature = {f.feature: f for f in findings}
+    assert set(by_feature) == {"delay", "month"} and all(f.warning for f in findings)
+    assert "found mean 15.1, 0.37 std dev away, JSD 0." in str(by_feature["delay"])
+    assert "a constant changed" in str(by_feature["month"])
+    ranked = [d.feature for d in found]
+    assert ranked == ["month", "delay", "distance"]
+    distance = found[-1]
+    assert distance.shift == pytest.approx(1 / 300) and distance.jsd == pytest.approx(0.0, abs=1e-12)
+    assert 0.0 < found[1].jsd < 1.0
+
+
 def test_drifted_span(tmp_path):
     def alter(header, rows):
         bill = header.index("bill_length_mm")
@@ -179,7 +236,9 @@ def test_warn_only_lets_the_run_go_on_and_records_the_warning(tmp_path):
     result = run_spans(tmp_path, alter, warn_only=("unexpected_value",))
     assert result.ok, result.error
     anomalies = result.step("ExampleValidator").outputs["anomalies"]
-    assert anomalies.get("warning_count") == 1 and anomalies.get("decision") == "PASSED"
+    # The new island, and the flipper drift every 2007 -> 2008 comparison warns of.
+    assert anomalies.get("warning_count") == 2 and anomalies.get("decision") == "PASSED"
+    assert any("[warning] unexpected_value: feature 'island'" in line for line in result.log)
 
 
 def test_non_finite_values_the_schema_allows_are_counted_and_reported_not_refused(tmp_path):

@@ -194,44 +194,161 @@ def _top(stats) -> list[str]:
     return []
 
 
-def check_drift(
-    split: str, current, previous, linf_threshold: float, stddevs: float, exclude: tuple = ()
-) -> list[Finding]:
-    """Drift of `current` from `previous` (DatasetFeatureStatistics of two spans, same split):
-    a categorical feature whose value distribution moved by more than `linf_threshold` (L-infinity
-    distance), a numeric one whose mean moved by more than `stddevs` of the previous std dev."""
+@dataclass
+class Distance:
+    """How far one feature moved from the previous span: categorical, the L-infinity distance of
+    the value shares (`linf`, with the value that moved most); numeric, the Jensen-Shannon
+    divergence of the histograms (`jsd`, base 2: 0 same, 1 disjoint) and the mean's shift in the
+    previous span's standard deviations (`shift`; infinite when a constant changed)."""
+
+    feature: str
+    linf: float | None = None
+    value: str = ""
+    jsd: float | None = None
+    shift: float | None = None
+    means: tuple = ()
+
+    @property
+    def size(self) -> float:
+        """One number to rank by: the L-infinity distance, or the larger of JSD and shift / 4."""
+        if self.linf is not None:
+            return self.linf
+        return max(self.jsd or 0.0, (self.shift or 0.0) / 4)
+
+    def text(self) -> str:
+        if self.linf is not None:
+            return f"{self.feature} L-inf {self.linf:.2f} ({self.value!r})"
+        shift = "constant changed" if self.shift == float("inf") else f"mean {self.shift:+.2f} sd"
+        shift = shift.replace("+", "") if self.shift == float("inf") else shift
+        jsd = "" if self.jsd is None else f", JSD {self.jsd:.2f}"
+        return f"{self.feature} {shift}{jsd} ({self.means[0]:.4g} -> {self.means[1]:.4g})"
+
+
+def distances(current, previous, exclude: tuple = ()) -> list[Distance]:
+    """Every feature both spans have (DatasetFeatureStatistics, same split), largest move first."""
     from components.statistics_gen.statistics import feature_stats
 
     now, before = feature_stats(current), feature_stats(previous)
-    findings = []
+    found = []
     for name in sorted(set(now) & set(before) - set(exclude)):
         a, b = now[name], before[name]
         if a.HasField("string_stats") and b.HasField("string_stats"):
-            distance, value = _linf(a.string_stats, b.string_stats)
-            if distance > linf_threshold:
+            linf, value = _linf(a.string_stats, b.string_stats)
+            found.append(Distance(name, linf=linf, value=value))
+        elif a.HasField("num_stats") and b.HasField("num_stats"):
+            mean, before_mean, spread = a.num_stats.mean, b.num_stats.mean, b.num_stats.std_dev
+            if spread > 0:
+                shift = (mean - before_mean) / spread
+            else:  # a constant: any change is news (and no scale to measure it by)
+                shift = 0.0 if mean == before_mean and a.num_stats.std_dev == 0 else float("inf")
+            found.append(
+                Distance(name, jsd=_jsd(a.num_stats, b.num_stats), shift=shift, means=(before_mean, mean))
+            )
+    return sorted(found, key=lambda d: -d.size)
+
+
+def check_drift(
+    split: str,
+    current,
+    previous,
+    linf_threshold: float,
+    stddevs: float,
+    exclude: tuple = (),
+    warn_linf: float | None = None,
+    warn_stddevs: float | None = None,
+) -> tuple[list[Finding], list[Distance]]:
+    """Drift of `current` from `previous` (DatasetFeatureStatistics of two spans, same split), and
+    every feature's distance: an anomaly where a categorical feature's value shares moved by more
+    than `linf_threshold` (L-infinity distance) or a numeric one's mean by more than `stddevs` of
+    the previous std dev; a warning where they moved by more than `warn_linf` / `warn_stddevs`,
+    or where a feature that was constant changed."""
+    found = distances(current, previous, exclude)
+    findings = []
+    for d in found:
+        if d.linf is not None:
+            warn = min(warn_linf if warn_linf is not None else linf_threshold, linf_threshold)
+            if d.linf > warn:
+                bound = linf_threshold if d.linf > linf_threshold else warn
                 findings.append(
                     Finding(
                         split,
-                        name,
+                        d.feature,
                         "categorical_drift",
-                        f"an L-infinity distance of at most {linf_threshold:g} from the previous span",
-                        f"{distance:.3f} (largest change in {value!r})",
+                        f"an L-infinity distance of at most {bound:g} from the previous span",
+                        f"{d.linf:.3f} (largest change in {d.value!r})",
+                        warning=d.linf <= linf_threshold,
                     )
                 )
-        elif a.HasField("num_stats") and b.HasField("num_stats") and b.num_stats.std_dev > 0:
-            moved = abs(a.num_stats.mean - b.num_stats.mean) / b.num_stats.std_dev
-            if moved > stddevs:
-                findings.append(
-                    Finding(
-                        split,
-                        name,
-                        "numeric_drift",
-                        f"a mean within {stddevs:g} std dev of the previous span's "
-                        f"{b.num_stats.mean:.4g} (std dev {b.num_stats.std_dev:.4g})",
-                        f"mean {a.num_stats.mean:.4g}, {moved:.2f} std dev away",
-                    )
+            continue
+        moved = abs(d.shift)
+        warn = warn_stddevs if warn_stddevs is not None else stddevs
+        if moved == float("inf"):
+            findings.append(
+                Finding(
+                    split,
+                    d.feature,
+                    "numeric_drift",
+                    f"the value {d.means[0]:.4g} it had in every example of the previous span",
+                    f"mean {d.means[1]:.4g} (a constant changed: a new period's key, or a broken export?)",
+                    warning=True,
                 )
-    return findings
+            )
+        elif moved > min(warn, stddevs):
+            bound = stddevs if moved > stddevs else warn
+            findings.append(
+                Finding(
+                    split,
+                    d.feature,
+                    "numeric_drift",
+                    f"a mean within {bound:g} std dev of the previous span's {d.means[0]:.4g}",
+                    f"mean {d.means[1]:.4g}, {moved:.2f} std dev away"
+                    + (f", JSD {d.jsd:.2f}" if d.jsd is not None else ""),
+                    warning=moved <= stddevs,
+                )
+            )
+    return findings, found
+
+
+def _jsd(a, b) -> float | None:
+    """Jensen-Shannon divergence (base 2) of two numeric features' STANDARD histograms, each
+    bucket's count spread evenly over it, on the union of their bucket edges."""
+    import numpy as np
+
+    def buckets(stats):
+        for histogram in stats.histograms:
+            if histogram.type == histogram.STANDARD and histogram.buckets:
+                return [(x.low_value, x.high_value, x.sample_count) for x in histogram.buckets]
+        return None
+
+    ha, hb = buckets(a), buckets(b)
+    if not ha or not hb:
+        return None
+    edges = np.unique([e for h in (ha, hb) for low, high, _ in h for e in (low, high)])
+    if len(edges) < 2:
+        return 0.0
+
+    def mass(h):
+        cdf_x, cdf_y, total = [h[0][0]], [0.0], 0.0
+        for low, high, count in h:
+            if high > low:
+                cdf_x += [low, high]
+                cdf_y += [total, total + count]
+            total += count
+            if high <= low:  # a bucket of one value: a step at it
+                cdf_x += [low, low]
+                cdf_y += [total - count, total]
+        cumulative = np.interp(edges, cdf_x, cdf_y, left=0.0, right=total)
+        p = np.diff(cumulative)
+        return p / p.sum() if p.sum() > 0 else p
+
+    p, q = mass(ha), mass(hb)
+    m = (p + q) / 2
+
+    def kl(x):
+        nonzero = x > 0
+        return float(np.sum(x[nonzero] * np.log2(x[nonzero] / m[nonzero])))
+
+    return max(0.0, min(1.0, (kl(p) + kl(q)) / 2))
 
 
 def _linf(a, b) -> tuple[float, str]:

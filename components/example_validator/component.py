@@ -17,13 +17,17 @@ PAGE_FILE = "statistics.html"
 class ExampleValidatorParams:
     """warn_only: anomaly kinds reported as warnings instead of stopping the run (see
     components.example_validator.anomalies.KINDS). categorical_drift_linf / numeric_drift_stddevs: drift thresholds
-    against the previous span (between the penguin spans they reach 0.20 and 0.6 at most).
+    against the previous span, past which the run stops (between the penguin spans they reach
+    0.20 and 0.6 at most); categorical_drift_warn_linf / numeric_drift_warn_stddevs: the levels
+    past which drift is a warning (a feature that was constant and changed is one too).
     drift_splits: the splits compared for drift (train: the largest, so the least noisy).
     drift_exclude: features not checked for drift (such as the span key itself)."""
 
     warn_only: tuple = ()
     categorical_drift_linf: float = 0.25
     numeric_drift_stddevs: float = 1.0
+    categorical_drift_warn_linf: float = 0.15
+    numeric_drift_warn_stddevs: float = 0.25
     drift_splits: tuple = ("train",)
     drift_exclude: tuple = ()
 
@@ -59,19 +63,22 @@ def run_example_validator(
 
     schema_proto = load_schema(schema)
     previous = previous_statistics
-    all_findings, datasets = [], {}
+    all_findings, datasets, moves = [], {}, {}
     for split in statistics.split_names:
         datasets[split] = load_statistics(statistics, split)
         findings = checks.check_split(split, datasets[split], schema_proto)
         if previous is not None and split in previous.split_names and split in params.drift_splits:
-            findings += checks.check_drift(
+            drift, moves[split] = checks.check_drift(
                 split,
                 datasets[split],
                 load_statistics(previous, split),
                 params.categorical_drift_linf,
                 params.numeric_drift_stddevs,
                 tuple(params.drift_exclude),
+                warn_linf=params.categorical_drift_warn_linf,
+                warn_stddevs=params.numeric_drift_warn_stddevs,
             )
+            findings += drift
         for finding in findings:
             finding.warning = finding.warning or finding.kind in params.warn_only
         _write_split(anomalies, split, checks.to_proto(findings, schema_proto))
@@ -86,7 +93,18 @@ def run_example_validator(
         page=PAGE_FILE,
         previous_span=(previous.get("span") if previous is not None else 0) or 0,
     )
-    write_page(os.path.join(anomalies.uri, PAGE_FILE), datasets, all_findings, statistics.get("span"))
+    previous_span = previous.get("span") if previous is not None else None
+    write_page(
+        os.path.join(anomalies.uri, PAGE_FILE),
+        datasets,
+        all_findings,
+        statistics.get("span"),
+        drift={"span": previous_span, "splits": moves},
+    )
+    for split, found in moves.items():
+        largest = "; ".join(d.text() for d in found[:4]) or "no feature in common"
+        ctx.log(f"drift from span {previous_span} ({split}), largest: {largest}")
+        anomalies.custom_properties[f"drift_{split}"] = largest
     for finding in all_findings:
         ctx.log(str(finding))
     compared = f", compared with span {previous.get('span')}" if previous is not None else ""

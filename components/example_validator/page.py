@@ -9,9 +9,13 @@ import io
 SPLIT_COLOURS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52"]
 
 
-def write_page(path: str, datasets: dict, findings: list, span: int | None) -> None:
+def write_page(
+    path: str, datasets: dict, findings: list, span: int | None, drift: dict | None = None
+) -> None:
     """Writes `path`: per feature, each split's histogram (numeric) or top values (strings) with
-    its missing count, then a table of every anomaly and warning. Images are embedded PNGs."""
+    its missing count, then a table of every anomaly and warning, and each feature's distance
+    from the previous span (`drift`: {"span": its number, "splits": {split: [Distance]}}).
+    Images are embedded PNGs."""
     from components.statistics_gen.statistics import feature_stats
 
     per_split = {split: feature_stats(d) for split, d in datasets.items()}
@@ -31,8 +35,34 @@ def write_page(path: str, datasets: dict, findings: list, span: int | None) -> N
         else "<p class='ok'>No anomalies: every split matches the schema.</p>"
     )
     counts = ", ".join(f"{split}: {d.num_examples} examples" for split, d in datasets.items())
+    table += _drift_table(drift)
     with open(path, "w") as f:
         f.write(_PAGE.format(span=span, counts=html.escape(counts), table=table, sections="".join(sections)))
+
+
+def _drift_table(drift: dict | None) -> str:
+    """Each feature's distance from the previous span, largest first."""
+    if not drift or not drift.get("splits"):
+        return "<p>No previous span to compare with.</p>"
+    parts = []
+    for split, found in drift["splits"].items():
+        rows = "".join(
+            f"<tr><td>{html.escape(d.feature)}</td>"
+            + (
+                f"<td>L-infinity {d.linf:.3f}</td><td>{html.escape(repr(d.value))}</td>"
+                if d.linf is not None
+                else f"<td>mean shift {d.shift:+.2f} sd"
+                + (f", JSD {d.jsd:.3f}" if d.jsd is not None else "")
+                + f"</td><td>mean {d.means[0]:.4g} &rarr; {d.means[1]:.4g}</td>"
+            )
+            + "</tr>"
+            for d in found
+        )
+        parts.append(
+            f"<h2>Drift from span {drift['span']} ({html.escape(split)})</h2><table><tr><th>feature</th>"
+            f"<th>distance</th><th>previous span &rarr; this span</th></tr>{rows}</table>"
+        )
+    return "".join(parts)
 
 
 def _feature_section(name: str, per_split: dict, datasets: dict) -> str:
