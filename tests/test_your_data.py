@@ -66,18 +66,26 @@ def write_field(folder):
     return path
 
 
+def write_rows(folder, name: str, header: list[str], rows) -> str:
+    """`folder/name`, a CSV of `header` and `rows`."""
+    path = os.path.join(folder, name)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
 def write_prices(folder):
     """price = 100 + 20 x1 - 10 x2 + a zone's offset + noise, 300 rows."""
     rng = random.Random(2)
-    path = os.path.join(folder, "prices.csv")
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["x1", "x2", "zone", "price"])
-        for _ in range(300):
-            x1, x2, zone = rng.uniform(0, 10), rng.uniform(-5, 5), rng.choice("ABC")
-            price = 100 + 20 * x1 - 10 * x2 + {"A": 0, "B": 30, "C": -30}[zone] + rng.gauss(0, 2)
-            writer.writerow([f"{x1:.3f}", f"{x2:.3f}", zone, f"{price:.2f}"])
-    return path
+
+    def row():
+        x1, x2, zone = rng.uniform(0, 10), rng.uniform(-5, 5), rng.choice("ABC")
+        price = 100 + 20 * x1 - 10 * x2 + {"A": 0, "B": 30, "C": -30}[zone] + rng.gauss(0, 2)
+        return [f"{x1:.3f}", f"{x2:.3f}", zone, f"{price:.2f}"]
+
+    return write_rows(folder, "prices.csv", ["x1", "x2", "zone", "price"], [row() for _ in range(300)])
 
 
 def write_notes(folder):
@@ -120,36 +128,30 @@ def write_notes(folder):
 def write_noise(folder):
     """A label no column predicts: `renewed` is yes for a random 65% of 300 customers."""
     rng = random.Random(4)
-    path = os.path.join(folder, "customers.csv")
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["tenure", "spend", "plan", "renewed"])
-        for _ in range(300):
-            writer.writerow(
-                [
-                    rng.randint(1, 60),
-                    f"{rng.uniform(5, 200):.2f}",
-                    rng.choice(["basic", "plus", "pro"]),
-                    "yes" if rng.random() < 0.65 else "no",
-                ]
-            )
-    return path
+    rows = [
+        [
+            rng.randint(1, 60),
+            f"{rng.uniform(5, 200):.2f}",
+            rng.choice(["basic", "plus", "pro"]),
+            "yes" if rng.random() < 0.65 else "no",
+        ]
+        for _ in range(300)
+    ]
+    return write_rows(folder, "customers.csv", ["tenure", "spend", "plan", "renewed"], rows)
 
 
 def write_credit(folder):
     """An imbalanced two-class label: `default` is Yes for about 10% of 400 rows, likelier with `usage`."""
     rng = random.Random(5)
-    path = os.path.join(folder, "credit.csv")
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["usage", "age", "education", "default"])
-        for _ in range(400):
-            usage = rng.random()
-            default = rng.random() < 0.01 + 0.5 * usage**4
-            writer.writerow(
-                [f"{usage:.3f}", rng.randint(20, 70), rng.choice(["hs", "uni"]), "Yes" if default else "No"]
-            )
-    return path
+
+    def row():
+        usage = rng.random()
+        default = rng.random() < 0.01 + 0.5 * usage**4
+        return [f"{usage:.3f}", rng.randint(20, 70), rng.choice(["hs", "uni"]), "Yes" if default else "No"]
+
+    return write_rows(
+        folder, "credit.csv", ["usage", "age", "education", "default"], [row() for _ in range(400)]
+    )
 
 
 # noise: a label whose model must not reach serving with the defaults `init` writes; credit: an
