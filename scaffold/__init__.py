@@ -88,26 +88,41 @@ class Project:
     data_pattern: str
     numeric: list[str] = field(default_factory=list)
     categorical: list[str] = field(default_factory=list)
-    unused: list[str] = field(default_factory=list)
+    unused: dict[str, str] = field(default_factory=dict)  # feature -> why it is left out
     explanation: list[str] = field(default_factory=list)
     gate: str = "accuracy"  # the metric the Evaluator's floor and change threshold use
     gate_reason: str = ""
+    dates: dict[str, bool] = field(default_factory=dict)  # feature -> whether it has a time of day
+    unlabeled: tuple[int, int] = (0, 0)  # (rows without a label, rows): ExampleGen drops those
 
     def summary(self) -> str:
         pipeline_file = _shown_path(self.directory)
+        unused = ", ".join(f"{n} ({why})" for n, why in self.unused.items())
+        dates = ", ".join(
+            f"{n} (year, month, day of week{', hour' if t else ''})" for n, t in self.dates.items()
+        )
         lines = [
             f"wrote project {self.name!r} in {self.directory}:",
             f"  {self.task} of {self.label!r} from {self.data_pattern}",
             f"  numbers (z-scores): {', '.join(self.numeric) or 'none'}",
             f"  categories (vocabularies): {', '.join(self.categorical) or 'none'}",
-            f"  not used (many distinct values): {', '.join(self.unused) or 'none'}",
+            *([f"  dates: {dates}"] if dates else []),
+            f"  not used: {unused or 'none'}",
+            *(
+                [
+                    f"  rows without a label: {self.unlabeled[0]} of {self.unlabeled[1]}; ExampleGen drops "
+                    "them (drop_rows_missing=[LABEL] in pipeline.py) and every run says how many"
+                ]
+                if self.unlabeled[0]
+                else []
+            ),
             f"  blessed on: {self.gate}, beating the trivial baseline and the served model"
             + (f" ({self.gate_reason})" if self.gate_reason else ""),
             "  schema.pbtxt, preprocessing.py, model.py, pipeline.py: edit them, they are yours",
             "what the schema inference decided:",
             *(f"  {line}" for line in self.explanation),
             "run it:",
-            f"  python runner.py run --pipeline {pipeline_file}",
+            f"  .venv/bin/python runner.py run --pipeline {pipeline_file}",
         ]
         return "\n".join(lines)
 
@@ -154,7 +169,11 @@ def _write_project(directory, name, pattern, copies, label, task, inferred) -> P
         columns = ", ".join(repr(c) for c in inferred.feature_of_column)
         raise InitError(f"--label {label!r} is not a column of the data; columns: {columns}")
     feature = features[label_feature]
-    _check_label_present(label, label_feature, feature, inferred)
+    unlabeled = _unlabeled_rows(label_feature, inferred)
+    if unlabeled[0] == unlabeled[1]:
+        raise InitError(
+            f"the label {label!r} is empty or NA in every row; name the column that holds the label"
+        )
     task = task or _infer_task(feature, label_feature, pattern, copies, inferred)
     if task == REGRESSION and feature.type == schema_pb2.BYTES:
         raise InitError(
@@ -167,19 +186,22 @@ def _write_project(directory, name, pattern, copies, label, task, inferred) -> P
         feature.ClearField("int_domain")
         feature.ClearField("float_domain")
         inferred.schema.notes[label_feature] += "; read as text: the label of a classification"
-    numeric = [
-        n for n, f in features.items() if n != label_feature and f.type in (schema_pb2.INT, schema_pb2.FLOAT)
-    ]
-    categorical = [
-        n for n, f in features.items() if n != label_feature and f.type == schema_pb2.BYTES and f.domain
-    ]
-    unused = [
-        n for n, f in features.items() if n != label_feature and f.type == schema_pb2.BYTES and not f.domain
-    ]
-    if not numeric and not categorical:
+    if unlabeled[0]:
+        # ExampleGen drops the rows without a label, so every example it writes has one.
+        feature.presence.min_fraction = 1.0
+        note = inferred.schema.notes[label_feature].split("; ", 1)[-1]
+        inferred.schema.notes[label_feature] = (
+            f"required (empty in {unlabeled[0]} of {unlabeled[1]} rows, which ExampleGen drops: "
+            f"drop_rows_missing); {note}"
+        )
+    numeric, categorical, dates, unused = _uses(
+        {n: f for n, f in features.items() if n != label_feature}, pattern, copies, inferred
+    )
+    if not numeric and not categorical and not dates:
         raise InitError(
-            f"no column besides the label can feed a model (not used: {', '.join(unused) or 'none'}); "
-            "a project needs at least one numeric column or one text column with few distinct values"
+            f"no column besides the label can feed a model (not used: "
+            f"{', '.join(f'{n} ({why})' for n, why in unused.items()) or 'none'}); a project needs at least "
+            "one numeric column, one text column with few distinct values, or a date"
         )
     from components.schema_gen.component import schema_text
 
@@ -189,7 +211,7 @@ def _write_project(directory, name, pattern, copies, label, task, inferred) -> P
     os.makedirs(directory, exist_ok=True)
     files = {
         "schema.pbtxt": schema_text(inferred.schema, f"the data of {pattern}"),
-        "preprocessing.py": templates.preprocessing(name, task, numeric, categorical, unused),
+        "preprocessing.py": templates.preprocessing(name, task, numeric, categorical, unused, dates),
         "model.py": templates.model(name, task),
         "pipeline.py": templates.pipeline(
             name,
@@ -200,6 +222,7 @@ def _write_project(directory, name, pattern, copies, label, task, inferred) -> P
             _shown_path(directory),
             label_spread=_spread(label_feature, inferred) if task == REGRESSION else None,
             gate=gate,
+            drop_unlabeled=bool(unlabeled[0]),
         ),
     }
     for file_name, text in files.items():
@@ -217,6 +240,8 @@ def _write_project(directory, name, pattern, copies, label, task, inferred) -> P
         inferred.explanation,
         gate=gate[0] if task == CLASSIFICATION else "root_mean_squared_error",
         gate_reason=gate[1],
+        dates=dates,
+        unlabeled=unlabeled,
     )
 
 
@@ -237,7 +262,8 @@ def _spread(label_feature: str, inferred: InferredData) -> float | None:
     return max(squares / n - (total / n) ** 2, 0.0) ** 0.5
 
 
-def _check_label_present(label: str, label_feature: str, feature, inferred: InferredData) -> None:
+def _unlabeled_rows(label_feature: str, inferred: InferredData) -> tuple[int, int]:
+    """(rows whose label is empty or NA, rows), over every split."""
     from components.statistics_gen.statistics import feature_stats
 
     examples = sum(d.num_examples for d in inferred.statistics)
@@ -245,14 +271,86 @@ def _check_label_present(label: str, label_feature: str, feature, inferred: Infe
     for dataset in inferred.statistics:
         stats = feature_stats(dataset).get(label_feature)
         if stats is not None:
-            common = (stats.string_stats if stats.HasField("string_stats") else stats.num_stats).common_stats
-            present += common.num_non_missing
-    if present < examples:
-        raise InitError(
-            f"the label {label!r} is empty or NA in {examples - present} of {examples} rows; a row "
-            "without a label can neither train nor evaluate a model: fill those cells or remove those "
-            "rows, then run init again"
+            present += _common(stats).num_non_missing
+    return examples - present, examples
+
+
+def _common(stats):
+    return (stats.string_stats if stats.HasField("string_stats") else stats.num_stats).common_stats
+
+
+# An integer column whose values are all distinct over at least this many rows is an id.
+MIN_ROWS_FOR_UNIQUE_ID = 30
+
+
+def _uses(features: dict, pattern: str, copies: list[str], inferred: InferredData):
+    """How each feature feeds the model: (numbers, categories, dates {name: has a time of day},
+    unused {name: why}). Ids (named like one, or an integer or text unique per row) and free text
+    are left out, and so are text with many distinct values and dates init cannot read."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from components.schema_gen.columns import DATE, DATETIME, TEXT, named_like_id
+    from components.statistics_gen.statistics import feature_stats
+
+    stats: dict = {}
+    for dataset in inferred.statistics:
+        for name, s in feature_stats(dataset).items():
+            stats.setdefault(name, []).append(s)
+    integers = [n for n, f in features.items() if f.type == schema_pb2.INT and not named_like_id(n)]
+    unique = _unique_per_row(integers, pattern, copies, inferred)
+    numeric, categorical, dates, unused = [], [], {}, {}
+    for name, feature in features.items():
+        kind = inferred.schema.kinds.get(name)
+        seen = stats.get(name, [])
+        present = sum(_common(s).num_non_missing for s in seen)
+        distinct = max([0, *(s.string_stats.unique for s in seen if s.HasField("string_stats"))])
+        if kind in (DATE, DATETIME):
+            dates[name] = kind == DATETIME
+        elif named_like_id(name):
+            unused[name] = "named like an id"
+        elif name in unique or (feature.type == schema_pb2.BYTES and present and distinct >= 0.95 * present):
+            unused[name] = "an id: unique per row"
+        elif kind == TEXT:
+            unused[name] = "free text"
+        elif kind:
+            unused[name] = f"{kind}s: write them as YYYY-MM-DD to have init use them"
+        elif feature.type in (schema_pb2.INT, schema_pb2.FLOAT):
+            numeric.append(name)
+        elif feature.domain:
+            categorical.append(name)
+        else:
+            unused[name] = f"{distinct} distinct values"
+    return numeric, categorical, dates, unused
+
+
+def _unique_per_row(names: list[str], pattern: str, copies: list[str], inferred: InferredData) -> set:
+    """The integer columns among `names` whose every value is distinct over every file (at least
+    MIN_ROWS_FOR_UNIQUE_ID of them): row numbers and record ids, which a z-score would read as a
+    quantity."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    if not names:
+        return set()
+    columns = {_column_of(n, inferred): n for n in names}
+    values: dict[str, list] = {n: [] for n in names}
+    for path in copies or glob.glob(pattern.replace("{SPAN}", "*").replace("{VERSION}", "*")):
+        table = pcsv.read_csv(
+            path,
+            convert_options=pcsv.ConvertOptions(
+                include_columns=list(columns), column_types={c: pa.string() for c in columns}
+            ),
         )
+        for column, name in columns.items():
+            cells = table.column(column).drop_null().to_numpy(zero_copy_only=False)
+            values[name].append(cells[(cells != "") & (cells != "NA")])
+    unique = set()
+    for name, parts in values.items():
+        cells = np.concatenate(parts) if parts else np.array([])
+        if len(cells) >= MIN_ROWS_FOR_UNIQUE_ID and len(np.unique(cells)) == len(cells):
+            unique.add(name)
+    return unique
 
 
 def _infer_task(feature, label_feature: str, pattern: str, copies: list[str], inferred: InferredData) -> str:

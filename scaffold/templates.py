@@ -10,6 +10,8 @@ cannot disagree. Written by `runner.py init` from schema.pbtxt; edit the lists t
 the model sees.
 """
 
+import math
+
 import tensorflow as tf
 import tensorflow_transform as tft
 
@@ -21,7 +23,13 @@ NUMERIC_FEATURES = {numeric}
 # more index for missing values and values never seen in training.
 CATEGORICAL_FEATURES = {categorical}
 
-# Not used: text with many distinct values (free text, ids, dates). Move one to
+# Dates (YYYY-MM-DD, with or without a time of day; name -> True when it has one): the year as
+# a z-score, and the month, the day of the week (and the hour) as points on a circle, so that
+# December sits beside January. A missing or unreadable date is 0 in each, and 1 in `<name>_missing`.
+DATE_FEATURES = {dates}
+DATE_PATTERN = r"\\d{{4}}[-/]\\d{{1,2}}[-/]\\d{{1,2}}([ T]\\d{{1,2}}:\\d{{2}}.*)?"
+
+# Not used, and why: ids, free text, text with many distinct values. Move one to
 # CATEGORICAL_FEATURES to use its most frequent values, or derive a feature from it below.
 UNUSED_FEATURES = {unused}
 
@@ -43,6 +51,15 @@ def preprocessing_fn(inputs, custom_config):
         outputs[name] = tft.compute_and_apply_vocabulary(
             strings, top_k=TOP_K, num_oov_buckets=1, vocab_filename=name
         )
+    for name, with_time in DATE_FEATURES.items():
+        parts, valid = _date_parts(_dense(inputs[name], default=""))
+        outputs[name + "_year"] = _dense(tft.scale_to_z_score(_where(parts["year"], valid)), default=0.0)
+        periods = {{"month": 12, "weekday": 7, **({{"hour": 24}} if with_time else {{}})}}
+        for part, period in periods.items():
+            angle = 2 * math.pi * parts[part] / period
+            outputs[f"{{name}}_{{part}}_sin"] = tf.sin(angle) * valid
+            outputs[f"{{name}}_{{part}}_cos"] = tf.cos(angle) * valid
+        outputs[name + MISSING_SUFFIX] = 1.0 - valid
 {label_code}
     return outputs
 
@@ -52,6 +69,35 @@ def _dense(values, default):
     if isinstance(values, tf.SparseTensor):
         values = tft.sparse_tensor_to_dense_with_shape(values, [None, 1], default_value=default)
     return tf.reshape(values, [-1])
+
+
+def _date_parts(strings):
+    """The year, month (0-11), day of the week (0 = Monday) and hour of ISO dates, as float32
+    [batch] tensors, and `valid`: 1.0 where the string is such a date, else 0 (and its parts 0)."""
+    valid = tf.strings.regex_full_match(strings, DATE_PATTERN)
+    digits = tf.strings.regex_replace(tf.where(valid, strings, "1970-01-01"), "[^0-9]+", " ")
+    numbers = tf.strings.to_number(
+        tf.strings.split(tf.strings.strip(digits)).to_tensor(default_value="0", shape=[None, 4]), tf.int64
+    )
+    year, month, day, hour = (numbers[:, i] for i in range(4))
+    # Days since 1970-01-01 (a Thursday), by the proleptic Gregorian calendar's eras of 400 years.
+    shifted = year - tf.cast(month <= 2, tf.int64)
+    era = tf.math.floordiv(shifted, 400)
+    year_of_era = shifted - era * 400
+    day_of_year = tf.math.floordiv(153 * tf.math.floormod(month + 9, 12) + 2, 5) + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    days = era * 146097 + day_of_era - 719468
+    valid = tf.cast(valid, tf.float32)
+    parts = {{"year": year, "month": month - 1, "weekday": tf.math.floormod(days + 3, 7), "hour": hour}}
+    return {{k: tf.cast(v, tf.float32) * valid for k, v in parts.items()}}, valid
+
+
+def _where(values, valid):
+    """`values` [batch] as a [batch, 1] SparseTensor holding only the valid ones: what an analyzer
+    (a mean, a deviation) should see of a feature that is sometimes missing."""
+    rows = tf.where(valid > 0)
+    indices = tf.concat([rows, tf.zeros_like(rows)], axis=1)
+    return tf.SparseTensor(indices, tf.gather_nd(values, rows), tf.stack([tf.size(values, out_type=tf.int64), 1]))
 
 
 def _ones_like(values):
@@ -98,8 +144,8 @@ def build_fn(features, params):
 
 PIPELINE = '''"""The {name} pipeline: a {task} model of {label!r}, from CSV files to a blessed, pushed model.
 
-    python runner.py run --pipeline {path}          # the latest span
-    python runner.py runs --pipeline {path}         # past runs; also models, lineage --pushed latest
+    .venv/bin/python runner.py run --pipeline {path}    # the latest span
+    .venv/bin/python runner.py runs --pipeline {path}   # past runs; also models, lineage --pushed latest
 
 Written by `runner.py init`. Each new span is a folder matching DATA (span-2/, span-3/, ...); a
 run picks the latest. Everything here is yours to change: the schema (schema.pbtxt), the
@@ -132,7 +178,7 @@ def create_pipeline() -> Pipeline:
         input_pattern=DATA,
         schema=schema_gen.outputs["schema"],
         splits={{"train": 3, "eval": 1, "test": 1}},
-    )
+{drop}    )
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
     # The data gate: anomalies against the schema (and drift from the previous span) stop the run.
     example_validator = ExampleValidator(
@@ -157,7 +203,7 @@ def create_pipeline() -> Pipeline:
         eval_steps=40,  # early stopping on 40 batches of the eval split
         early_stopping_patience=3,
         early_stopping_min_delta=0.001,
-    )
+{class_weights}    )
     evaluator = Evaluator(
         model=trainer.outputs["model"],
         examples=example_gen.outputs["examples"],
@@ -179,12 +225,20 @@ def create_pipeline() -> Pipeline:
 '''
 
 
-def preprocessing(name: str, task: str, numeric: list[str], categorical: list[str], unused: list[str]) -> str:
+def preprocessing(
+    name: str,
+    task: str,
+    numeric: list[str],
+    categorical: list[str],
+    unused: dict[str, str],
+    dates: dict[str, bool] | None = None,
+) -> str:
     return PREPROCESSING.format(
         name=name,
         numeric=_names(numeric),
         categorical=_names(categorical),
-        unused=_names(unused),
+        unused=_mapping(unused),
+        dates=_mapping(dates or {}),
         label_code=LABEL_CODE[task],
     )
 
@@ -208,6 +262,7 @@ def pipeline(
     path: str,
     label_spread: float | None = None,
     gate: tuple[str, str] = ("accuracy", ""),
+    drop_unlabeled: bool = False,
 ) -> str:
     """`data`: the input pattern as Python source; `path`: the file's path, for its docstring;
     `label_spread`: the standard deviation of a regression's label, which scales the hint."""
@@ -237,7 +292,25 @@ def pipeline(
         hint=hint,
         trivial=trivial,
         floor_metric=floor_metric,
+        class_weights=(
+            "        # A rare class weighs as much as a common one in the loss (None: each example the same).\n"
+            '        class_weights="balanced",\n'
+            if task == "classification" and gate[0] != "accuracy"
+            else ""
+        ),
+        drop=(
+            "        # Rows without a label can neither train nor evaluate: left out, counted and named.\n"
+            "        drop_rows_missing=[LABEL],\n"
+            if drop_unlabeled
+            else ""
+        ),
     )
+
+
+def _mapping(items: dict) -> str:
+    if len(items) <= 1:
+        return repr(dict(items))
+    return "{\n" + "".join(f"    {k!r}: {v!r},\n" for k, v in items.items()) + "}"
 
 
 def _names(names: list[str]) -> str:

@@ -353,3 +353,50 @@ def test_mirrored_strategy_trains_one_model_over_two_replicas(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     replicas, step, accuracy = re.search(r"replicas (\d+) step (\d+) accuracy ([\d.]+)", done.stdout).groups()
     assert (int(replicas), int(step)) == (2, 150) and float(accuracy) >= 0.9
+
+
+def test_class_weights_weight_each_example_by_its_class():
+    """The weighted loss is the batch mean of each example's cross-entropy times its class's
+    weight; "balanced" weights are those of scikit-learn's compute_class_weight."""
+    import numpy as np
+    import tensorflow as tf
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from components.trainer.training import class_weights
+    from pipeline import UserInputError
+
+    logits = tf.constant([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0], [0.0, 1.0, 3.0], [1.0, 2.0, 0.0]])
+    labels = tf.constant([0, 1, 2, 2])
+    each = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits).numpy()
+    weights = [1.0, 4.0, 0.5]
+    weighted = ClassificationHead(3, CLASSES, class_weights=weights).loss(labels, logits).numpy()
+    assert weighted == pytest.approx(np.mean(each * np.array([1.0, 4.0, 0.5, 0.5])))
+    assert ClassificationHead(3, CLASSES).loss(labels, logits).numpy() == pytest.approx(each.mean())
+
+    labels_seen = np.array([0] * 90 + [1] * 9 + [2] * 1)
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=labels_seen)
+    assert class_weights("balanced", CLASSES, [90, 9, 1]) == pytest.approx(expected.tolist())
+    assert class_weights({CLASSES[2]: 5}, CLASSES, [90, 9, 1]) == [1.0, 1.0, 5.0]
+    with pytest.raises(UserInputError, match="names 'Emperor', not a class of the label"):
+        class_weights({"Emperor": 2.0}, CLASSES, [90, 9, 1])
+    with pytest.raises(UserInputError, match="class_weights needs 3 non-negative weights"):
+        ClassificationHead(3, CLASSES, class_weights=[1.0, -1.0, 1.0])
+
+
+def test_a_decision_threshold_moves_the_served_class():
+    """Two classes: class 1 is predicted when its probability reaches the threshold, not 0.5."""
+    import numpy as np
+
+    from pipeline import UserInputError
+
+    logits = tf.constant([[0.0, -2.0], [0.0, -0.5], [0.0, 0.2], [0.0, 3.0]])  # p(1): .12 .38 .55 .95
+    plain = ClassificationHead(2, ["No", "Yes"]).predictions(logits)
+    assert plain["class_ids"].numpy().tolist() == [0, 0, 1, 1]
+    low = ClassificationHead(2, ["No", "Yes"], decision_threshold=(1, 0.3)).predictions(logits)
+    assert low["class_ids"].numpy().tolist() == [0, 1, 1, 1]
+    assert [c.decode() for c in low["classes"].numpy()] == ["No", "Yes", "Yes", "Yes"]
+    assert np.allclose(low["probabilities"].numpy(), plain["probabilities"].numpy())
+    high = ClassificationHead(2, ["No", "Yes"], decision_threshold=(1, 0.9)).predictions(logits)
+    assert high["class_ids"].numpy().tolist() == [0, 0, 0, 1]
+    with pytest.raises(UserInputError, match="a decision threshold needs two classes"):
+        ClassificationHead(3, CLASSES, decision_threshold=(1, 0.3))

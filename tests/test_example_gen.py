@@ -2,6 +2,7 @@
 
 import functools
 import glob
+import json
 import os
 import re
 
@@ -143,6 +144,28 @@ def test_writes_typed_examples_split_and_recorded(tmp_path):
     assert "sex" not in gentoo and gentoo["bill_length_mm"] == [pytest.approx(47.3)]
     assert examples.get("input_fingerprint")
     assert os.listdir(examples.split_uri("train")) == ["data_tfrecord-00000-00000.gz"]
+
+
+def test_rows_without_a_required_column_are_dropped_counted_and_named(tmp_path):
+    """drop_rows_missing leaves out the rows whose cell is empty (or NA) in a named column, as a
+    label's must be, says how many and where, and records the count; every other row keeps its
+    split, and a row with an empty cell elsewhere is kept."""
+    make_span(tmp_path)
+    kept = run_gen(tmp_path, drop_rows_missing=["sex"])
+    assert kept.ok, kept.error
+    examples = kept.step("ExampleGen").outputs["examples"]
+    assert json.loads(examples.custom_properties["rows_dropped"]) == {"sex": 2}
+    [line] = [line for line in kept.log if "dropped" in line]
+    assert (
+        "dropped 2 of 6 row(s) without 'sex' (2) (drop_rows_missing): part.csv line 3, part.csv line 4"
+        in line
+    )
+    rows = all_examples(kept)
+    assert sum(map(len, rows.values())) == 4 and all("sex" in r for split in rows.values() for r in split)
+    full = all_examples(run_gen(tmp_path))
+    assert rows == {split: [r for r in full[split] if "sex" in r] for split in full}
+    unknown = run_gen(tmp_path, drop_rows_missing=["Sex Name"])
+    assert "drop_rows_missing names 'Sex Name', not a column of span 1" in failure(unknown)
 
 
 def test_declared_column_types_win_over_inference(tmp_path):
@@ -359,12 +382,12 @@ def _tree(root) -> dict:
     }
 
 
-@pytest.mark.parametrize("bad", [False, True])
-def test_small_inputs_skip_beam_with_the_same_artifacts(tmp_path, bad):
+@pytest.mark.parametrize("bad, drop", [(False, None), (True, None), (False, ["sex"])])
+def test_small_inputs_skip_beam_with_the_same_artifacts(tmp_path, bad, drop):
     """On the DirectRunner, ExampleGen and StatisticsGen call their stages in this process (on a
     thread per core above 4 MB) instead of building a Beam pipeline: the same files holding the same examples in
     the same order, the same statistics byte for byte, and the same report (rows per split,
-    types, bad rows named) as the pipeline makes."""
+    types, bad rows named, rows dropped) as the pipeline makes."""
     from components.example_gen import beam, stages
     from components.statistics_gen.component import _summarize_here, _summarize_with_beam
     from pipeline import ExecutionContext
@@ -384,7 +407,16 @@ def test_small_inputs_skip_beam_with_the_same_artifacts(tmp_path, bad):
         examples = Examples(str(tmp_path / ("here" if write is here else "beam")))
         os.makedirs(examples.uri)
         reports.append(
-            write(ctx, paths, header, {"body_mass_g": "float"}, ["NA"], {"train": 2, "eval": 1}, examples)
+            write(
+                ctx,
+                paths,
+                header,
+                {"body_mass_g": "float"},
+                ["NA"],
+                {"train": 2, "eval": 1},
+                examples,
+                drop_missing=drop,
+            )
         )
         if not bad:
             examples.split_names = ["train", "eval"]
@@ -407,8 +439,11 @@ def test_small_inputs_skip_beam_with_the_same_artifacts(tmp_path, bad):
         assert [e.line for e in reports[0].errors] == [len(rows) + 1]
         assert "'forty'" in reports[0].errors[0].message
     else:
+        dropped = 4 if drop else 0  # two rows without sex in each file
+        assert reports[0].dropped_rows == dropped and len(reports[0].dropped_lines) == dropped
         assert (
-            sum(reports[0].counts.values()) == 2 * len(ROWS) and reports[0].types["bill_length_mm"] == "float"
+            sum(reports[0].counts.values()) == 2 * len(ROWS) - dropped
+            and reports[0].types["bill_length_mm"] == "float"
         )
         assert (
             len(trees[0]) == 2 and len(trees[1]) == 4

@@ -89,15 +89,18 @@ def write_prices(folder):
 
 
 def write_notes(folder):
-    """A raw export: `Individual ID`, `Date Egg`, free-text `Comments` (commas, quotes, mostly NA),
-    measurements with NA cells, and the label `Species` as long names."""
+    """A raw export: row numbers (`rownames`), `Sample Number`, `Individual ID`, `Date Egg`,
+    free-text `Comments` (commas, quotes, mostly NA, few distinct), measurements with NA cells, and
+    the label `Species` as long names, NA in every 25th row."""
     rng = random.Random(3)
-    comments = ['Nest {} never observed with full clutch, "late"', "Adult {} not sampled, blood only.", "NA"]
+    comments = ['Nest never observed with full clutch, "late"', "Adult not sampled, blood only.", "NA"]
     path = os.path.join(folder, "penguins_raw.csv")
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(
             [
+                "rownames",
+                "Sample Number",
                 "Individual ID",
                 "Date Egg",
                 "Species",
@@ -109,13 +112,15 @@ def write_notes(folder):
         )
         for i, row in enumerate(penguin_rows()):
             length = row["bill_length_mm"] if rng.random() > 0.05 else "NA"
-            comment = comments[i % 3].format(i) if rng.random() < 0.3 else "NA"
+            comment = comments[i % 3] if rng.random() < 0.3 else "NA"
             date = f"2008-11-{1 + i % 28:02d}"
             writer.writerow(
                 [
+                    i + 1,
+                    i % 40 + 1,
                     f"N{i}A{i % 2 + 1}",
                     date,
-                    LONG_NAMES[row["species"]],
+                    "NA" if i % 25 == 7 else LONG_NAMES[row["species"]],
                     row["island"],
                     length,
                     row["body_mass_g"],
@@ -162,10 +167,20 @@ NOISE = {
 }
 
 DATA_SETS = {
-    # name: (writer, label column, task init must infer, a column that must not feed the model)
-    "field": (write_field, "Species Name", "classification", None),
-    "prices": (write_prices, "price", "regression", None),
-    "notes": (write_notes, "Species", "classification", "Comments"),
+    # name: (writer, label column, task init must infer, what init's summary must say)
+    "field": (write_field, "Species Name", "classification", []),
+    "prices": (write_prices, "price", "regression", []),
+    "notes": (
+        write_notes,
+        "Species",
+        "classification",
+        [
+            "  dates: date_egg (year, month, day of week)",
+            "  not used: Comments (free text), individual_id (named like an id), rownames (named like an "
+            "id), sample_number (named like an id)",
+            "  rows without a label: 5 of 114; ExampleGen drops them",
+        ],
+    ),
 }
 
 
@@ -194,10 +209,20 @@ def projects(tmp_path_factory):
 @pytest.mark.parametrize("name", list(DATA_SETS))
 def test_init_then_run_reaches_a_pushed_model(projects, name):
     base, inits, runs = projects
-    _, label, task, unused = DATA_SETS[name]
+    _, label, task, said = DATA_SETS[name]
     assert f"{task} of " in inits[name].stdout
-    if unused:
-        assert re.search(rf"not used \(many distinct values\): .*{unused}", inits[name].stdout)
+    for line in said:
+        assert line in inits[name].stdout, inits[name].stdout
+    if name == "notes":
+        assert (
+            "dropped 5 of 114 row(s) without 'Species' (5) (drop_rows_missing): penguins_raw.csv line 9"
+            in (runs[name].stdout)
+        )
+        preprocessing = (base / name / "preprocessing.py").read_text()
+        assert (
+            "'Comments': 'free text'" in preprocessing
+            and "DATE_FEATURES = {'date_egg': False}" in preprocessing
+        )
     done = runs[name]
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert re.search(
@@ -242,13 +267,24 @@ def test_a_label_no_feature_predicts_is_not_blessed_by_the_defaults_and_says_why
     assert "not pushed" in models.stdout
 
 
-def test_an_imbalanced_label_gates_on_its_positive_class(projects):
+def test_an_imbalanced_label_gates_on_its_positive_class_and_weighs_it_up(projects):
     """init names the minority class the positive one and the Evaluator's floor is on its
-    precision-recall AUC (a model that always says No has the class's share), not on accuracy."""
+    precision-recall AUC (a model that always says No has the class's share), not on accuracy;
+    the Trainer weighs the classes so that each counts the same in the loss."""
     base, inits, runs = projects
     assert "blessed on: auc_precision_recall/Yes" in inits["credit"].stdout
-    assert "floor_metric='auc_precision_recall/Yes'" in open(base / "credit" / "pipeline.py").read()
+    pipeline_file = open(base / "credit" / "pipeline.py").read()
+    assert "floor_metric='auc_precision_recall/Yes'" in pipeline_file
+    assert 'class_weights="balanced"' in pipeline_file
     done = runs["credit"]
+    weights = re.search(
+        r"class weights: 'No' ([\d.]+) \((\d+) train examples\), 'Yes' ([\d.]+) \((\d+) train examples\)",
+        done.stdout,
+    )
+    assert weights, done.stdout[-3000:]
+    no, n_no, yes, n_yes = (float(g) for g in weights.groups())
+    assert n_yes < n_no and yes > 1 > no
+    assert no * n_no == pytest.approx(yes * n_yes, rel=1e-2) == pytest.approx((n_no + n_yes) / 2, rel=1e-2)
     assert done.returncode in (0, 3), done.stdout[-3000:] + done.stderr[-3000:]
     line = re.search(
         r"(PASS|FAIL) auc_precision_recall/Yes vs the trivial baseline \(always 'No': ([\d.]+)", done.stdout
@@ -265,6 +301,80 @@ def test_the_gate_follows_the_labels_balance():
     assert gate_metric({"No": 97, "Yes": 3})[0] == "auc_precision_recall/Yes"
     assert gate_metric({"sun": 60, "rain": 30, "snow": 2, "fog": 8})[0] == "macro_f1"
     assert gate_metric({"x": 40, "y": 30, "z": 30}) == ("accuracy", "")
+
+
+def test_columns_are_told_apart_by_their_values_not_their_count():
+    from components.schema_gen.columns import DATE, DATETIME, TEXT, named_like_id, value_kind
+
+    species = {"Adelie Penguin (Pygoscelis adeliae)": 50, "Gentoo penguin (Pygoscelis papua)": 40}
+    assert value_kind(species, 90, 90) is None  # several words, in every row, repeating: a category
+    assert value_kind({"Nest never observed with full clutch.": 9, "Not enough blood.": 3}, 12, 120) == TEXT
+    assert value_kind({"arrived late box damaged": 3, "left at the door": 2}, 5, 6, distinct=5) == TEXT
+    assert value_kind({"Adult, 1 Egg Stage": 120}, 120, 120) is None
+    assert value_kind({"2008-11-01": 10, "2008-11-2": 4}, 14, 14) == DATE
+    assert value_kind({"2008-11-01 13:05": 10, "2008-11-01T07:00:00Z": 4}, 14, 14) == DATETIME
+    assert value_kind({"11/9/07": 3, "12/1/07": 3}, 6, 6) == "other date"
+    assert value_kind({"Biscoe": 40, "Dream": 30}, 70, 70) is None
+    for name in (
+        "id",
+        "customer_id",
+        "CustomerID",
+        "sample_number",
+        "Sample Number",
+        "row_index",
+        "Unnamed: 0",
+    ):
+        assert named_like_id(name), name
+    for name in ("idle_time", "number_of_rooms", "flight", "kidney"):
+        assert not named_like_id(name), name
+
+
+def test_init_leaves_ids_and_free_text_out_and_turns_dates_into_features(tmp_path):
+    """An integer unique per row is an id whatever its name; a date-time becomes year, month, day of
+    the week and hour, computed in the graph as the calendar does; free text is left out."""
+    import datetime
+    import importlib.util
+
+    import tensorflow as tf
+
+    from scaffold import init_project
+
+    rng = random.Random(6)
+    serials = rng.sample(range(10_000, 99_999), 60)
+    notes = ["Box was damaged on arrival.", "Customer asked for a refund!", "NA", "NA"]
+    rows = [
+        [
+            serials[i],
+            f"2024-{1 + i % 12:02d}-{1 + i % 28:02d} {i % 24:02d}:30",
+            rng.choice(notes),
+            rng.choice("ab"),
+            rng.uniform(0, 1),
+            rng.choice(["yes", "no"]),
+        ]
+        for i in range(60)
+    ]
+    write_rows(tmp_path, "orders.csv", ["serial", "placed", "note", "kind", "size", "ok"], rows)
+    project = init_project(str(tmp_path / "p"), str(tmp_path / "orders.csv"), "ok", log=lambda _: None)
+    assert project.unused == {"note": "free text", "serial": "an id: unique per row"}
+    assert (
+        project.dates == {"placed": True} and project.numeric == ["size"] and project.categorical == ["kind"]
+    )
+    assert "placed (year, month, day of week, hour)" in project.summary()
+
+    spec = importlib.util.spec_from_file_location("orders_preprocessing", tmp_path / "p" / "preprocessing.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    days = [
+        datetime.datetime(1900, 1, 1) + datetime.timedelta(days=d, hours=d % 24) for d in range(0, 80000, 97)
+    ]
+    texts = [d.strftime("%Y-%m-%d %H:%M:%S") for d in days] + ["2024/3/5", "", "soon", "5/3/2024"]
+    parts, valid = module._date_parts(tf.constant(texts))
+    assert valid.numpy().tolist() == [1.0] * (len(days) + 1) + [0.0] * 3
+    expected = (
+        [(d.year, d.month - 1, d.weekday(), d.hour) for d in days] + [(2024, 2, 1, 0)] + [(0, 0, 0, 0)] * 3
+    )
+    found = list(zip(*(parts[k].numpy().astype(int).tolist() for k in ("year", "month", "weekday", "hour"))))
+    assert found == expected
 
 
 def test_regression_is_evaluated_with_its_own_metrics(projects):
@@ -317,7 +427,7 @@ QUERIES = {
         lambda out: abs(out["outputs"] - 230.0) < 25.0,
     ),
     "notes": (
-        {"Island": "Dream", "culmen_length_mm": 49.5, "body_mass_g": 3800},
+        {"Island": "Dream", "culmen_length_mm": 49.5, "body_mass_g": 3800, "date_egg": "2008-11-20"},
         lambda out: out["classes"] in LONG_NAMES.values(),
     ),
 }

@@ -22,11 +22,20 @@ class ClassificationHead:
     """Softmax over `n_classes`; labels are integer class ids in [0, n_classes).
 
     With `label_vocabulary` (class names in id order, such as Transform's vocabulary), predictions
-    and the Classify signature return names; otherwise the ids as strings.
+    and the Classify signature return names; otherwise the ids as strings. `class_weights` (one
+    per class id) weight each example's loss by its label's class, averaged over the batch as
+    tf.estimator's weight column is: a rare class weighted up counts as if it were more frequent.
+    `decision_threshold` (two classes: (class id, probability)) predicts that class when its
+    probability reaches the threshold, instead of the more probable class (0.5).
     """
 
     def __init__(
-        self, n_classes: int, label_vocabulary: Sequence[str] | None = None, name: str = "classification"
+        self,
+        n_classes: int,
+        label_vocabulary: Sequence[str] | None = None,
+        name: str = "classification",
+        class_weights: Sequence[float] | None = None,
+        decision_threshold: tuple[int, float] | None = None,
     ):
         if n_classes < 2:
             raise UserInputError(f"a classification head needs at least 2 classes, got {n_classes}")
@@ -38,14 +47,38 @@ class ClassificationHead:
         self.label_vocabulary = [
             v.decode() if isinstance(v, bytes) else str(v) for v in label_vocabulary or []
         ]
+        if class_weights is not None and (
+            len(class_weights) != n_classes
+            or not all(w >= 0 for w in class_weights)
+            or not any(class_weights)
+        ):
+            raise UserInputError(
+                f"{name} head: class_weights needs {n_classes} non-negative weights, not all 0; got {list(class_weights)}"
+            )
+        if decision_threshold is not None and (
+            n_classes != 2 or decision_threshold[0] not in (0, 1) or not 0 < decision_threshold[1] < 1
+        ):
+            raise UserInputError(
+                f"{name} head: a decision threshold needs two classes and (class id 0 or 1, a "
+                f"probability strictly between 0 and 1); got {decision_threshold} for {n_classes} classes"
+            )
+        self.decision_threshold = decision_threshold
         self.name = name
         self.logits_dimension = n_classes
+        self.class_weights = [float(w) for w in class_weights] if class_weights is not None else None
 
     def predictions(self, logits) -> dict[str, Any]:
         import tensorflow as tf
 
         probabilities = tf.nn.softmax(logits)
         class_ids = tf.argmax(logits, axis=-1)
+        if self.decision_threshold is not None:
+            positive, threshold = self.decision_threshold
+            class_ids = tf.where(
+                probabilities[:, positive] >= threshold,
+                tf.constant(positive, tf.int64),
+                tf.constant(1 - positive, tf.int64),
+            )
         names = tf.constant(self.label_vocabulary or [str(i) for i in range(self.n_classes)])
         return {
             "logits": logits,
@@ -67,7 +100,10 @@ class ClassificationHead:
             tf.constant(self.n_classes, tf.int64),
             message=f"{self.name} head: a label is outside the label vocabulary",
         )
-        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        if self.class_weights is not None:
+            losses *= tf.gather(tf.constant(self.class_weights, losses.dtype), labels)
+        return tf.reduce_mean(losses)
 
     def eval_metrics(self, labels, predictions) -> dict[str, metrics.Mean]:
         result = {"accuracy": metrics.accuracy(labels, predictions["class_ids"])}

@@ -29,11 +29,21 @@ from pipeline.artifacts import Examples
 class _Encode(beam.DoFn):
     """`stages.encode_chunk` on each chunk, with the merged inferred types as a side input."""
 
-    def __init__(self, header, null_values, declared, non_finite, splits: dict[str, int], examples_uri: str):
+    def __init__(
+        self,
+        header,
+        null_values,
+        declared,
+        non_finite,
+        splits: dict[str, int],
+        examples_uri: str,
+        drop_missing,
+    ):
         self.args = (header, null_values, declared, non_finite, splits, examples_uri)
+        self.drop_missing = drop_missing
 
     def process(self, chunk: csv2ex.Chunk, inferred: dict[str, str] | None = None):
-        yield from stages.encode_chunk(chunk, *self.args, inferred)
+        yield from stages.encode_chunk(chunk, *self.args, inferred, self.drop_missing)
 
 
 class _MergeTypes(beam.CombineFn):
@@ -62,6 +72,7 @@ def write_examples(
     splits: dict[str, int],
     examples: Examples,
     non_finite: dict[str, frozenset] | None = None,
+    drop_missing: list[str] | None = None,
 ) -> stages.Report:
     """Runs the Beam pipeline (`non_finite`: column -> the non-finite values its schema allows); returns the bad rows, the rows per split and the column types."""
     chunks = stages.plan(paths)
@@ -88,7 +99,8 @@ def write_examples(
             spread
             | "Encode"
             >> beam.ParDo(
-                _Encode(header, null_values, declared, non_finite or {}, splits, examples.uri), **side
+                _Encode(header, null_values, declared, non_finite or {}, splits, examples.uri, drop_missing),
+                **side,
             )
             | "ReportAsJson" >> beam.Map(json.dumps)
             | "WriteReport" >> beam.io.WriteToText(report_prefix)

@@ -27,7 +27,9 @@ class ExampleGenParams:
     splits: split name -> hash-bucket weight. column_types: column (its CSV header or its feature
     name) -> int, float or string, which wins over the schema input; other columns take the
     schema's type, or are inferred. null_values: cells that mean "missing" (an empty cell always
-    does). Each column becomes the feature named by `feature_names(header)`: the header itself when
+    does). drop_rows_missing: columns (headers or feature names) whose empty cell leaves the row
+    out, as a label's must: the run counts such rows, names their first lines, and records the
+    counts on the Examples (`rows_dropped`); every other row with an empty cell is kept. Each column becomes the feature named by `feature_names(header)`: the header itself when
     it is a valid name, else a lower-case name of letters, digits and '_' (recorded on the
     Examples as `column_names`)."""
 
@@ -37,6 +39,7 @@ class ExampleGenParams:
     splits: dict = field(default_factory=lambda: {"train": 2, "eval": 1})
     column_types: dict = field(default_factory=dict)
     null_values: tuple = ("NA",)
+    drop_rows_missing: tuple | list = ()
 
     def __post_init__(self):
         if "{SPAN}" not in self.input_pattern:
@@ -254,6 +257,13 @@ def run_example_gen(
     given = {by_header.get(c, c): t for c, t in params.column_types.items()}
     declared = {**schema_column_types(schema), **given}
     declared = {c: t for c, t in declared.items() if c in features}
+    drop = [by_header.get(c, c) for c in params.drop_rows_missing]
+    unknown = [c for c, f in zip(params.drop_rows_missing, drop) if f not in features]
+    if unknown:
+        raise UserInputError(
+            f"drop_rows_missing names {', '.join(map(repr, unknown))}, not a column of span "
+            f"{resolved['span']}; its columns: {', '.join(header)}"
+        )
     paths = [f["path"] for f in resolved["files"]]
     threads = ctx.threads_without_pipeline(input_bytes=sum(os.path.getsize(p) for p in paths))
     if threads:
@@ -271,6 +281,7 @@ def run_example_gen(
         dict(params.splits),
         examples,
         schema_non_finite(schema),
+        drop_missing=drop,
     )
     if report.errors:
         shown = "\n  ".join(str(e) for e in report.errors[:10])
@@ -279,6 +290,15 @@ def run_example_gen(
             f"{len(report.errors)} bad row(s) in span {resolved['span']}; nothing was written:\n  {shown}{more}"
         )
     total = sum(report.counts.values())
+    if report.dropped_rows:
+        where = ", ".join(f"{os.path.basename(path)} line {line}" for path, line in report.dropped_lines)
+        more = " ..." if report.dropped_rows > len(report.dropped_lines) else ""
+        ctx.log(
+            f"warning: dropped {report.dropped_rows} of {total + report.dropped_rows} row(s) without "
+            + " or ".join(f"{c!r} ({n})" for c, n in report.dropped.items())
+            + f" (drop_rows_missing): {where}{more}"
+        )
+        examples.custom_properties["rows_dropped"] = json.dumps(report.dropped)
     if total == 0:
         raise UserInputError(f"span {resolved['span']} has no data rows (files: {', '.join(paths)})")
     examples.set("span", resolved["span"])

@@ -14,12 +14,17 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
 
 from components.example_gen import csv_to_examples as csv2ex
 from components.io.tfrecord import write_gzipped
 from pipeline import ExecutionContext
 from pipeline.artifacts import Examples
+
+DROPPED_SHOWN = 5  # the lines of dropped rows a report names
 
 
 @dataclass
@@ -27,6 +32,9 @@ class Report:
     errors: list[csv2ex.RowError]
     counts: dict[str, int]
     types: dict[str, str]
+    dropped: dict[str, int] = field(default_factory=dict)  # column -> rows dropped for its empty cell
+    dropped_rows: int = 0
+    dropped_lines: list[tuple[str, int | None]] = field(default_factory=list)  # the first few
 
 
 def plan(paths: list[str]) -> list[csv2ex.Chunk]:
@@ -48,10 +56,13 @@ def encode_chunk(
     splits: dict[str, int],
     examples_uri: str,
     inferred: dict[str, str] | None = None,
+    drop_missing: list[str] | None = None,
 ) -> Iterator[dict]:
     """Reads one chunk and writes `Split-<split>/data_tfrecord-<file>-<chunk>.gz` for each split;
     yields report items: `{"error": [path, line, message]}` for each bad row (and then writes
-    nothing), else `{"split": split, "count": rows}` per split."""
+    nothing), else `{"split": split, "count": rows}` per split, and `{"dropped": {column: rows},
+    "rows": n, "lines": [[path, line], ...]}` for the rows left out because a column of
+    `drop_missing` is empty in them (each row still checked like any other)."""
     batch, errors = csv2ex.read_chunk(chunk, header, null_values)
     parsed = csv2ex.parse_columns(batch, {**(inferred or {}), **declared}, non_finite)
     if isinstance(parsed, list):
@@ -59,8 +70,21 @@ def encode_chunk(
     if errors:
         yield from ({"error": [e.path, e.line, e.message]} for e in errors)
         return
+    text = batch.table
+    if drop_missing:
+        missing = {c: ~text.column(c).is_valid().to_numpy(zero_copy_only=False) for c in drop_missing}
+        drop = np.logical_or.reduce(list(missing.values()))
+        if drop.any():
+            shown = [[chunk.path, batch.line_of_row(int(i))] for i in np.flatnonzero(drop)[:DROPPED_SHOWN]]
+            yield {
+                "dropped": {c: int(m.sum()) for c, m in missing.items() if m.any()},
+                "rows": int(drop.sum()),
+                "lines": shown,
+            }
+            keep = pa.array(~drop)
+            parsed, text = parsed.filter(keep), text.filter(keep)
     examples = csv2ex.encode_examples(parsed)
-    buckets = csv2ex.split_buckets(batch.table, list(splits.values()))
+    buckets = csv2ex.split_buckets(text, list(splits.values()))
     for index, split in enumerate(splits):
         records = examples[buckets == index]
         name = f"data_tfrecord-{chunk.file_index:05d}-{chunk.index:05d}.gz"
@@ -73,15 +97,20 @@ def summarize(
 ) -> Report:
     """The report from the encoding's items: bad rows in file and line order, rows per split,
     and each column's type (declared, else inferred, else string)."""
-    errors, counts = [], Counter()
+    errors, counts, dropped, dropped_rows, lines = [], Counter(), Counter(), 0, []
     for item in items:
         if "error" in item:
             errors.append(csv2ex.RowError(*item["error"]))
+        elif "dropped" in item:
+            dropped.update(item["dropped"])
+            dropped_rows += item["rows"]
+            lines += [tuple(line) for line in item["lines"]]
         else:
             counts[item["split"]] += item["count"]
     types = {c: declared.get(c) or inferred.get(c, csv2ex.STRING) for c in header}
     errors.sort(key=lambda e: (e.path, e.line or 0))
-    return Report(errors, dict(counts), types)
+    lines = sorted(lines, key=lambda x: (x[0], x[1] or 0))[:DROPPED_SHOWN]
+    return Report(errors, dict(counts), types, dict(dropped), dropped_rows, lines)
 
 
 def needs_inference(header: list[str], declared: dict[str, str]) -> bool:
@@ -98,6 +127,7 @@ def write_examples_here(
     examples: Examples,
     non_finite: dict[str, frozenset] | None = None,
     threads: int = 1,
+    drop_missing: list[str] | None = None,
 ) -> Report:
     """`beam.write_examples` without a pipeline: every stage in this process, chunk after chunk,
     on `threads` threads (the work, Arrow's parsing, the encoder and zlib, releases the GIL)."""
@@ -114,7 +144,15 @@ def write_examples_here(
         def encode(chunk):
             return list(
                 encode_chunk(
-                    chunk, header, null_values, declared, non_finite or {}, splits, examples.uri, inferred
+                    chunk,
+                    header,
+                    null_values,
+                    declared,
+                    non_finite or {},
+                    splits,
+                    examples.uri,
+                    inferred,
+                    drop_missing,
                 )
             )
 

@@ -115,7 +115,7 @@ SchemaGen = Component(
     inputs={"statistics": Input(ExampleStatistics)},
     outputs={"schema": Schema},
     parameters=SchemaGenParams,
-    version="2",
+    version="3",
 )
 
 
@@ -125,6 +125,7 @@ class InferredSchema:
 
     proto: object
     notes: dict = field(default_factory=dict)
+    kinds: dict = field(default_factory=dict)  # string feature -> columns.DATE, DATETIME, TEXT, ...
 
     def explanation(self) -> list[str]:
         return [f"{name}: {note}" for name, note in self.notes.items()]
@@ -134,7 +135,8 @@ def infer_schema(datasets, max_domain_size: int = 20) -> InferredSchema:
     """A Schema from the DatasetFeatureStatistics of one or more splits, as TFDV infers one, left
     open where the data cannot tell: a feature's type; required (present once in every example)
     or optional; a closed string domain (the union of the values seen) only for a string with few
-    distinct values that repeat, never for free text, ids or dates; no numeric range. Where a
+    distinct values that repeat, never for free text or dates (`columns.value_kind`, recorded in
+    `kinds`) nor ids; no numeric range. Where a
     person tightens it is written in the notes (and, by `schema_text`, in the file)."""
     from tensorflow_metadata.proto.v0 import schema_pb2
     from tensorflow_metadata.proto.v0 import statistics_pb2 as stats_pb
@@ -172,7 +174,10 @@ def infer_schema(datasets, max_domain_size: int = 20) -> InferredSchema:
                 "set presence.min_fraction to require a share)"
             )
         if kind == schema_pb2.BYTES:
-            notes.append(_string_domain(inferred.proto, feature, seen, present, max_domain_size))
+            note, kind = _string_domain(inferred.proto, feature, seen, present, examples, max_domain_size)
+            notes.append(note)
+            if kind:
+                inferred.kinds[name] = kind
         elif present:
             low = min(s.num_stats.min for s in seen if _common(s).num_non_missing)
             high = max(s.num_stats.max for s in seen if _common(s).num_non_missing)
@@ -189,21 +194,34 @@ def _common(stats):
     return stats.string_stats.common_stats if stats.HasField("string_stats") else stats.num_stats.common_stats
 
 
-def _string_domain(schema, feature, seen, present: int, max_domain_size: int) -> str:
-    """Gives `feature` a closed domain when its values are few and repeat; returns the note."""
-    values = sorted(
-        {b.label for s in seen if s.HasField("string_stats") for b in s.string_stats.rank_histogram.buckets}
-    )
+def _string_domain(schema, feature, seen, present: int, examples: int, max_domain_size: int):
+    """Gives `feature` a closed domain when its values are few and repeat and are neither dates
+    nor free text (`columns.value_kind`); returns the note and that kind (None for neither)."""
+    from components.schema_gen.columns import value_kind
+
+    counts: dict[str, int] = {}
+    for s in seen:
+        if s.HasField("string_stats"):
+            for b in s.string_stats.rank_histogram.buckets:
+                counts[b.label] = counts.get(b.label, 0) + int(b.sample_count)
+    values = sorted(counts)
     distinct = max([len(values), *(s.string_stats.unique for s in seen if s.HasField("string_stats"))])
+    kind = value_kind(counts, present, examples, distinct)
+    if kind:
+        return (
+            f"string, open: {kind} ({distinct} distinct value(s), e.g. {values[0][:40]!r}); never a closed list",
+            kind,
+        )
     if 0 < distinct <= max_domain_size and distinct * 2 <= present:
         schema.string_domain.add(name=feature.name, value=values)
         feature.domain = feature.name
         return (
             f"string, closed domain of {distinct} value(s) (a new value is an anomaly; "
-            "add it to string_domain to accept it)"
+            "add it to string_domain to accept it)",
+            None,
         )
     why = "too many to list" if distinct > max_domain_size else "most appear once"
-    return f"string, open: {distinct} distinct value(s), {why} (free text, ids or dates?); not a closed list"
+    return f"string, open: {distinct} distinct value(s), {why} (free text or ids?); not a closed list", None
 
 
 def schema_text(inferred: InferredSchema, source: str) -> str:

@@ -30,7 +30,12 @@ class TrainerParams:
     evaluated every `eval_every_steps` on `eval_steps` batches of `eval_batch_size` examples of the
     eval split (all of it if None; the same examples each time, in file order).
     Early stopping monitors `early_stopping_metric` (min or max) with a patience counted in
-    evaluations. warm_start: initialize from the `base_model` input's best weights.
+    evaluations. class_weights (classification): "balanced" (each class weighs the same in the
+    loss: examples / (classes x the class's train examples)) or class name -> weight (others 1);
+    recorded on the Model. decision_threshold (a two-class label): {class: probability}, the
+    served model predicts that class when its probability reaches the threshold (default: the more
+    probable class); the Evaluator's precision, recall, F1 and accuracy are at that threshold.
+    warm_start: initialize from the `base_model` input's best weights.
     distribution: "one_device" (default; a GPU when there is one), "mirrored" (every local GPU,
     tf.distribute.MirroredStrategy) or "multi_worker" (MultiWorkerMirroredStrategy over `workers`
     processes of this machine; the job reaches them pickled, so give module_file or functions of
@@ -52,6 +57,8 @@ class TrainerParams:
     early_stopping_metric: str = "loss"
     early_stopping_mode: str = "min"
     early_stopping_patience: int = 3
+    class_weights: str | dict | None = None
+    decision_threshold: dict | None = None
     early_stopping_min_delta: float = 0.0
     warm_start: bool = False
     random_seed: int = 0
@@ -76,6 +83,21 @@ class TrainerParams:
             )
         if self.distribution == "multi_worker" and self.workers < 2:
             raise DefinitionError(f"Trainer: multi_worker training needs workers >= 2, got {self.workers}")
+        if self.class_weights is not None and self.head != "classification":
+            raise DefinitionError("Trainer: class_weights applies to head='classification' only")
+        if isinstance(self.class_weights, str) and self.class_weights != "balanced":
+            raise DefinitionError(
+                f"Trainer: class_weights must be 'balanced' or a dict class -> weight, got {self.class_weights!r}"
+            )
+        if self.decision_threshold is not None and (
+            self.head != "classification"
+            or len(self.decision_threshold) != 1
+            or not all(isinstance(p, (int, float)) and 0 < p < 1 for p in self.decision_threshold.values())
+        ):
+            raise DefinitionError(
+                "Trainer: decision_threshold is {class: probability} for one class of a two-class "
+                f"label, the probability strictly between 0 and 1; got {self.decision_threshold!r}"
+            )
         if self.head not in ("classification", "regression"):
             raise DefinitionError(
                 f"Trainer: head must be 'classification' or 'regression', got {self.head!r}"
@@ -147,6 +169,10 @@ def run_trainer(
         page=PAGE_FILE,
         eval_metrics=json.dumps(outcome.best_metrics),
     )
+    if outcome.class_weights:
+        model.custom_properties["class_weights"] = json.dumps(outcome.class_weights)
+    if outcome.decision_threshold:
+        model.custom_properties["decision_threshold"] = json.dumps(outcome.decision_threshold)
     value = model.custom_properties.get("best_metric_value")
     best = (
         f"the best model (step {outcome.best_step}, {metric} {value:.4f})"

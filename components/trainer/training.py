@@ -56,6 +56,8 @@ class TrainingOutcome:
     train_losses: list = field(default_factory=list)
     signatures: dict = field(default_factory=dict)
     label_standardization: dict = field(default_factory=dict)
+    class_weights: dict = field(default_factory=dict)  # class name -> weight of its examples' loss
+    decision_threshold: dict = field(default_factory=dict)  # {class: the probability that predicts it}
     replicas: int = 1
     devices: str = ""  # where the training ran: the GPUs TensorFlow saw, or the CPU
     worker_steps: list = field(default_factory=list)  # the last step of each worker, for a multi-worker job
@@ -146,6 +148,8 @@ def train(job: TrainingJob, log: Callable[[str], None], strategy=None) -> Traini
         history=[{k: v for k, v in h.items() if isinstance(v, (int, float))} for h in result.history],
         train_losses=[list(p) for p in estimator.train_losses],
         label_standardization={k: given[k] for k in ("label_mean", "label_scale") if k in given},
+        class_weights=given.get("class_weights", {}),
+        decision_threshold=given.get("decision_threshold", {}),
         replicas=estimator.replicas,
         devices=devices,
     )
@@ -170,7 +174,7 @@ def model_fn_and_params(job: TrainingJob, tft_output, log: Callable[[str], None]
     vocabularies, name -> size), for classification `n_classes`, for regression the label's
     standardization."""
     from components import estimator as est
-    from components.trainer.io import check_label, label_moments
+    from components.trainer.io import check_label, label_counts, label_moments
     from pipeline.errors import UserInputError
     from pipeline.usercode import load_function, load_module
 
@@ -205,9 +209,50 @@ def model_fn_and_params(job: TrainingJob, tft_output, log: Callable[[str], None]
             f"outputs[{params.label_key!r}] = tft.compute_and_apply_vocabulary(inputs[...], "
             f"vocab_filename={name!r}); for a numeric label use Trainer(head='regression')"
         )
-    vocabulary = tft_output.vocabulary_by_name(name)
+    vocabulary = [v.decode() if isinstance(v, bytes) else str(v) for v in tft_output.vocabulary_by_name(name)]
     given["n_classes"] = len(vocabulary)
-    return est.model_fn_from_build_fn(build_fn, est.ClassificationHead(len(vocabulary), vocabulary)), given
+    weights = None
+    if params.class_weights is not None:
+        counts = label_counts(job.examples, "train", spec, params.label_key, len(vocabulary))
+        weights = class_weights(params.class_weights, vocabulary, counts, job.where)
+        given["class_weights"] = dict(zip(vocabulary, weights))
+        log(
+            "class weights: "
+            + ", ".join(f"{c!r} {w:.3g} ({n} train examples)" for c, w, n in zip(vocabulary, weights, counts))
+        )
+    threshold = None
+    if params.decision_threshold is not None:
+        [(positive, probability)] = params.decision_threshold.items()
+        if positive not in vocabulary or len(vocabulary) != 2:
+            raise UserInputError(
+                f"Trainer(decision_threshold={params.decision_threshold}) {job.where}: a decision threshold "
+                f"names one class of a two-class label; this label's classes: {', '.join(map(repr, vocabulary))}"
+            )
+        threshold = (vocabulary.index(positive), float(probability))
+        given["decision_threshold"] = {positive: float(probability)}
+        log(f"decision threshold: {positive!r} when its probability is at least {probability:g}")
+    head = est.ClassificationHead(
+        len(vocabulary), vocabulary, class_weights=weights, decision_threshold=threshold
+    )
+    return est.model_fn_from_build_fn(build_fn, head), given
+
+
+def class_weights(given, vocabulary: list[str], counts: list[int], where: str = "") -> list[float]:
+    """One weight per class id: "balanced" is examples / (classes x the class's examples), as
+    scikit-learn's, so each class weighs the same in the loss (a class absent from the train split
+    gets 0); a dict names some classes' weights, the others 1."""
+    if given == "balanced":
+        total, present = sum(counts), sum(1 for n in counts if n)
+        return [total / (present * n) if n else 0.0 for n in counts]
+    from pipeline.errors import UserInputError
+
+    unknown = sorted(set(given) - set(vocabulary))
+    if unknown:
+        raise UserInputError(
+            f"Trainer(class_weights=...) {where} names {', '.join(map(repr, unknown))}, not a class of the "
+            f"label; its classes: {', '.join(map(repr, vocabulary))}"
+        )
+    return [float(given.get(c, 1.0)) for c in vocabulary]
 
 
 def user_receivers(params) -> Callable | None:
