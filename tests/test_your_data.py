@@ -11,6 +11,7 @@ latest` -> a cached rerun. The three runs go in parallel, one process each, as u
 """
 
 import csv
+import glob
 import json
 import os
 import random
@@ -159,11 +160,33 @@ def write_credit(folder):
     )
 
 
+def write_weather(folder):
+    """Four classes, one rare: fog (humid and mild, about 4% of 500 rows), snow (cold), rain (humid), sun."""
+    rng = random.Random(7)
+
+    def row():
+        temperature, humidity, wind = rng.uniform(-10, 30), rng.random(), rng.uniform(0, 20)
+        if temperature < 0:
+            sky = "snow"
+        elif humidity > 0.95:
+            sky = "fog"
+        elif humidity > 0.6:
+            sky = "rain"
+        else:
+            sky = "sun"
+        return [f"{temperature:.1f}", f"{humidity:.3f}", f"{wind:.1f}", sky]
+
+    return write_rows(
+        folder, "weather.csv", ["temperature", "humidity", "wind", "sky"], [row() for _ in range(500)]
+    )
+
+
 # noise: a label whose model must not reach serving with the defaults `init` writes; credit: an
 # imbalanced label, gated on its positive class.
 NOISE = {
     "noise": (write_noise, "renewed", "classification", None),
     "credit": (write_credit, "default", "classification", None),
+    "weather": (write_weather, "sky", "classification", None),
 }
 
 DATA_SETS = {
@@ -292,6 +315,35 @@ def test_an_imbalanced_label_gates_on_its_positive_class_and_weighs_it_up(projec
     assert line, done.stdout[-3000:]
     examples = re.search(r"auc_precision_recall/Yes on (\d+) 'test' examples", done.stdout)
     assert examples and 0 < float(line.group(2)) < 0.25
+
+
+def test_a_rare_class_among_several_gates_on_macro_f1_and_its_recall_is_reported(projects):
+    """fog is ~4% of the rows: init gates on macro-F1 (accuracy would hide it) and weighs classes;
+    the Evaluator's page and TFMA's result files give fog's own recall."""
+    import tensorflow_model_analysis as tfma
+
+    base, inits, runs = projects
+    assert "blessed on: macro_f1" in inits["weather"].stdout and "'fog' is " in inits["weather"].stdout
+    assert 'class_weights="balanced"' in open(base / "weather" / "pipeline.py").read()
+    done = runs["weather"]
+    assert re.search(r"macro_f1 on \d+ 'test' examples: candidate [\d.]+, trivial baseline ", done.stdout)
+    page = re.search(r"Evaluator page: (\S+)", done.stdout)
+    assert page, done.stdout[-3000:]
+    assert "recall/fog" in open(page.group(1)).read()
+    evaluation = os.path.dirname(page.group(1))
+    [assets] = glob.glob(
+        str(base / "weather" / "runs" / "Trainer" / "model" / "*" / "Format-Serving" / "assets")
+    )
+    with open(os.path.join(assets, "sky")) as f:
+        vocabulary = [line.strip() for line in f if line.strip()]
+    [overall] = [m for m in tfma.load_metrics(evaluation) if not m.slice_key.single_slice_keys]
+    recall = {
+        vocabulary[entry.key.sub_key.class_id.value]: entry.value.double_value.value
+        for entry in overall.metric_keys_and_values
+        if entry.key.name == "recall" and entry.key.sub_key.HasField("class_id")
+    }
+    assert sorted(recall) == ["fog", "rain", "snow", "sun"] and 0 <= recall["fog"] <= 1
+    assert f"{recall['fog']:.4f}" in open(page.group(1)).read()
 
 
 def test_the_gate_follows_the_labels_balance():
