@@ -41,6 +41,9 @@ EXIT_FAILED, EXIT_DEFINITION, EXIT_HELD_BACK, EXIT_LOCKED = 1, 2, 3, 75
 
 def main(argv: list[str] | None = None) -> int:
     from pipeline.errors import DefinitionError
+    from pipeline.quiet import quiet_libraries
+
+    quiet_libraries()
 
     args = _parser().parse_args(argv)
     try:

@@ -229,6 +229,9 @@ def _serve(connection: Connection) -> None:
 def main(argv: list[str]) -> None:
     fd, parent_pid, *modules = argv
     _die_with_parent(int(parent_pid))
+    from pipeline.quiet import quiet_libraries
+
+    quiet_libraries()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle: it stops us
     connection = Connection(int(fd))
     import importlib
