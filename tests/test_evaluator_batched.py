@@ -260,3 +260,20 @@ def test_a_label_outside_the_classes_or_missing_is_named(setup):
         UserInputError, match=r"the label 'species' holds text such as '(high|low)', not numbers"
     ):
         batched.evaluate(files, text)
+
+
+def test_the_predicted_class_is_the_one_the_model_serves_at_its_decision_threshold():
+    """A model with a decision threshold serves Yes at a score of 0.4; the Evaluator's
+    precision, recall and accuracy count what it serves, not the argmax of its scores."""
+    import numpy as np
+
+    from components.evaluator.batched import _classification_terms
+
+    outputs = {
+        "scores": np.array([[0.6, 0.4], [0.8, 0.2], [0.3, 0.7]]),
+        "class_ids": np.array([1, 0, 1]),
+        "classes": np.array([b"Yes", b"No", b"Yes"]),
+    }
+    terms = _classification_terms(np.array([1, 0, 1]), outputs, "", ["No", "Yes"], ["No", "Yes"])
+    assert terms["predicted"].tolist() == [1, 0, 1]
+    assert np.argmax(terms["scores"], axis=-1).tolist() == [0, 0, 1]

@@ -244,7 +244,8 @@ def _classification_terms(
     except ValueError as error:
         raise UserInputError(str(error)) from None
     scores = np.asarray(shared["scores"], dtype=np.float64)
-    terms = {"true": labels, "predicted": np.argmax(scores, axis=-1)}
+    # The class the model serves (its class_ids: the best score, or its decision threshold's).
+    terms = {"true": labels, "predicted": np.asarray(shared["class_ids"]).reshape(-1)}
     if len(class_names) == 2:
         terms["scores"] = scores
     return terms
