@@ -30,6 +30,7 @@ from components.estimator import (
     model_fn_from_build_fn,
     train_and_evaluate,
 )
+from components.estimator.estimator import checkpoint_step
 from components.estimator.export import export_saved_model, parsing_receiver, raw_receiver
 from pipeline.errors import UserInputError
 from tests.estimator_fixtures import CLASSES, X, Y, classifier, input_fn
@@ -204,7 +205,7 @@ def test_killed_training_resumes_from_its_last_checkpoint_with_its_state(tmp_pat
     child.send_signal(signal.SIGKILL)
     child.wait()
     checkpoint = tf.train.latest_checkpoint(model_dir)
-    saved_step = int(checkpoint.rsplit("-", 1)[1])
+    saved_step = checkpoint_step(checkpoint)
     assert saved_step >= 60
     state = tf.train.load_checkpoint(checkpoint)
     best_step = int(state.get_tensor("best_step/.ATTRIBUTES/VARIABLE_VALUE"))
@@ -217,6 +218,28 @@ def test_killed_training_resumes_from_its_last_checkpoint_with_its_state(tmp_pat
     assert f"evaluation at step {saved_step - saved_step % 10 + 10}:" in done.stdout
     assert "evaluation at step 10:" not in done.stdout
     assert done.stdout.strip().splitlines()[-1].startswith("done: last step 200")
+
+
+def test_a_checkpoint_is_never_written_over(tmp_path):
+    """Training saves at step 20, then the evaluation there saves its state at the same step: the
+    second save is a new checkpoint, so a kill during it leaves the first one whole."""
+    model_dir = str(tmp_path / "run")
+    estimator = classifier(model_dir)
+    estimator.train(input_fn(), max_steps=20, **QUIET)
+    first = estimator.latest_checkpoint
+    files = {
+        name: open(os.path.join(model_dir, name), "rb").read()
+        for name in os.listdir(model_dir)
+        if "ckpt" in name
+    }
+    estimator.early_stopping_state["last_evaluated_step"].assign(20)
+    second = estimator.save()
+    assert second != first and checkpoint_step(first) == checkpoint_step(second) == 20
+    assert {name: open(os.path.join(model_dir, name), "rb").read() for name in files} == files
+    reader = tf.train.load_checkpoint(second)
+    assert int(reader.get_tensor("last_evaluated_step/.ATTRIBUTES/VARIABLE_VALUE")) == 20
+    os.makedirs(os.path.join(model_dir, "ckpt-9_temp"))  # a save killed before it finished
+    assert int(estimator.save().rsplit("-", 1)[1]) == 10
 
 
 def test_build_fn_that_raises_is_named(tmp_path):

@@ -7,7 +7,10 @@ use Keras 3 layers and plain TensorFlow ops freely.
 
 On disk, `model_dir/` (the Model's run directory) holds `ckpt-*` checkpoints (variables,
 optimizer, global step and the early-stopping state), `best/` (the best evaluated weights),
-and TensorBoard event files under `train/` and `eval/`.
+and TensorBoard event files under `train/` and `eval/`. A checkpoint is never written over: each
+save takes a number no file in its folder has yet (TensorFlow renames a new data file into place
+before it writes the index beside it, so a process killed while it rewrote `ckpt-N` would leave a
+data file and an index that disagree); its global step is read from the checkpoint itself.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -341,12 +345,14 @@ class Estimator:
         """A checkpoint of the chief; the other workers write nothing (they hold the same values)."""
         if not self.config.is_chief:
             return None
-        return self._manager.save(checkpoint_number=int(self.global_step.numpy()))
+        return self._manager.save(checkpoint_number=unused_checkpoint_number(self.model_dir))
 
     def save_best(self) -> str | None:
         if not self.config.is_chief:
             return None
-        return self._best.save(checkpoint_number=int(self.global_step.numpy()))
+        return self._best.save(
+            checkpoint_number=unused_checkpoint_number(os.path.join(self.model_dir, "best"))
+        )
 
     def restore_best(self) -> int:
         """Loads the best evaluated weights; returns their step."""
@@ -383,7 +389,25 @@ def _where(fn) -> str:
     return f"{target.__name__} in {code.co_filename}" if code else repr(target)
 
 
+def unused_checkpoint_number(directory: str) -> int:
+    """One more than the number of any `ckpt-N` file in `directory`, finished or not."""
+    numbers = [
+        int(match.group(1))
+        for name in (os.listdir(directory) if os.path.isdir(directory) else [])
+        if (match := _CHECKPOINT_FILE.match(name))
+    ]
+    return max(numbers, default=0) + 1
+
+
+_CHECKPOINT_FILE = re.compile(r"ckpt-(\d+)(?:\.|_temp|$)")
+
+
+def checkpoint_step(prefix: str) -> int:
+    """The global step a checkpoint holds."""
+    return int(tf.train.load_checkpoint(prefix).get_tensor("global_step/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
 def latest_checkpoint_step(model_dir: str) -> int:
     """The global step of the latest checkpoint in `model_dir`, 0 when there is none."""
     prefix = tf.train.latest_checkpoint(model_dir)
-    return int(prefix.rsplit("-", 1)[1]) if prefix else 0
+    return checkpoint_step(prefix) if prefix else 0
