@@ -310,7 +310,9 @@ def test_blocked_decision_is_recorded_and_stays_blocked_when_cached(tmp_path):
     assert custom(execution, "blocked").startswith("1 data anomalies")
     assert custom(store.pipeline_runs("gate")[0], "status") == "BLOCKED"
     page = os.path.join(anomalies.uri, "statistics.html")
-    assert "Atlantis" in open(page).read() and open(page).read().count("data:image/png;base64,") == 8
+    text = open(page).read()
+    assert "Atlantis" in text and "png" not in text
+    assert text.count("<svg") == 8 * 2  # a chart per feature and split
 
     again = quiet_run(gate_pipeline(tmp_path), tmp_path / "root")
     assert again.step("ExampleValidator").status == "BLOCKED" and not again.ok
@@ -353,3 +355,44 @@ def test_range_check_reads_extremes_of_any_value_and_of_either_format():
         stats.custom_stats.add(name="largest_values", str=largest)
         [finding] = _check_range("train", "x", bounds, stats)
         assert finding.kind == "out_of_range" and finding.examples == ["-1", "inf"]
+
+
+def test_statistics_page_draws_each_split_over_the_previous_span_in_one_category_order(tmp_path):
+    """Inline SVG only; strings in the first split's order in every split, with the count of
+    values not shown; long labels cut with the whole one on hover; markup from data escaped; the
+    previous span drawn in each chart; linear in features (bench/validator_page.py times it)."""
+    from components.example_validator.page import write_page
+    from tests.test_statistics import statistics_of
+
+    long = "a category name far longer than any label column of a chart"
+    train_values = [f"c{i:02d}" for i in range(15) for _ in range(15 - i)] + [long] * 12 + ["<script>"] * 20
+    eval_values = [f"c{i:02d}" for i in range(15) for _ in range(i + 1)] + [long] + ["<script>"]
+    types = {"kind": "string", "size": "int"}
+
+    def stats(values, scale=1):
+        return statistics_of(
+            {"kind": values, "size": [str(scale * i) for i in range(len(values))]}, types=types
+        )
+
+    train, evaluation, previous = stats(train_values), stats(eval_values), stats(train_values[:40], 2)
+    path = tmp_path / "statistics.html"
+    write_page(
+        str(path),
+        {"train": train, "eval": evaluation},
+        [],
+        2,
+        drift={"span": 1, "splits": {}},
+        previous={"train": previous, "eval": previous},
+    )
+    page = path.read_text()
+    assert "png" not in page and page.count("<svg") == 4
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "train: 17 unique, top 10 shown; eval: 17 unique, top 10 shown" in page
+    kind = page[page.index("<h3>kind</h3>") : page.index("<h3>size</h3>")]
+    train_chart, eval_chart = kind.split("<svg")[1:3]
+    order = re.findall(r"text-anchor='end'>(?:<title>[^<]*</title>)?([^<]+)</text>", train_chart)
+    cut = "a category name far l…"
+    assert order == ["&lt;script&gt;", "c00", "c01", "c02", cut, "c03", "c04", "c05", "c06", "c07"]
+    assert re.findall(r"text-anchor='end'>(?:<title>[^<]*</title>)?([^<]+)</text>", eval_chart) == order
+    assert "span 1" in train_chart and "span 1" in page[page.index("<h3>size</h3>") :]
+    assert kind.count(f"<title>{long}</title>") == 2  # the whole label on hover, in each chart

@@ -277,3 +277,117 @@ def test_the_predicted_class_is_the_one_the_model_serves_at_its_decision_thresho
     terms = _classification_terms(np.array([1, 0, 1]), outputs, "", ["No", "Yes"], ["No", "Yes"])
     assert terms["predicted"].tolist() == [1, 0, 1]
     assert np.argmax(terms["scores"], axis=-1).tolist() == [0, 0, 1]
+
+
+def test_the_pages_roc_and_precision_recall_curves_match_scikit_learn(setup):
+    """The curves drawn from the score histogram: each point is the rates at one bucket's lower
+    edge, counted example by example, and the areas under them are scikit-learn's."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from components.evaluator.page import curve_points
+
+    _, files, (x, _, label, _), models = setup
+    accumulator = batched.evaluate(files, _task(models, "classification", 3.0, slices=((),)))
+    histogram = accumulator.state[()][""]["histogram"][1]  # class "low"
+    fpr, tpr, precision, recall = (np.array(v) for v in curve_points(histogram))
+    assert fpr[0] == tpr[0] == 0 and fpr[-1] == tpr[-1] == 1 and np.all(np.diff(tpr) >= 0)
+    low = (1 - 1 / (1 + np.exp(-3.0 * x.astype(np.float32)))).astype(np.float32)
+    truth = label == "low"
+    buckets = np.clip((low.astype(np.float64) * batched.AUC_BUCKETS).astype(int), 0, batched.AUC_BUCKETS - 1)
+    used = np.unique(buckets)[::-1]  # thresholds from the top, as the curve sweeps them
+    expected_tpr = [np.mean(buckets[truth] >= b) for b in used]
+    expected_fpr = [np.mean(buckets[~truth] >= b) for b in used]
+    assert tpr[1:] == pytest.approx(expected_tpr) and fpr[1:] == pytest.approx(expected_fpr)
+    taken = [np.mean(truth[buckets >= b]) for b in used]
+    assert precision[1:] == pytest.approx(taken)
+    area = np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2)
+    assert area == pytest.approx(roc_auc_score(truth, low), abs=2e-3)
+    average_precision = np.sum(np.diff(recall) * precision[1:])
+    assert average_precision == pytest.approx(average_precision_score(truth, low), abs=5e-3)
+
+
+def test_the_residual_grid_counts_each_example_once_and_merges_exactly_however_batched(setup):
+    """The grid is the same for one batch, many batches, and merges in any order, and is
+    numpy's histogram2d on its own edges; two grids of very different scales merge into one
+    that holds both."""
+    _, files, (x, _, _, price), models = setup
+    grids = [
+        batched.evaluate(files, _task(models, "regression", 3.0, slices=((),)), batch_size=size).state[()][
+            ""
+        ]["residuals"]
+        for size in (3000, 170)
+    ]
+    assert np.array_equal(grids[0].counts, grids[1].counts) and grids[0].counts.sum() == ROWS
+    assert grids[0].shifts == grids[1].shifts and grids[0].origins == grids[1].origins
+    prediction = (3.0 * x.astype(np.float32) + 10.0).astype(np.float32).astype(np.float64)
+    residual = price.astype(np.float32).astype(np.float64) - prediction
+    expected, _, _ = np.histogram2d(prediction, residual, bins=[grids[0].edges(0), grids[0].edges(1)])
+    assert np.array_equal(grids[0].counts, expected.astype(np.int64))
+    assert grids[0].edges(0)[0] <= prediction.min() and prediction.max() < grids[0].edges(0)[-1]
+    rng = np.random.default_rng(1)
+    parts = [
+        (rng.normal(0, 1e-3, 50), rng.normal(0, 1e-3, 50)),
+        (rng.normal(1e6, 1e5, 50), rng.normal(0, 1e4, 50)),
+    ]
+    small, large = (batched.ResidualGrid.of(*part) for part in parts)
+    one_way, other_way = small.copy(), large.copy()
+    one_way += large
+    other_way += small
+    whole = batched.ResidualGrid.of(*(np.concatenate(axis) for axis in zip(*parts)))
+    for merged in (one_way, other_way):
+        assert merged.counts.sum() == 100 and np.array_equal(merged.counts, whole.counts)
+        assert merged.shifts == whole.shifts and merged.origins == whole.origins
+
+
+def test_the_evaluation_page_draws_curves_a_confusion_heatmap_and_residuals(setup, tmp_path):
+    """The page as the Evaluator writes it, from accumulators of the batched evaluation: SVG
+    only, counts written in the heatmap, markup in a class name escaped."""
+    from components.evaluator.page import write_page
+    from components.evaluator.tfma import CANDIDATE, OVERALL, Results
+
+    _, files, _, models = setup
+    accumulator = batched.evaluate(files, _task(models, "classification", 3.0, slices=((),)))
+    arrays = accumulator.state[()][""]
+    model = type("M", (), {"id": 7, "uri": "/root/p/Trainer/model/9"})()
+    results = Results(
+        metrics={(OVERALL, CANDIDATE): {"accuracy": 0.9}}, verdicts=[], validation_ok=True, sliced_by=set()
+    )
+    names = ["<b>high</b>", "low"]
+    page_path = tmp_path / "evaluation.html"
+    write_page(
+        str(page_path),
+        results,
+        model,
+        None,
+        names,
+        "accuracy 0.9",
+        confusion=arrays["matrix"],
+        scores={"positive": "low", "histograms": {CANDIDATE: arrays["histogram"][1]}},
+    )
+    page = page_path.read_text()
+    assert "png" not in page and page.count("<svg") == 5  # two bar charts, heatmap, ROC, PR
+    assert "<b>high</b>" not in page and "&lt;b&gt;high&lt;/b&gt;" in page
+    matrix = arrays["matrix"]
+    for count in matrix.reshape(-1):
+        assert f">{int(count)}</text>" in page
+    assert "Curves for the positive class, low" in page and "Evaluation of model 7" in page
+    assert "Model 7 is its ML Metadata artifact id" in page and "/root/p/Trainer/model/9" in page
+
+    accumulator = batched.evaluate(files, _task(models, "regression", 3.0, slices=((),)))
+    regression = Results(
+        metrics={(OVERALL, CANDIDATE): {"root_mean_squared_error": 0.5}},
+        verdicts=[],
+        validation_ok=True,
+        sliced_by=set(),
+    )
+    write_page(
+        str(page_path),
+        regression,
+        model,
+        None,
+        None,
+        "rmse 0.5",
+        residuals=accumulator.state[()][""]["residuals"],
+    )
+    page = page_path.read_text()
+    assert "Residuals (whole split)" in page and page.count("<svg") == 3

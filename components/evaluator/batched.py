@@ -12,7 +12,8 @@ What is accumulated, per slice and model (`Accumulator`):
   shared class order), and for two-class models a histogram of each class's score over 10,000
   buckets, split by whether the example is of that class (AUC, as TFMA's 10,000-threshold ROC);
 - regression: the seven sums of `metrics` (count, label, label squared, prediction, error, error
-  squared, absolute error).
+  squared, absolute error), and for the whole split a `ResidualGrid` of residual (label -
+  prediction) against prediction: bounded whatever the label's scale, merged exactly.
 The metrics are derived from them with the same functions TFMA would run (`metrics`), keyed by
 TFMA's MetricKeys; TFMA's own code turns them into its MetricsForSlice protos, checks the
 thresholds (`metrics_validator.validate_metrics`, merged as its writer merges them) and the
@@ -26,6 +27,7 @@ CombineFn), and give the same files.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -37,6 +39,84 @@ from pipeline.errors import UserInputError
 
 BATCH_SIZE = 8192
 AUC_BUCKETS = 10_000
+GRID_BINS = 64
+_FINEST = -40  # the finest bin width of a residual grid: 2^-40
+
+
+class ResidualGrid:
+    """A 2-D histogram of (prediction, residual) on each axis's `GRID_BINS` aligned bins of width
+    2^k, k the smallest for which the values fit (bin i of an axis is [i * 2^k, (i + 1) * 2^k)).
+    Any two merge exactly: a bin of width 2^k lies in one of width 2^(k+1), so the finer grid is
+    summed into the coarser, which widens until both fit; the result depends only on the values
+    counted, not on how they were batched or merged. Linear axes, bounded, in the label's units."""
+
+    def __init__(self, shifts=(0, 0), origins=(0, 0), counts=None):
+        self.shifts, self.origins = tuple(shifts), tuple(origins)
+        self.counts = np.zeros((GRID_BINS, GRID_BINS), np.int64) if counts is None else counts
+
+    @classmethod
+    def of(cls, x: np.ndarray, y: np.ndarray) -> ResidualGrid:
+        if not len(x):
+            return cls((_FINEST, _FINEST))
+        shifts = tuple(_fitting_shift(v) for v in (x, y))
+        index = [np.floor(v / 2.0**k).astype(np.int64) for v, k in zip((x, y), shifts)]
+        origins = tuple(int(i.min()) for i in index)
+        cells = (index[0] - origins[0]) * GRID_BINS + (index[1] - origins[1])
+        counts = np.bincount(cells, minlength=GRID_BINS * GRID_BINS).reshape(GRID_BINS, GRID_BINS)
+        return cls(shifts, origins, counts)
+
+    def copy(self) -> ResidualGrid:
+        return ResidualGrid(self.shifts, self.origins, self.counts.copy())
+
+    def __iadd__(self, other: ResidualGrid) -> ResidualGrid:
+        if not other.counts.any():
+            return self
+        if not self.counts.any():
+            self.shifts, self.origins, self.counts = other.shifts, other.origins, other.counts.copy()
+            return self
+        shifts, origins = [], []
+        for axis in (0, 1):
+            k = max(self.shifts[axis], other.shifts[axis])
+            while True:
+                low, high = zip(*(g._extent(axis, k) for g in (self, other)))
+                if max(high) - min(low) < GRID_BINS:
+                    break
+                k += 1
+            shifts.append(k)
+            origins.append(min(low))
+        counts = np.zeros((GRID_BINS, GRID_BINS), np.int64)
+        for grid in (self, other):
+            rows, columns = np.nonzero(grid.counts)
+            i = ((grid.origins[0] + rows) >> (shifts[0] - grid.shifts[0])) - origins[0]
+            j = ((grid.origins[1] + columns) >> (shifts[1] - grid.shifts[1])) - origins[1]
+            np.add.at(counts, (i, j), grid.counts[rows, columns])
+        self.shifts, self.origins, self.counts = tuple(shifts), tuple(origins), counts
+        return self
+
+    def _extent(self, axis: int, shift: int) -> tuple[int, int]:
+        """The first and last occupied bin of `axis`, as bins of width 2^shift."""
+        used = np.flatnonzero(self.counts.sum(axis=1 - axis))
+        step = shift - self.shifts[axis]
+        return (self.origins[axis] + int(used[0])) >> step, (self.origins[axis] + int(used[-1])) >> step
+
+    def edges(self, axis: int) -> np.ndarray:
+        """The GRID_BINS + 1 bin edges of `axis`."""
+        return (self.origins[axis] + np.arange(GRID_BINS + 1)) * 2.0 ** self.shifts[axis]
+
+
+def _fitting_shift(values: np.ndarray) -> int:
+    """The smallest k >= _FINEST for which `values` span fewer than GRID_BINS bins of width 2^k
+    (and their bin numbers stay exact integers: |v| / 2^k < 2^52)."""
+    low, high = float(values.min()), float(values.max())
+    largest = max(abs(low), abs(high))
+    shift = _FINEST
+    if largest > 0:
+        shift = max(shift, math.frexp(largest)[1] - 52)
+    if high > low:
+        shift = max(shift, math.frexp((high - low) / GRID_BINS)[1] - 1)
+    while math.floor(high / 2.0**shift) - math.floor(low / 2.0**shift) >= GRID_BINS:
+        shift += 1
+    return shift
 
 
 @dataclass(frozen=True)
@@ -294,7 +374,10 @@ def _per_slice(keys: list[tuple], slice_of: np.ndarray, terms: dict, class_names
             axis=1,
         )
         for i, key in enumerate(keys):
-            yield key, {"sums": totals[i]}
+            arrays = {"sums": totals[i]}
+            if key == ():
+                arrays["residuals"] = ResidualGrid.of(sums[:, 3], sums[:, 4])
+            yield key, arrays
         return
     n = len(class_names)
     cells = (slice_index * n + terms["true"][rows]) * n + terms["predicted"][rows]

@@ -240,6 +240,7 @@ def run_evaluator(
     _record(
         evaluation, blessing, params, model, baseline, results, round(seconds, 3), task, class_names, split
     )
+    overall = accumulator.state.get((), {})
     write_page(
         os.path.join(evaluation.uri, PAGE_FILE),
         results,
@@ -247,13 +248,36 @@ def run_evaluator(
         baseline,
         class_names,
         blessing.custom_properties["headline"] + (f" ({OPTIMISTIC})" if split == TRAINER_EVAL_SPLIT else ""),
-        confusion=accumulator.state.get((), {}).get(candidate, {}).get("matrix"),
+        confusion=overall.get(candidate, {}).get("matrix"),
+        scores=_scores(params, model, class_names, overall, names),
+        residuals=overall.get(candidate, {}).get("residuals"),
     )
     _log_outcome(ctx, params, task, results, blessing, seconds)
     if not results.validation_ok:
         ctx.hold_back(
             f"model {model.id} is not blessed: {'; '.join(_failures(results)) or 'see the evaluation'}"
         )
+
+
+def _scores(params: EvaluatorParams, model: Model, class_names, overall: dict, names: dict) -> dict | None:
+    """For a two-class model, the positive class (the Trainer's decision threshold's class, else
+    the class the floor metric names, else the rarer one) and each model's histogram of its score."""
+    from components.evaluator.tfma import CANDIDATE
+
+    if not class_names or len(class_names) != 2 or not overall:
+        return None
+    named = [c for c in json.loads(model.custom_properties.get("decision_threshold") or "{}")]
+    named += [params.floor_metric.partition("/")[2]] if params.floor_metric else []
+    named = [c for c in named if c in class_names]
+    candidate = next(n for n, ours in names.items() if ours == CANDIDATE)
+    counts = overall[candidate]["matrix"].sum(axis=1)
+    positive = class_names.index(named[0]) if named else int(counts.argmin())
+    return {
+        "positive": class_names[positive],
+        "histograms": {
+            names[n]: arrays["histogram"][positive] for n, arrays in overall.items() if "histogram" in arrays
+        },
+    }
 
 
 def _label_and_task(ctx: ExecutionContext, params: EvaluatorParams, model: Model) -> tuple[str, str]:

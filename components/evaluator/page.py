@@ -1,14 +1,15 @@
-"""The evaluation page: one self-contained HTML file with the verdict, each threshold, a chart of the
-candidate beside the baseline, and every slice's metrics."""
+"""The evaluation page: one self-contained HTML file with the verdict, each threshold, charts of the
+candidate beside the baseline (inline SVG): the headline per slice, the per-class or error details,
+the confusion matrix, ROC and precision-recall curves (two classes) or the residuals (regression),
+and every slice's metrics."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 
 from components.evaluator.tfma import BASELINE, CANDIDATE, OVERALL, TRIVIAL, Results
+from pipeline import charts
 
 COLOURS = {CANDIDATE: "#4C72B0", BASELINE: "#BBBBBB"}
 
@@ -21,10 +22,15 @@ def write_page(
     class_names: list[str] | None,
     headline: str,
     confusion=None,
+    scores: dict | None = None,
+    residuals=None,
 ) -> None:
     """Writes `path` for the evaluation of `model` (against `baseline`, or none); `class_names`
     None means a regression model; `headline` the line of headline metrics; `confusion` the
-    candidate's confusion matrix on the whole split (true class x predicted class)."""
+    candidate's confusion matrix on the whole split (true class x predicted class); `scores`
+    (two classes) {"positive": class name, "histograms": {candidate/baseline: [2, buckets]
+    score histogram of that class}} for the ROC and precision-recall curves; `residuals`
+    (regression) the candidate's `batched.ResidualGrid`."""
     blessed = results.validation_ok
     against = f"baseline: model {baseline.id} ({html.escape(baseline.uri)})" if baseline else "no baseline"
     rows = "".join(
@@ -41,6 +47,8 @@ def write_page(
         "thresholds and no baseline yet): blessed.</p>"
     )
     slices = sorted({s for s, _ in results.metrics}, key=lambda s: (s != OVERALL, s))
+    figures = _charts(results, slices, class_names, baseline is not None)
+    figures += _confusion(confusion, class_names) + _curves(scores) + _residuals(residuals)
     with open(path, "w") as f:
         f.write(
             _PAGE.format(
@@ -51,9 +59,8 @@ def write_page(
                 against=against,
                 headline=html.escape(headline),
                 thresholds=thresholds,
-                image=_chart(results, slices, class_names, baseline is not None),
+                figures=figures,
                 table=_metrics_table(results, slices, baseline is not None),
-                confusion=_confusion_table(confusion, class_names),
             )
         )
 
@@ -79,45 +86,128 @@ def _panels(slices: list[str], class_names: list[str] | None) -> tuple[str, list
     ]
 
 
-def _chart(results: Results, slices: list[str], class_names: list[str] | None, with_baseline: bool) -> str:
+def _charts(results: Results, slices: list[str], class_names: list[str] | None, with_baseline: bool) -> str:
     """The headline metric per slice (accuracy, or RMSE for regression) and the overall details:
-    candidate beside baseline, with the headline's value threshold (if any) as a dashed line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
+    candidate beside baseline, with the trivial baseline, the floor and the headline's value
+    threshold (where there are) as dashed lines."""
     models = [CANDIDATE, BASELINE] if with_baseline else [CANDIDATE]
     headline, panels = _panels(slices, class_names)
-    rows = max(len(bars) for _, bars, _ in panels)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.3 * rows + 1.6))
-    width = 0.8 / len(models)
-    for ax, (title, bars, by_slice) in zip(axes, panels):
-        y = np.arange(len(bars))
-        for i, name in enumerate(models):
-            values = [results.value(metric, name, s) for s, metric in bars]
-            ax.barh(y + i * width, np.nan_to_num(values), height=width, color=COLOURS[name], label=name)
-        ax.set_yticks(y + width * (len(models) - 1) / 2, [b[0] if by_slice else b[1] for b in bars])
-        ax.invert_yaxis()
-        if class_names is not None:
-            ax.set_xlim(0, 1.05)
-        ax.set_title(title, fontsize=10)
-        ax.tick_params(labelsize=8)
+    lines = []
     trivial = results.value(headline, TRIVIAL)
     if not math.isnan(trivial):
-        axes[0].axvline(trivial, color="#888888", linestyle=":", label="trivial baseline")
+        lines.append((trivial, "trivial baseline", "#888888"))
     for verdict in results.verdicts:
         if verdict.threshold.metric == headline and verdict.threshold.kind in ("value", "floor"):
-            label = "threshold" if verdict.threshold.kind == "value" else "floor"
-            colour = "#C44E52" if verdict.threshold.kind == "value" else "#DD8452"
-            axes[0].axvline(verdict.threshold.bound, color=colour, linestyle="--", label=label)
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=5, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.92))
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode()
+            kind = verdict.threshold.kind
+            lines.append(
+                (
+                    verdict.threshold.bound,
+                    "threshold" if kind == "value" else "floor",
+                    "#C44E52" if kind == "value" else "#DD8452",
+                )
+            )
+    drawn = []
+    for k, (title, bars, by_slice) in enumerate(panels):
+        series = [
+            (name, [results.value(metric, name, s) for s, metric in bars], COLOURS[name]) for name in models
+        ]
+        drawn.append(
+            charts.bars(
+                [b[0] if by_slice else b[1] for b in bars],
+                series,
+                title=title,
+                x_max=1.0 if class_names is not None else None,
+                lines=lines if k == 0 else (),
+                width=460,
+            )
+        )
+    return f"<div class='charts'>{''.join(drawn)}</div>"
+
+
+def _confusion(matrix, class_names: list[str] | None) -> str:
+    """The candidate's confusion matrix as a heatmap with the counts written in: a row per true
+    class (with its number of examples), a column per predicted class."""
+    if matrix is None or class_names is None:
+        return ""
+    rows = [f"{c} ({int(sum(matrix[i]))})" for i, c in enumerate(class_names)]
+    figure = charts.heatmap(
+        [[int(v) for v in row] for row in matrix],
+        rows,
+        class_names,
+        row_name="rows: true class (examples); shade: share of row",
+        column_name="columns: predicted class",
+    )
+    return f"<h2>Confusion matrix (whole split)</h2><div class='charts'>{figure}</div>"
+
+
+def _curves(scores: dict | None) -> str:
+    """ROC and precision-recall curves of the positive class, candidate beside baseline, from the
+    score histograms (the threshold swept down bucket by bucket, as `batched.auc` sums them)."""
+    if not scores or not scores.get("histograms"):
+        return ""
+    roc, pr = [], []
+    for name, histogram in scores["histograms"].items():
+        fpr, tpr, precision, recall = (_thin(v) for v in curve_points(histogram))
+        roc.append((name, fpr, tpr, COLOURS[name]))
+        pr.append((name, recall, precision, COLOURS[name]))
+    positive = scores["positive"]
+    return (
+        f"<h2>Curves for the positive class, {html.escape(positive)}</h2><div class='charts'>"
+        + charts.curves(roc, "ROC", "false positive rate", "true positive rate", diagonal=True)
+        + charts.curves(pr, "precision-recall", "recall", "precision")
+        + "</div>"
+    )
+
+
+def curve_points(histogram) -> tuple:
+    """(false positive rate, true positive rate, precision, recall) at every bucket edge of a
+    [2, buckets] score histogram (row 0: examples not of the class, row 1: of it), the threshold
+    swept from above every score down; buckets no example falls in are left out."""
+    import numpy as np
+
+    negatives, positives = (np.asarray(h, dtype=np.float64)[::-1] for h in histogram)
+    used = (negatives + positives) > 0
+    true = np.concatenate([[0.0], np.cumsum(positives)[used]])
+    false = np.concatenate([[0.0], np.cumsum(negatives)[used]])
+    tpr = true / max(positives.sum(), 1)
+    fpr = false / max(negatives.sum(), 1)
+    taken = true + false
+    precision = np.divide(true, taken, out=np.ones_like(true), where=taken > 0)
+    return fpr.tolist(), tpr.tolist(), precision.tolist(), tpr.tolist()
+
+
+def _thin(values: list, most: int = 400) -> list:
+    """At most `most` points of a curve, evenly spaced, both ends kept (the page stays small)."""
+    if len(values) <= most:
+        return values
+    step = (len(values) - 1) / (most - 1)
+    return [values[round(i * step)] for i in range(most)]
+
+
+def _residuals(grid) -> str:
+    """The candidate's residuals (label - prediction) against its predictions: the grid of
+    `batched.ResidualGrid`, cropped to the bins any example fell in."""
+    if grid is None or not grid.counts.any():
+        return ""
+    import numpy as np
+
+    counts = grid.counts
+    (x_low, x_high), (y_low, y_high) = (
+        (int(used[0]), int(used[-1]) + 1)
+        for used in (np.flatnonzero(counts.sum(axis=1)), np.flatnonzero(counts.sum(axis=0)))
+    )
+    figure = charts.density(
+        counts[x_low:x_high, y_low:y_high].tolist(),
+        grid.edges(0)[x_low : x_high + 1].tolist(),
+        grid.edges(1)[y_low : y_high + 1].tolist(),
+        "residuals against predictions",
+        "prediction",
+        "label - prediction",
+    )
+    return (
+        "<h2>Residuals (whole split)</h2><p>Darker: more examples (log scale); the dashed line is "
+        f"a residual of 0.</p><div class='charts'>{figure}</div>"
+    )
 
 
 def _metrics_table(results: Results, slices: list[str], with_baseline: bool) -> str:
@@ -145,25 +235,6 @@ def _metrics_table(results: Results, slices: list[str], with_baseline: bool) -> 
     return f"<table><tr><th>slice</th>{header}</tr>{rows}</table>"
 
 
-def _confusion_table(matrix, class_names: list[str] | None) -> str:
-    """The candidate's confusion matrix: a row per true class, a column per predicted class."""
-    if matrix is None or class_names is None:
-        return ""
-    header = "".join(f"<th>{html.escape(c)}</th>" for c in class_names)
-    rows = "".join(
-        f"<tr><td>{html.escape(c)}</td>"
-        + "".join(
-            f"<td{' class=ok' if i == j else ''}>{int(matrix[i][j])}</td>" for j in range(len(class_names))
-        )
-        + f"<td>{int(sum(matrix[i]))}</td></tr>"
-        for i, c in enumerate(class_names)
-    )
-    return (
-        "<h2>Confusion matrix (whole split)</h2><table><tr><th>true \\ predicted</th>"
-        f"{header}<th>examples</th></tr>{rows}</table>"
-    )
-
-
 def _number(value: float) -> str:
     if math.isnan(value):
         return "&ndash;"
@@ -173,12 +244,12 @@ def _number(value: float) -> str:
 _PAGE = """<!doctype html><html><head><meta charset='utf-8'><title>Evaluation of model {model}</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
 td:first-child,th:first-child{{text-align:left}}table{{border-collapse:collapse;margin-bottom:1em}}
-.ok{{color:#1a7f37}}.bad{{color:#c62828}}</style></head><body>
+.ok{{color:#1a7f37}}.bad{{color:#c62828}}div.charts{{display:flex;flex-wrap:wrap;gap:16px}}</style></head><body>
 <h1>Evaluation of model {model}: <span class='{verdict_class}'>{verdict}</span></h1>
-<p>{uri}; {against}. {headline}. Thresholds and the floor apply to the whole split; slices are reported.</p>
+<p>Model {model} is its ML Metadata artifact id (as <code>runner.py models</code> lists it); its files: {uri};
+{against}. {headline}. Thresholds and the floor apply to the whole split; slices are reported.</p>
 <h2>Thresholds</h2>{thresholds}
-<img alt='candidate and baseline metrics' src='data:image/png;base64,{image}'>
-{confusion}
+{figures}
 <h2>Metrics by slice</h2>{table}
 </body></html>
 """

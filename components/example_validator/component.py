@@ -100,6 +100,11 @@ def run_example_validator(
         all_findings,
         statistics.get("span"),
         drift={"span": previous_span, "splits": moves},
+        previous={
+            split: load_statistics(previous, split)
+            for split in (previous.split_names if previous is not None else [])
+            if split in statistics.split_names
+        },
     )
     for split, found in moves.items():
         largest = "; ".join(d.text() for d in found[:4]) or "no feature in common"

@@ -1,26 +1,34 @@
-"""The statistics page: one self-contained HTML file with a chart per feature and split, and the anomalies."""
+"""The statistics page: one self-contained HTML file with the anomalies, the drift from the
+previous span, and a chart per feature and split (inline SVG, this span beside the previous one)."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 
-SPLIT_COLOURS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52"]
+from pipeline import charts as charts_svg
+
+TOP_SHOWN = 10
 
 
 def write_page(
-    path: str, datasets: dict, findings: list, span: int | None, drift: dict | None = None
+    path: str,
+    datasets: dict,
+    findings: list,
+    span: int | None,
+    drift: dict | None = None,
+    previous: dict | None = None,
 ) -> None:
-    """Writes `path`: per feature, each split's histogram (numeric) or top values (strings) with
-    its missing count, then a table of every anomaly and warning, and each feature's distance
-    from the previous span (`drift`: {"span": its number, "splits": {split: [Distance]}}).
-    Images are embedded PNGs."""
+    """Writes `path`: a table of every anomaly and warning, each feature's distance from the
+    previous span (`drift`: {"span": its number, "splits": {split: [Distance]}}), then per
+    feature each split's histogram (numbers) or most frequent values (strings) with its missing
+    count, over the previous span's (`previous`: {split: DatasetFeatureStatistics})."""
     from components.statistics_gen.statistics import feature_stats
 
     per_split = {split: feature_stats(d) for split, d in datasets.items()}
+    before = {split: feature_stats(d) for split, d in (previous or {}).items()}
+    previous_span = (drift or {}).get("span")
     names = sorted({name for stats in per_split.values() for name in stats})
-    sections = [_feature_section(name, per_split, datasets) for name in names]
+    sections = [_feature_section(name, per_split, datasets, before, previous_span) for name in names]
     rows = "".join(
         f"<tr class='{'warn' if f.warning else 'bad'}'><td>{'warning' if f.warning else 'anomaly'}</td>"
         f"<td>{html.escape(f.kind)}</td><td>{html.escape(f.feature)}</td><td>{html.escape(f.split)}</td>"
@@ -65,50 +73,59 @@ def _drift_table(drift: dict | None) -> str:
     return "".join(parts)
 
 
-def _feature_section(name: str, per_split: dict, datasets: dict) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _feature_section(name: str, per_split: dict, datasets: dict, previous: dict, previous_span) -> str:
+    """One chart per split: this span's values, and the previous span's of the same split as an
+    outline (numbers) or a grey bar (strings), both as shares so that sizes compare. Strings
+    show the first split's ten most frequent values, in its order, in every split."""
     splits = [s for s in per_split if name in per_split[s]]
-    fig, axes = plt.subplots(1, len(splits), figsize=(4.2 * len(splits), 2.6), squeeze=False)
-    notes = []
+    first = per_split[splits[0]][name]
+    order = (
+        [v.value for v in list(first.string_stats.top_values)[:TOP_SHOWN]]
+        if first.HasField("string_stats")
+        else None
+    )
+    charts, notes = [], []
     for i, split in enumerate(splits):
-        stats, ax = per_split[split][name], axes[0][i]
-        colour = SPLIT_COLOURS[i % len(SPLIT_COLOURS)]
+        stats = per_split[split][name]
+        before = previous.get(split, {}).get(name)
+        colour = charts_svg.COLOURS[i % len(charts_svg.COLOURS)]
+        earlier = f"span {previous_span}"
         if stats.HasField("string_stats"):
             common = stats.string_stats.common_stats
-            top = list(stats.string_stats.top_values)[:10][::-1]
-            ax.barh([v.value for v in top], [v.frequency for v in top], color=colour)
-            ax.set_xlabel("count")
-            notes.append(f"{split}: {stats.string_stats.unique} unique")
+            series = [(f"{split}", _shares(stats, order), colour)]
+            if before is not None and before.HasField("string_stats"):
+                series.append((earlier, _shares(before, order), charts_svg.GREY))
+            title = f"{split}: {common.num_missing} missing of {datasets[split].num_examples}"
+            charts.append(charts_svg.bars(order, series, title=title, width=340, percent=True))
+            unique = stats.string_stats.unique
+            shown = min(unique, len(order))
+            notes.append(f"{split}: {unique} unique" + (f", top {shown} shown" if unique > shown else ""))
         else:
             common = stats.num_stats.common_stats
-            [hist] = [h for h in stats.num_stats.histograms if h.type == 0] or [None]
-            if hist is not None and hist.buckets:
-                ax.bar(
-                    [b.low_value for b in hist.buckets],
-                    [b.sample_count for b in hist.buckets],
-                    width=[b.high_value - b.low_value or 1 for b in hist.buckets],
-                    align="edge",
-                    color=colour,
-                )
-            notes.append(
-                f"{split}: mean {stats.num_stats.mean:.4g}, std {stats.num_stats.std_dev:.4g}, "
-                f"min {stats.num_stats.min:.4g}, max {stats.num_stats.max:.4g}"
-            )
-        ax.set_title(f"{split}: {common.num_missing} missing of {datasets[split].num_examples}", fontsize=9)
-        ax.tick_params(labelsize=8)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    plt.close(fig)
-    image = base64.b64encode(buffer.getvalue()).decode()
+            series = [(split, _buckets(stats), colour)]
+            if before is not None and before.HasField("num_stats"):
+                series.append((earlier, _buckets(before), "#333333"))
+            title = f"{split}: {common.num_missing} missing of {datasets[split].num_examples}"
+            charts.append(charts_svg.histogram(series, title=title))
+            n = stats.num_stats
+            notes.append(f"{split}: mean {n.mean:.4g}, std {n.std_dev:.4g}, min {n.min:.4g}, max {n.max:.4g}")
     return (
         f"<section><h3>{html.escape(name)}</h3><p>{html.escape('; '.join(notes))}</p>"
-        f"<img alt='{html.escape(name)}' src='data:image/png;base64,{image}'></section>"
+        f"<div class='charts'>{''.join(charts)}</div></section>"
     )
+
+
+def _shares(stats, order: list[str]) -> list[float]:
+    """Each value of `order`'s share of the feature's values (0 for one this split never had)."""
+    counts = {b.label: b.sample_count for b in stats.string_stats.rank_histogram.buckets}
+    counts.update({v.value: v.frequency for v in stats.string_stats.top_values})
+    total = stats.string_stats.common_stats.tot_num_values or sum(counts.values()) or 1
+    return [counts.get(value, 0) / total for value in order]
+
+
+def _buckets(stats) -> list[tuple[float, float, float]]:
+    hist = next((h for h in stats.num_stats.histograms if h.type == 0), None)
+    return [(b.low_value, b.high_value, b.sample_count) for b in hist.buckets] if hist is not None else []
 
 
 _PAGE = """<!doctype html>
@@ -119,6 +136,7 @@ table {{ border-collapse: collapse; margin-bottom: 2em; }}
 td, th {{ border: 1px solid #ccc; padding: 4px 8px; font-size: 14px; text-align: left; }}
 tr.bad td {{ background: #fde8e8; }} tr.warn td {{ background: #fff6dd; }}
 p.ok {{ color: #1a7f37; }} section {{ margin-bottom: 1.5em; }} section p {{ font-size: 13px; color: #555; }}
+div.charts {{ display: flex; flex-wrap: wrap; gap: 12px; }}
 </style></head>
 <body><h1>Statistics of span {span}</h1><p>{counts}</p>
 <h2>Anomalies</h2>{table}
