@@ -1,13 +1,19 @@
 """The suite runs on one worker process per core (pytest-xdist, `-n auto --dist loadfile` in
 pyproject.toml): a test module stays on one worker, so its module fixtures (whole pipeline runs)
 are built once. Modules that run whole pipelines go first, the longest first, so that the workers
-finish together instead of one starting the longest module last. `-n 0` runs it in one process."""
+finish together instead of one starting the longest module last. `-n 0` runs it in one process.
+
+Those modules are marked `pipeline` (and the cron sequence also `soak`), so a quick loop over
+the unit tests is `make test ARGS="-m 'not pipeline'"` (markers in pyproject.toml)."""
 
 from __future__ import annotations
 
 import os
 
+import pytest
+
 # Longest first (seconds each took with two workers on a 2-core machine); the rest keep their order.
+SOAK_MODULES = {"test_operations.py"}
 LONG_MODULES = [
     "test_operations.py",  # six pipeline runs: the soak
     "test_reliability.py",  # a SIGKILL in each component, then a run that completes
@@ -32,6 +38,12 @@ def pytest_collection_modifyitems(session, config, items):
         return LONG_MODULES.index(name) if name in LONG_MODULES else len(LONG_MODULES)
 
     items.sort(key=rank)  # stable: tests keep their order within a module
+    for item in items:
+        name = os.path.basename(str(item.path))
+        if name in LONG_MODULES:
+            item.add_marker(pytest.mark.pipeline)
+        if name in SOAK_MODULES:
+            item.add_marker(pytest.mark.soak)
 
 
 def pytest_xdist_auto_num_workers(config):

@@ -10,9 +10,35 @@ from pipeline.artifacts import Examples
 from pipeline.metadata import MetadataStore, connection_config
 
 
-def test_stack_runs_mlmd_with_protobuf_6():
-    # ml-metadata 1.17.1 declares protobuf<5; the lock pins 6.x, which TensorFlow 2.21 needs.
+def test_mlmds_store_round_trips_every_value_kind_under_protobuf_6(tmp_path):
+    """ml-metadata 1.17.1 declares protobuf<5; the lock pins the 6.x TensorFlow 2.21 needs. Its C++
+    store must still take and give back every kind of value the pipeline writes (int, double,
+    string, a Struct, a proto Value) and its protos must parse as protobuf 6 serializes them."""
+    from google.protobuf import struct_pb2
+
     assert google.protobuf.__version__.startswith("6.")
+    config = pb.ConnectionConfig()
+    config.sqlite.filename_uri = str(tmp_path / "m.sqlite")
+    config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    store = metadata_store.MetadataStore(config)
+    kind = pb.ArtifactType(name="Kinds", properties={"n": pb.INT, "x": pb.DOUBLE, "s": pb.STRING})
+    type_id = store.put_artifact_type(kind)
+    artifact = pb.Artifact(type_id=type_id, uri="/u", state=pb.Artifact.LIVE)
+    artifact.properties["n"].int_value = 2**62
+    artifact.properties["x"].double_value = 0.1
+    artifact.properties["s"].string_value = "ünïcode ✓"
+    struct = struct_pb2.Struct()
+    struct.update({"nested": {"list": [1, "two", None]}})
+    artifact.custom_properties["struct"].struct_value.CopyFrom(struct)
+    artifact.custom_properties["flag"].bool_value = True
+    [artifact_id] = store.put_artifacts([artifact])
+    [back] = store.get_artifacts_by_id([artifact_id])
+    assert back.properties["n"].int_value == 2**62 and back.properties["x"].double_value == 0.1
+    assert back.properties["s"].string_value == "ünïcode ✓" and back.custom_properties["flag"].bool_value
+    assert back.custom_properties["struct"].struct_value == struct
+    assert pb.Artifact.FromString(back.SerializeToString()) == back
+    [found] = store.get_artifacts_by_type("Kinds")
+    assert found.id == artifact_id and store.get_artifact_type("Kinds").properties["n"] == pb.INT
 
 
 def test_put_get_filter_and_lineage_subgraph(tmp_path):

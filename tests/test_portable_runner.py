@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from pipeline.beam import local_portable_services
-from tests.helpers import COMPLETED, decode_examples, read_tfrecords
+from tests.helpers import decode_examples, expect_exit, read_tfrecords
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.dirname(sys.executable)
@@ -48,7 +48,7 @@ def run(root, data, *extra):
         text=True,
         timeout=900,
     )
-    assert done.returncode in COMPLETED, done.stdout[-4000:] + done.stderr[-4000:]
+    expect_exit(done.returncode, done.stdout + done.stderr, "runner.py run on the PortableRunner")
     return done
 
 
