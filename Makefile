@@ -7,7 +7,7 @@ ARGS ?=
 
 AIRFLOW_VENV := .venv-airflow
 
-.PHONY: run test bench lint venv venv-airflow lock
+.PHONY: run test bench lint typecheck check venv venv-airflow lock
 
 run: venv
 	$(PY) runner.py run $(ARGS)
@@ -20,6 +20,13 @@ bench: venv
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+# mypy over pipeline/, components/, runner.py, penguin/ and bench/ (settings in pyproject.toml).
+typecheck: venv
+	$(VENV)/bin/mypy
+
+# What CI runs: lint, types, then the tests.
+check: lint typecheck test
 
 # The lock is installed without dependency resolution: ml-metadata 1.17.1 declares protobuf<5,
 # yet runs with the protobuf 6 that TensorFlow 2.21 needs (see tests/test_metadata.py).

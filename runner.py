@@ -622,6 +622,7 @@ def cmd_lineage(args) -> int:
 
 def cmd_diff(args) -> int:
     from pipeline.lineage import diff, lineage
+    from pipeline.text import shorten
 
     try:
         store, name = _store_and_pipeline_name(args)
@@ -634,13 +635,8 @@ def cmd_diff(args) -> int:
         f"{first.TYPE_NAME} #{first.id} vs {second.TYPE_NAME} #{second.id}: {len(differences)} difference(s)"
     )
     for key, a, b in differences:
-        print(f"  {key}\n    {_short(a)}\n    {_short(b)}")
+        print(f"  {key}\n    {shorten(a, 160, '(none)')}\n    {shorten(b, 160, '(none)')}")
     return 0
-
-
-def _short(value) -> str:
-    text = "(none)" if value is None else str(value)
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def _log(message: str) -> None:

@@ -15,6 +15,7 @@ import os
 import tempfile
 import time
 
+from pipeline.artifacts import Examples
 from tests.helpers import read_tfrecords
 
 
@@ -67,7 +68,9 @@ def trained_model(root: str) -> tuple[str, str]:
     if not result.ok:
         raise SystemExit(f"the penguin pipeline failed: {result.error}")
     model = result.step("Trainer").outputs["model"]
-    return model.uri, result.step("ExampleGen").outputs["examples"].split_uri("eval")
+    examples = result.step("ExampleGen").outputs["examples"]
+    assert isinstance(examples, Examples)
+    return model.uri, examples.split_uri("eval")
 
 
 def main() -> None:

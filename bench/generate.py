@@ -44,7 +44,7 @@ def generate(rows: int, path: str, seed: int = 0, chunk: int = 200_000) -> None:
                 columns["species"][mask] = name
                 columns["island"][mask] = rng.choice(islands, size=m)
                 draws = {
-                    column: np.clip(rng.normal(*params, m), *CLIP[column])
+                    column: np.clip(rng.normal(params[0], params[1], m), *CLIP[column])
                     for column, params in (
                         ("bill_length_mm", bill_l),
                         ("bill_depth_mm", bill_d),

@@ -63,7 +63,9 @@ def run_measured(
     )
     peak = peak_process = peak_pss = 0
     output: list[str] = []
-    reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
+    stream = process.stdout
+    assert stream is not None  # stdout=PIPE
+    reader = threading.Thread(target=lambda: output.extend(stream), daemon=True)
     reader.start()
     samples = 0
     while process.poll() is None:

@@ -72,7 +72,7 @@ def _evaluation(root: str) -> dict | None:
     blessings = store.live_artifacts(ModelBlessing, PIPELINE_NAME)
     if not blessings:
         return None
-    newest = max(blessings, key=lambda b: b.id)
+    newest = max(blessings, key=lambda b: b.id or 0)
     return {
         "blessed": bool(newest.get("blessed")),
         "accuracy": newest.custom_properties.get("accuracy"),

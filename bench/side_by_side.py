@@ -39,10 +39,11 @@ def peer_data(case: str, workdir: str, prepare: str | None) -> str:
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "penguins.csv")
     if prepare:
-        rows = "" if case == "embedded" else case
-        subprocess.run(shlex.split(prepare.format(data=folder, rows=rows)), check=True)
+        count = "" if case == "embedded" else case
+        subprocess.run(shlex.split(prepare.format(data=folder, rows=count)), check=True)
     elif case == "embedded":
-        rows, header = [], None
+        rows: list[list[str]] = []
+        header: list[str] = []
         for part in sorted(glob.glob(os.path.join(REPO, "data", "penguins", "span-*", "*.csv"))):
             with open(part, newline="") as f:
                 reader = csv.reader(f)

@@ -101,7 +101,7 @@ def round_trips(base: str) -> list[dict]:
         original(self, spec)
         self.mlmd = _Counting(self.mlmd, counts)
 
-    metadata.MetadataStore.__init__ = counted
+    metadata.MetadataStore.__init__ = counted  # type: ignore[method-assign]  # counts round trips
     launch = local_runner.launch
 
     def counted_launch(scope, node, upstream, executor):
@@ -147,7 +147,7 @@ def round_trips(base: str) -> list[dict]:
                 )
                 rows.append(row("step", node, counts, started))
     finally:
-        metadata.MetadataStore.__init__ = original
+        metadata.MetadataStore.__init__ = original  # type: ignore[method-assign]
         local_runner.launch = launch
     print("\nmetadata round trips per step (the toy pipeline). run: inside `runner.py run`, the run's")
     print("opening and closing not counted; step: a whole `runner.py step` task, Read being the last")

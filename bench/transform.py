@@ -88,7 +88,8 @@ def main() -> None:
     parser.add_argument("--with-transform", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        run_child(*args.child, args.with_transform)
+        root, pattern = args.child
+        run_child(root, pattern, args.with_transform)
         return
     results = run_sizes(args.sizes, bench_size, "Transform")
     write_results(args.out, results)

@@ -47,7 +47,7 @@ def time_validation(features: int, rows: int, directory: str) -> tuple[float, fl
     """(seconds for the checks, seconds for the page, page bytes) for one size."""
     from components.example_validator import anomalies as checks
     from components.example_validator.page import write_page
-    from components.schema_gen.component import infer_schema
+    from components.schema_gen.inference import infer_schema
 
     splits = {
         name: split_statistics(features, rows, seed, name) for seed, name in enumerate(("train", "eval"))

@@ -16,8 +16,11 @@ INT = "INT"
 DOUBLE = "DOUBLE"
 STRING = "STRING"
 
-_PY_TYPES = {INT: int, DOUBLE: (int, float), STRING: str}
+_PY_TYPES: dict[str, type | tuple[type, ...]] = {INT: int, DOUBLE: (int, float), STRING: str}
 SERVING_DIR = "Format-Serving"  # under a Model: the SavedModel export that serves
+# A folder being written (an artifact's output, a pushed version) starts with this: readers,
+# TF Serving and retention ignore it, and one rename publishes it.
+STAGING_PREFIX = ".staging-"
 
 
 class Artifact:
@@ -58,6 +61,13 @@ class Artifact:
         if not isinstance(value, _PY_TYPES[kind]) or isinstance(value, bool):
             raise TypeError(f"{self.TYPE_NAME}.{name} must be {kind}, got {value!r}")
         self.properties[name] = value
+
+    @property
+    def stored_id(self) -> int:
+        """The ML Metadata id of an artifact read from the store or published to it."""
+        if self.id is None:
+            raise ValueError(f"{self.TYPE_NAME} at {self.uri} is not in the metadata store yet")
+        return self.id
 
     def get(self, name: str, default: Any = None) -> Any:
         """A declared property, else a custom property, else `default`."""

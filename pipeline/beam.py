@@ -11,6 +11,8 @@ import sys
 import time
 import weakref
 
+from pipeline.text import free_ports
+
 # Worker processes take about 4 s to start (each imports Beam and the components) and double the
 # memory; on 2 cores that pays off only for inputs far larger than the 1M-row benchmark (55 MB).
 MULTI_PROCESS_MIN_BYTES = 512 * 1024 * 1024
@@ -55,7 +57,7 @@ def _memoize_dofn_specs() -> None:
         states, timers = cache[key]
         return set(states), set(timers)
 
-    get_dofn_specs.memoized = True
+    get_dofn_specs.memoized = True  # type: ignore[attr-defined]  # marks the patch as applied
     userstate.get_dofn_specs = get_dofn_specs
 
 
@@ -85,7 +87,7 @@ def _memoize_option_views() -> None:
             view = views[cls] = original(self, cls)
         return view
 
-    view_as.memoized = True
+    view_as.memoized = True  # type: ignore[attr-defined]  # marks the patch as applied
     view_as.__doc__ = original.__doc__
     PipelineOptions.view_as = view_as
 
@@ -176,7 +178,7 @@ def local_portable_services(workdir: str, python: str | None = None, project_pat
         "PATH": f"{os.path.dirname(python)}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONPATH": project_path or os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     }
-    job_port, pool_port = _free_port(), _free_port()
+    job_port, pool_port = free_ports(2)
     commands = {
         job_port: [
             python,
@@ -201,7 +203,7 @@ def local_portable_services(workdir: str, python: str | None = None, project_pat
                         command, cwd=workdir, env=env, stdout=log, stderr=log, start_new_session=True
                     )
                 )
-            _wait_for_port(port, processes[-1])
+            _wait_for_port(port, processes[-1], command)
         yield f"localhost:{job_port}", f"localhost:{pool_port}", os.path.join(workdir, f"beam-{job_port}.log")
     finally:
         for process in processes:
@@ -210,19 +212,11 @@ def local_portable_services(workdir: str, python: str | None = None, project_pat
             process.wait()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for_port(port: int, process: subprocess.Popen, seconds: float = 90) -> None:
+def _wait_for_port(port: int, process: subprocess.Popen, command: list[str], seconds: float = 90) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(
-                f"{' '.join(process.args)} exited {process.returncode} before listening on {port}"
-            )
+            raise RuntimeError(f"{' '.join(command)} exited {process.returncode} before listening on {port}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
             return
         time.sleep(0.3)

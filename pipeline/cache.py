@@ -69,13 +69,31 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def directory_fingerprint(path: str) -> str:
-    """sha256 over the relative names and sizes of the files under `path`: cheap, and enough to
-    tell one finished artifact from another (contents are immutable once published)."""
-    digest = hashlib.sha256()
+def _files_under(path: str):
+    """(relative name, full path) of every file under `path`, in a fixed order."""
     for root, dirs, files in os.walk(path):
         dirs.sort()
         for name in sorted(files):
             full = os.path.join(root, name)
-            digest.update(f"{os.path.relpath(full, path)}\0{os.path.getsize(full)}\n".encode())
+            yield os.path.relpath(full, path), full
+
+
+def directory_fingerprint(path: str) -> str:
+    """sha256 over the relative names and sizes of the files under `path`: cheap, and enough to
+    tell one finished artifact from another (contents are immutable once published)."""
+    digest = hashlib.sha256()
+    for name, full in _files_under(path):
+        digest.update(f"{name}\0{os.path.getsize(full)}\n".encode())
+    return digest.hexdigest()
+
+
+def directory_content_sha256(path: str) -> str:
+    """sha256 over every file's relative name and bytes: the same directory, byte for byte (the
+    Pusher's test that a version already holds a model; recorded in push_record.json)."""
+    digest = hashlib.sha256()
+    for name, full in _files_under(path):
+        digest.update(name.encode() + b"\0")
+        with open(full, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()

@@ -176,30 +176,89 @@ def curves(
 ) -> str:
     """Curves on the unit square (ROC, precision-recall): each series (name, xs, ys, colour) as a
     line; `diagonal` draws the chance line."""
-    left, top, bottom, right = 34, 30, 30, 10
-    plot = size - left - right
-    height = top + plot + bottom
+    return lines(
+        series,
+        title,
+        x_name,
+        y_name,
+        x_range=(0, 1),
+        y_range=(0, 1),
+        diagonal=diagonal,
+        width=size,
+        height=size,
+    )
+
+
+def lines(
+    series: Sequence[tuple[str, Sequence[float], Sequence[float], str]],
+    title: str,
+    x_name: str,
+    y_name: str,
+    x_range: tuple[float, float] | None = None,
+    y_range: tuple[float, float] | None = None,
+    marks: Sequence[tuple[float, str, str]] = (),
+    diagonal: bool = False,
+    width: float = 380,
+    height: float = 240,
+    points: bool = False,
+) -> str:
+    """Lines on linear axes: each series (name, xs, ys, colour), None or NaN values left out;
+    `marks` (x, name, colour) are dashed vertical lines with a legend entry; the ranges default
+    to the data's; `points` also draws each point."""
+    left, top, bottom, right = 46, 30, 30, 10
+    plot_w, plot_h = width - left - right, height - top - bottom
+    finite = [
+        [
+            (x, y)
+            for x, y in zip(xs, ys)
+            if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)
+        ]
+        for _, xs, ys, _ in series
+    ]
+    every = [p for found in finite for p in found]
+    x_low, x_high = x_range or (min((p[0] for p in every), default=0), max((p[0] for p in every), default=1))
+    y_low, y_high = y_range or (min((p[1] for p in every), default=0), max((p[1] for p in every), default=1))
+    x_span, y_span = (x_high - x_low) or 1.0, (y_high - y_low) or 1.0
 
     def point(x: float, y: float) -> str:
-        return f"{left + x * plot:.1f},{top + (1 - y) * plot:.1f}"
+        return f"{left + (x - x_low) / x_span * plot_w:.1f},{top + (1 - (y - y_low) / y_span) * plot_h:.1f}"
 
-    parts = [f"<rect x='{left}' y='{top}' width='{plot:.1f}' height='{plot:.1f}' fill='none' stroke='#888'/>"]
+    parts = [
+        f"<rect x='{left}' y='{top}' width='{plot_w:.1f}' height='{plot_h:.1f}' fill='none' stroke='#888'/>"
+    ]
     if diagonal:
         parts.append(
-            f"<polyline points='{point(0, 0)} {point(1, 1)}' stroke='{GREY}' stroke-dasharray='4 3' fill='none'/>"
+            f"<polyline points='{point(x_low, y_low)} {point(x_high, y_high)}' stroke='{GREY}' "
+            "stroke-dasharray='4 3' fill='none'/>"
         )
-    for _, xs, ys, colour in series:
-        points = " ".join(point(x, y) for x, y in zip(xs, ys))
-        parts.append(f"<polyline points='{points}' fill='none' stroke='{colour}' stroke-width='1.8'/>")
-    for tick in (0, 0.5, 1):
-        parts.append(label(number(tick), left + tick * plot, top + plot + 12, anchor="middle"))
-        parts.append(label(number(tick), left - 4, top + (1 - tick) * plot + 3))
-    parts.append(label(x_name, left + plot / 2, height - 4, anchor="middle", limit=40))
+    for found, (_, _, _, colour) in zip(finite, series):
+        parts.append(
+            f"<polyline points='{' '.join(point(x, y) for x, y in found)}' fill='none' stroke='{colour}' "
+            "stroke-width='1.8'/>"
+        )
+        if points:
+            for x, y in found:
+                cx, cy = point(x, y).split(",")
+                parts.append(f"<circle cx='{cx}' cy='{cy}' r='2.5' fill='{colour}'/>")
+    for x, _, colour in marks:
+        parts.append(
+            f"<polyline points='{point(x, y_low)} {point(x, y_high)}' stroke='{colour}' "
+            "stroke-dasharray='4 3' stroke-width='1.5' fill='none'/>"
+        )
+    for fraction in (0, 0.5, 1):
+        x, y = x_low + fraction * x_span, y_low + fraction * y_span
+        parts.append(label(number(x), left + fraction * plot_w, top + plot_h + 12, anchor="middle"))
+        parts.append(label(number(y), left - 4, top + (1 - fraction) * plot_h + 3))
+    parts.append(label(x_name, left + plot_w / 2, height - 4, anchor="middle", limit=40))
     parts.append(
-        f"<g transform='translate(10 {top + plot / 2:.1f}) rotate(-90)'>{label(y_name, 0, 0, anchor='middle', limit=40)}</g>"
+        f"<g transform='translate(10 {top + plot_h / 2:.1f}) rotate(-90)'>"
+        f"{label(y_name, 0, 0, anchor='middle', limit=40)}</g>"
     )
-    parts.append(_legend([(name, colour) for name, _, _, colour in series], left, 26))
-    return _svg(size, height, "".join(parts), title)
+    entries = [(name, colour) for name, _, _, colour in series] + [
+        (name, colour) for _, name, colour in marks
+    ]
+    parts.append(_legend(entries, left, 26))
+    return _svg(width, height, "".join(parts), title)
 
 
 def heatmap(

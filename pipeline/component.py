@@ -104,7 +104,8 @@ class Component:
         self._check_declaration()
 
     def _check_declaration(self) -> None:
-        if not (dataclasses.is_dataclass(self.parameters) and self.parameters.__dataclass_params__.frozen):
+        frozen = dataclasses.is_dataclass(self.parameters) and self.parameters.__dataclass_params__.frozen  # type: ignore[attr-defined]
+        if not frozen:
             raise DefinitionError(f"{self.name}: parameters must be a frozen dataclass")
         clash = set(self.inputs) & set(self.outputs)
         if clash:

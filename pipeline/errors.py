@@ -33,7 +33,7 @@ class ExecutionError(PipelineError):
 class RunBlocked(PipelineError):
     """A gate (such as ExampleValidator) completed and decided the run must not go on."""
 
-    def __init__(self, component_id: str, execution_id: int, reason: str):
+    def __init__(self, component_id: str, execution_id: int | None, reason: str):
         self.component_id = component_id
         self.execution_id = execution_id
         self.reason = reason

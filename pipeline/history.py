@@ -83,13 +83,13 @@ def models(store: MetadataStore, pipeline_name: str) -> list[ModelRecord]:
     blessings = {b.get("current_model_id"): b for b in store.live_artifacts(ModelBlessing, pipeline_name)}
     pushes = {}
     for pushed in store.live_artifacts(PushedModel, pipeline_name):
-        producer = store.producer_of(pushed.id)
+        producer = store.producer_of(pushed.stored_id)
         model = store.inputs_of(producer.id).get("model") if producer else None
         if model is not None and (pushed.get("pushed") or model.id not in pushes):
             pushes[model.id] = pushed
     records = []
     for model in reversed(store.live_artifacts(Model, pipeline_name)):
-        producer = store.producer_of(model.id)
+        producer = store.producer_of(model.stored_id)
         records.append(
             ModelRecord(
                 model,

@@ -27,15 +27,15 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from pipeline.artifacts import Artifact
+from pipeline.artifacts import STAGING_PREFIX, Artifact
 from pipeline.cache import cache_key, directory_fingerprint, params_fingerprint
 from pipeline.component import ExecutionContext, Node, Outcome
 from pipeline.dag import Pipeline
 from pipeline.errors import ExecutionError, UserInputError, describe_error
 from pipeline.metadata import Contexts, MetadataStore, custom
 
-STAGING_PREFIX = ".staging-"
 HOST = socket.gethostname()
 
 # Executes a prepared step and says what it did: in this process (`execute_here`) or in a worker.
@@ -50,8 +50,8 @@ class RunScope:
     store: MetadataStore
     root: str
     run_id: str
-    pipeline_ctx: object
-    run_ctx: object
+    pipeline_ctx: Any  # MLMD Context protos
+    run_ctx: Any
     beam_args: list[str] = field(default_factory=list)
     enable_cache: bool = True
     forced: frozenset[str] = frozenset()  # steps that run even if unchanged (--rerun-from)
@@ -78,7 +78,7 @@ class Prepared:
 
     node: Node
     contexts: Contexts
-    execution: object  # the registered MLMD execution proto
+    execution: Any  # the registered MLMD execution proto
     inputs: dict[str, Artifact | None]
     ctx: ExecutionContext
     final_uris: dict[str, str] = field(default_factory=dict)
@@ -121,7 +121,7 @@ def prepare(scope: RunScope, node: Node, upstream: dict[tuple[str, str], Artifac
         log=lambda message: log(f"      {message}"),
         pipeline_file=scope.pipeline.source_file,
     )
-    props = {
+    props: dict[str, Any] = {
         "node_id": node.id,
         "run_id": scope.run_id,
         "code_version": node.component.version,
@@ -272,7 +272,7 @@ def _lookup_cache(scope: RunScope, node: Node, key: str):
     execution, outputs = found
     damaged = [(a, problem) for a in outputs.values() if (problem := damage(a))]
     for artifact, problem in damaged:
-        scope.store.abandon_artifact(artifact.id, f"found by run {scope.run_id}: {problem}")
+        scope.store.abandon_artifact(artifact.stored_id, f"found by run {scope.run_id}: {problem}")
     if damaged:
         scope.log(
             f"      cache miss: an output of execution {execution.id} {damaged[0][1]}; "

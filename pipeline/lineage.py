@@ -13,6 +13,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 
 from pipeline.artifacts import Artifact
 from pipeline.metadata import MetadataStore, custom, get_value, state_name
+from pipeline.text import shorten
 
 MAX_HOPS = 40
 
@@ -82,7 +83,7 @@ def lineage(store: MetadataStore, artifact: Artifact) -> LineageNode:
             node.checks = validations_of(store, node.artifact)
         return node
 
-    return build(artifact.id)
+    return build(artifact.stored_id)
 
 
 def validations_of(store: MetadataStore, examples: Artifact) -> list[Artifact]:
@@ -138,7 +139,7 @@ def format_lineage(
 def _shown_properties(a: Artifact) -> str:
     hidden = {"fingerprint", "page", "column_types", "column_names", "signatures"}
     props = {**a.properties, **{k: v for k, v in a.custom_properties.items() if k not in hidden}}
-    return ", ".join(f"{k}={_short(v)}" for k, v in sorted(props.items()))
+    return ", ".join(f"{k}={shorten(v, 90)}" for k, v in sorted(props.items()))
 
 
 def _execution_lines(e: pb.Execution) -> list[str]:
@@ -152,7 +153,7 @@ def _execution_lines(e: pb.Execution) -> list[str]:
             source = value.get("module_file") or value.get("callable")
             lines.append(f"{name}: {source} (sha256 {value['sha256'][:16]})")
         elif value not in (None, {}, [], ()):
-            lines.append(f"{name}: {_short(json.dumps(value))}")
+            lines.append(f"{name}: {shorten(json.dumps(value), 90)}")
     return lines
 
 
@@ -224,8 +225,3 @@ def diff(first: LineageNode, second: LineageNode) -> list[tuple[str, Any, Any]]:
     """(fact, first's value, second's value) for every fact that differs."""
     a, b = facts(first), facts(second)
     return [(key, a.get(key), b.get(key)) for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
-
-
-def _short(value: object) -> str:
-    text = str(value)
-    return text if len(text) <= 90 else text[:87] + "..."

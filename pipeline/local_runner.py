@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipeline import step_worker
-from pipeline.artifacts import Artifact
+from pipeline.artifacts import STAGING_PREFIX, Artifact
 from pipeline.component import Node, Outcome
 from pipeline.dag import Pipeline
 from pipeline.errors import ExecutionError, RunBlocked
-from pipeline.launcher import STAGING_PREFIX, Prepared, StepResult, damage, launch, new_outputs
+from pipeline.launcher import Prepared, StepResult, damage, launch, new_outputs
 from pipeline.lock import RootLock
 from pipeline.memory import peak_rss_mb, release_free_memory, rss_mb, settle_heap
 from pipeline.metadata import MetadataStore

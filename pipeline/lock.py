@@ -54,13 +54,13 @@ class RootLock:
         if waited is not None:
             self.log(f"the lock is free after {time.monotonic() - waited:.1f} s; run {self.run_id} starts")
         os.ftruncate(fd, 0)
-        holder = {
+        record = {
             "run_id": self.run_id,
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "since": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        os.pwrite(fd, json.dumps(record).encode(), 0)
         self._fd = fd
         return self
 

@@ -14,13 +14,15 @@ import math
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from pipeline.artifacts import ARTIFACT_TYPES, DOUBLE, INT, STRING, Artifact
+
+A = TypeVar("A", bound=Artifact)
 
 PIPELINE, PIPELINE_RUN, NODE = "pipeline", "pipeline_run", "node"
 _PROPERTY_TYPES = {INT: pb.INT, DOUBLE: pb.DOUBLE, STRING: pb.STRING}
@@ -349,7 +351,7 @@ class MetadataStore:
         set_value(proto.custom_properties["abandoned"], reason)
         self.mlmd.put_artifacts([proto])
 
-    def live_artifacts(self, cls: type[Artifact], pipeline_name: str, condition: str = "") -> list[Artifact]:
+    def live_artifacts(self, cls: type[A], pipeline_name: str, condition: str = "") -> list[A]:
         """LIVE artifacts of a type in a pipeline, oldest first; `condition` is an extra MLMD
         filter-query clause, such as `properties.span.int_value < 2009`."""
         query = (
@@ -357,7 +359,7 @@ class MetadataStore:
             f"contexts_p.name = '{pipeline_name}'" + (f" AND {condition}" if condition else "")
         )
         found = self.mlmd.get_artifacts(list_options=metadata_store.ListOptions(filter_query=query))
-        return self.artifacts_by_id(sorted(a.id for a in found))
+        return [a for a in self.artifacts_by_id(sorted(a.id for a in found)) if isinstance(a, cls)]
 
     def outputs_of(self, execution_id: int) -> dict[str, Artifact]:
         return self._artifacts_of(execution_id, pb.Event.OUTPUT)

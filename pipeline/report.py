@@ -3,7 +3,8 @@
 It shows every step (status, duration, execution), each output artifact's properties (span, row
 counts, blessing reason, pushed version, ...), the pages components wrote (statistics, training
 curves, evaluation) inlined, and the lineage tree of the run's last output. A small script counts
-the images the browser has decoded into `#images-rendered`, so a headless browser can check them.
+the charts (inline SVG, or images) the browser has drawn with a non-empty extent into
+`#charts-rendered`, so a headless browser can check them.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ import os
 import re
 
 from pipeline.artifacts import Artifact
+from pipeline.pages import STYLE
+from pipeline.text import shorten
 
 REPORTS_DIR = "reports"
 _BODY = re.compile(r"<body[^>]*>(.*)</body>", re.S | re.I)
-_STYLE = re.compile(r"<style[^>]*>(.*?)</style>", re.S | re.I)
 
 
 def write_run_report(result, pipeline_name: str, root: str, lineage_lines: list[str]) -> str:
     """Writes `<root>/reports/<run_id>.html` and returns its path."""
-    sections, styles = [], set()
+    sections = []
     for step in result.steps:
         for artifact in step.outputs.values():
             page = artifact.custom_properties.get("page")
@@ -29,7 +31,6 @@ def write_run_report(result, pipeline_name: str, root: str, lineage_lines: list[
             if path and os.path.exists(path):
                 with open(path) as f:
                     content = f.read()
-                styles.update(_STYLE.findall(content))
                 body = _BODY.search(content)
                 sections.append(
                     f"<section class='page'><h2>{html.escape(step.node_id)}: {html.escape(page)}</h2>"
@@ -49,7 +50,7 @@ def write_run_report(result, pipeline_name: str, root: str, lineage_lines: list[
         outputs=_outputs_table(result),
         pages="".join(sections),
         lineage=html.escape("\n".join(lineage_lines)) or "(no output)",
-        styles="\n".join(styles),
+        style=STYLE,
     )
     directory = os.path.join(root, REPORTS_DIR)
     os.makedirs(directory, exist_ok=True)
@@ -121,16 +122,11 @@ def _properties(artifact: Artifact) -> str:
     shown = {**artifact.properties, **artifact.custom_properties}
     hidden = {"fingerprint", "page", "column_types", "signatures", "input_pattern"}
     items = [
-        f"<b>{html.escape(k)}</b> {html.escape(_short(v))}"
+        f"<b>{html.escape(k)}</b> {html.escape(shorten(v, 300))}"
         for k, v in sorted(shown.items())
         if k not in hidden
     ]
     return "<br>".join(items)
-
-
-def _short(value) -> str:
-    text = str(value)
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _demote_headings(body: str) -> str:
@@ -142,17 +138,9 @@ def _demote_headings(body: str) -> str:
 
 _PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; color: #222; max-width: 1200px; }}
-table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
-td, th {{ border: 1px solid #ccc; padding: 4px 8px; font-size: 14px; text-align: left; vertical-align: top; }}
-tr.failed td, tr.blocked td {{ background: #fde8e8; }} tr.cached td {{ color: #555; }}
-p.error {{ color: #b00020; white-space: pre-wrap; }} pre {{ background: #f6f8fa; padding: 1em; overflow-x: auto; }}
-section.page {{ border-top: 2px solid #ddd; margin-top: 2em; }}
-{styles}
-</style></head>
+<style>{style}</style></head>
 <body><h1>{title}</h1>
-<p>Status <b>{status}</b> in {seconds} s.{evaluation} Images rendered: <span id="images-rendered">not checked</span></p>
+<p>Status <b>{status}</b> in {seconds} s.{evaluation} Charts rendered: <span id="charts-rendered">not checked</span></p>
 {error}
 <h2>Steps</h2>{steps}
 <h2>Outputs</h2>{outputs}
@@ -160,9 +148,13 @@ section.page {{ border-top: 2px solid #ddd; margin-top: 2em; }}
 <h2>Lineage of the run's last output</h2><pre>{lineage}</pre>
 <script>
 window.addEventListener("load", function () {{
-  var images = Array.prototype.slice.call(document.images);
-  var ok = images.filter(function (i) {{ return i.complete && i.naturalWidth > 0; }}).length;
-  document.getElementById("images-rendered").textContent = ok + " of " + images.length;
+  var charts = Array.prototype.slice.call(document.querySelectorAll("svg, img"));
+  var ok = charts.filter(function (c) {{
+    if (c.tagName.toLowerCase() === "img") {{ return c.complete && c.naturalWidth > 0; }}
+    var box = c.getBBox();
+    return box.width > 0 && box.height > 0;
+  }}).length;
+  document.getElementById("charts-rendered").textContent = ok + " of " + charts.length;
 }});
 </script>
 </body></html>

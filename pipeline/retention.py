@@ -134,12 +134,13 @@ def _remove(store: MetadataStore, found: Collection, log: Callable[[str], None])
 def _upstream(store: MetadataStore, artifact) -> set[int]:
     from pipeline.lineage import lineage
 
-    ids, stack = set(), [lineage(store, artifact)]
+    ids: set[int] = set()
+    stack = [lineage(store, artifact)]
     while stack:
         node = stack.pop()
-        if node.artifact.id not in ids:
-            ids.add(node.artifact.id)
-            ids.update(check.id for check in node.checks)
+        if node.artifact.stored_id not in ids:
+            ids.add(node.artifact.stored_id)
+            ids.update(check.stored_id for check in node.checks)
             stack.extend(node.inputs.values())
     return ids
 

@@ -181,7 +181,8 @@ def result_from_store(store: MetadataStore, run_ctx, order, seconds: float) -> R
     newest = {}
     for execution in store.executions_in(run_ctx):
         newest[custom(execution, "node_id")] = execution  # ascending ids: the last one wins
-    steps, error = [], None
+    steps: list[StepResult] = []
+    error: ExecutionError | RunBlocked | None = None
     for node in order:
         execution = newest.get(node.id)
         if execution is None:

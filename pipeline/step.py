@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline.artifacts import Artifact
 from pipeline.dag import Pipeline
@@ -52,7 +54,7 @@ class StepOptions:
     beam_args: list[str] = field(default_factory=list)
     wait_seconds: float = 0.0
     run_properties: dict = field(default_factory=dict)  # recorded on the run (orchestrator, logical date)
-    log: object = print
+    log: Callable[[str], None] = print
 
     @property
     def metadata_spec(self) -> str:
@@ -130,7 +132,7 @@ def run_step(pipeline: Pipeline, node_id: str, options: StepOptions) -> TaskResu
     return result
 
 
-def _newest_by_node(store: MetadataStore, run_ctx) -> dict[str, object]:
+def _newest_by_node(store: MetadataStore, run_ctx) -> dict[str, Any]:
     if run_ctx is None:
         return {}
     return {custom(e, "node_id"): e for e in store.executions_in(run_ctx)}
@@ -143,7 +145,7 @@ def _upstream_outputs(
     for producer in {up.id: up for up in node.upstream}.values():
         execution = newest.get(producer.id)
         state = state_name(execution) if execution is not None else None
-        if state not in DONE or custom(execution, "blocked"):
+        if execution is None or state not in DONE or custom(execution, "blocked"):
             why = {None: "has not run", "RUNNING": "is still running"}.get(state, f"is {state}")
             why = "stopped the run" if state in DONE else why
             raise UpstreamNotDone(

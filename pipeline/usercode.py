@@ -28,13 +28,11 @@ def user_function(
     name: str, *, module_file: str | None = None, function: Callable | None = None
 ) -> UserFunction:
     """The function `name` from `module_file`, or `function` itself: exactly one must be given."""
-    if (module_file is None) == (function is None):
-        raise UserInputError(
-            f"give {name} either as a module file path or as a callable, not both or neither"
-        )
-    if function is not None:
+    if function is not None and module_file is None:
         return UserFunction(function, name, _source_of(function))
-    return UserFunction(load_function(module_file, name), name, os.path.abspath(module_file))
+    if module_file is not None and function is None:
+        return UserFunction(load_function(module_file, name), name, os.path.abspath(module_file))
+    raise UserInputError(f"give {name} either as a module file path or as a callable, not both or neither")
 
 
 def load_function(module_file: str, name: str) -> Callable:
@@ -78,6 +76,8 @@ def _import(path: str, digest: str) -> ModuleType:
     stem = os.path.splitext(os.path.basename(path))[0]
     module_name = f"{_MODULE_PREFIX}{stem}_{digest[:12]}"
     spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise UserInputError(f"{path} cannot be loaded as a Python module (name it .py)")
     module = importlib.util.module_from_spec(spec)
     # Registered so that inspect, pickle and tracebacks can find the module by name.
     sys.modules[module_name] = module

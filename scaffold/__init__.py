@@ -50,7 +50,9 @@ class InferredData:
 def infer_schema_for(settings: dict, root: str, log: Callable[[str], None] = print) -> InferredData:
     """Runs ExampleGen (with `settings`, its parameters) -> StatisticsGen -> SchemaGen in `root`."""
     from components.example_gen.component import ExampleGen
-    from components.schema_gen.component import SCHEMA_FILE, SchemaGen, infer_schema
+    from components.schema_gen.component import SchemaGen
+    from components.schema_gen.inference import infer_schema
+    from components.schema_gen.schema_io import SCHEMA_FILE
     from components.statistics_gen.component import StatisticsGen
     from components.statistics_gen.statistics import load_statistics
     from pipeline import Pipeline
@@ -203,7 +205,7 @@ def _write_project(directory, name, pattern, copies, label, task, inferred) -> P
             f"{', '.join(f'{n} ({why})' for n, why in unused.items()) or 'none'}); a project needs at least "
             "one numeric column, one text column with few distinct values, or a date"
         )
-    from components.schema_gen.component import schema_text
+    from components.schema_gen.inference import schema_text
 
     gate = ("accuracy", "")
     if task == CLASSIFICATION:

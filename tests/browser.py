@@ -42,9 +42,9 @@ def rendered_dom(browser: str, page: str) -> str:
     return done.stdout
 
 
-def images_rendered(dom: str) -> tuple[int, int]:
-    """(decoded, total) as counted by the run report's own script in the browser."""
-    match = re.search(r'id="images-rendered">(\d+) of (\d+)<', dom)
+def charts_rendered(dom: str) -> tuple[int, int]:
+    """(drawn, total) as counted by the run report's own script in the browser."""
+    match = re.search(r'id="charts-rendered">(\d+) of (\d+)<', dom)
     if not match:
-        raise AssertionError("the report's image count did not run in the browser")
+        raise AssertionError("the report's chart count did not run in the browser")
     return int(match.group(1)), int(match.group(2))

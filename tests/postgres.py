@@ -11,6 +11,8 @@ import subprocess
 import tempfile
 import time
 
+from pipeline.text import free_ports
+
 
 def server_binaries() -> str | None:
     """The bin directory of the newest installed PostgreSQL, installing Debian's package if needed."""
@@ -23,12 +25,6 @@ def server_binaries() -> str | None:
     return os.path.dirname(found[-1]) if found else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PostgresServer:
     """Started by `start()`, stopped by `stop()`; `url(db)` is what `--metadata` takes."""
 
@@ -36,7 +32,7 @@ class PostgresServer:
         self.bin_dir = bin_dir
         # Its own directory under /tmp: pytest's are private to root, and the server runs as postgres.
         self.directory = tempfile.mkdtemp(prefix="pipeline-pg-")
-        self.port = _free_port()
+        [self.port] = free_ports(1)
         self.as_user: list[str] = []
         if os.geteuid() == 0:  # initdb refuses to run as root
             shutil.chown(self.directory, "postgres")

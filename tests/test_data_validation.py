@@ -16,7 +16,8 @@ import schemas
 from components.example_gen.component import ExampleGen
 from components.example_validator import anomalies as checks
 from components.example_validator.component import ExampleValidator
-from components.schema_gen.component import ImportSchemaGen, read_schema_file
+from components.schema_gen.component import ImportSchemaGen
+from components.schema_gen.schema_io import read_schema_file
 from components.statistics_gen.component import StatisticsGen
 from pipeline import Pipeline
 from pipeline.metadata import MetadataStore, custom

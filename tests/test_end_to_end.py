@@ -150,7 +150,7 @@ def test_infer_schema_prints_a_schema_to_start_a_curated_one(tmp_path, small_dat
 
 
 def test_run_report_renders_in_a_browser(tmp_path, small_data):
-    from tests.browser import chromium, images_rendered, rendered_dom
+    from tests.browser import charts_rendered, chromium, rendered_dom
 
     browser = chromium()
     if browser is None:
@@ -158,7 +158,8 @@ def test_run_report_renders_in_a_browser(tmp_path, small_data):
     done = runner("--pipeline-root", str(tmp_path / "root"), "run", "--data", small_data)
     report = re.search(r"run report: (\S+)", done.stdout).group(1)
     dom = rendered_dom(browser, report)
-    decoded, total = images_rendered(dom)
-    assert decoded == total and total >= 9  # 8 feature charts and the training curves at least
+    decoded, total = charts_rendered(dom)
+    # A chart per feature and split (8 x 2), two training charts, three evaluation charts at least.
+    assert decoded == total and total >= 21
     for heading in ("Steps", "Outputs", "Statistics of span 2008", "Training", "Lineage of the run"):
         assert heading in dom

@@ -171,14 +171,14 @@ def test_diff_of_the_first_and_the_latest_model(history):
 
 
 def test_the_last_report_renders_in_a_browser(history):
-    from tests.browser import chromium, images_rendered, rendered_dom
+    from tests.browser import charts_rendered, chromium, rendered_dom
 
     _, _, stdout, _ = history
     browser = chromium()
     if browser is None:
         pytest.skip("chromium is not installed and cannot be installed here (needs root and apt-get)")
     dom = rendered_dom(browser, re.search(r"run report: (\S+)", stdout).group(1))
-    decoded, total = images_rendered(dom)
+    decoded, total = charts_rendered(dom)
     assert decoded == total >= 10
     for text in (f"Statistics of span {SPANS}", "Training", "BLESSED", "Lineage of the run"):
         assert text in dom

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from components.example_gen import csv_to_examples as csv2ex
-from components.schema_gen.component import infer_schema
+from components.schema_gen.inference import infer_schema
 from components.statistics_gen.statistics import SplitAccumulator, decode_examples, feature_stats, to_proto
 
 ROWS = {
@@ -157,7 +157,7 @@ def test_schema_text_reads_back_with_its_comments():
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    from components.schema_gen.component import schema_text
+    from components.schema_gen.inference import schema_text
 
     inferred = infer_schema(statistics_of(ROWS))
     text = schema_text(inferred, "inline rows")

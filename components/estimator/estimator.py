@@ -136,9 +136,9 @@ class Estimator:
             self.optimizer = make_optimizer(self.params)
         self._built = False
         self.train_losses: list[tuple[int, float]] = []
-        self._train_step = None
-        self._train_iterator = None
-        self._eval_step = None
+        self._train_step: Any = None  # tf.functions and the iterator, made on first use
+        self._train_iterator: Any = None
+        self._eval_step: Any = None
         self._checkpoint = tf.train.Checkpoint(
             model=self.variables,
             optimizer=self.optimizer,
@@ -371,7 +371,7 @@ class Estimator:
         return self._manager.latest_checkpoint
 
 
-def write_scalars(writer, step: int, values: dict[str, float]) -> None:
+def write_scalars(writer, step: int | float, values: dict[str, float]) -> None:
     """TensorBoard scalars without the tensorboard package (TensorFlow 2.21 does not bring it):
     `tf.summary.write` with the scalars plugin's metadata is what `tf.summary.scalar` writes."""
     from tensorflow.core.framework import summary_pb2

@@ -212,7 +212,7 @@ def model_fn_from_build_fn(build_fn: Callable, head, serving_head: str | None = 
             return head_spec(head, labels, logits, mode)
         return _multi_head_spec(build_fn, heads, serving_head, labels, logits, mode)
 
-    model_fn.build_fn = build_fn
+    model_fn.build_fn = build_fn  # type: ignore[attr-defined]  # the export finds the user's function
     return model_fn
 
 
@@ -230,9 +230,9 @@ def _multi_head_spec(build_fn, heads, serving_head, labels, logits, mode) -> Est
         f"{name}/{key}": value for name, spec in specs.items() for key, value in spec.predictions.items()
     }
     if mode == ModeKeys.PREDICT:
-        outputs = {SERVING_DEFAULT: specs[serving_head].export_outputs[SERVING_DEFAULT]}
+        outputs = {SERVING_DEFAULT: _export_output(specs[serving_head])}
         for name, spec in specs.items():
-            outputs[name] = spec.export_outputs[SERVING_DEFAULT]
+            outputs[name] = _export_output(spec)
         return EstimatorSpec(mode, predictions=predictions, export_outputs=outputs)
     loss = sum(spec.loss for spec in specs.values())
     eval_ops = {
@@ -253,3 +253,9 @@ def _check_logits(build_fn, head, logits) -> None:
 def _where(fn) -> str:
     code = getattr(fn, "__code__", None)
     return f"{fn.__name__} in {code.co_filename}" if code else repr(fn)
+
+
+def _export_output(spec):
+    """A head's serving_default output (every head spec in PREDICT mode has one)."""
+    assert spec.export_outputs is not None, "a head's PREDICT spec always has export_outputs"
+    return spec.export_outputs[SERVING_DEFAULT]

@@ -31,6 +31,7 @@ import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -137,8 +138,8 @@ class Task:
 class Accumulator:
     """`state[slice_key][model]`: the counts and sums of one slice for one model (see the module)."""
 
-    def __init__(self):
-        self.state: dict[tuple, dict[str, dict[str, np.ndarray]]] = {}
+    def __init__(self) -> None:
+        self.state: dict[tuple, dict[str, dict[str, Any]]] = {}  # arrays, and a ResidualGrid
 
     def add(self, slice_key: tuple, model: str, arrays: dict[str, np.ndarray]) -> None:
         per_model = self.state.setdefault(slice_key, {})
@@ -160,15 +161,16 @@ class BatchEvaluator:
 
     def __init__(self, task: Task):
         self.task = task
-        self._models = None
-        self._decoder = None
+        self._models: dict | None = None
+        self._decoder: Any = None
 
-    def _setup(self):
+    def _setup(self) -> dict:
+        """Each model's (loaded SavedModel, signature, its input's name); also makes the decoder."""
         import tensorflow as tf
         from tfx_bsl.coders import example_coder
 
         self._decoder = example_coder.ExamplesToRecordBatchDecoder()
-        self._models = {}
+        models = {}
         for name, path in self.task.model_dirs.items():
             loaded = tf.saved_model.load(path)
             if self.task.signature_name not in loaded.signatures:
@@ -183,13 +185,14 @@ class BatchEvaluator:
                     f"the model at {path}: signature {self.task.signature_name!r} takes {sorted(inputs)}; "
                     "the Evaluator calls it with one tensor of serialized tf.Examples"
                 )
-            self._models[name] = (loaded, signature, next(iter(inputs)))
+            models[name] = (loaded, signature, next(iter(inputs)))
+        return models
 
     def __call__(self, records: list[bytes]) -> Accumulator:
         import tensorflow as tf
 
         if self._models is None:
-            self._setup()
+            self._models = self._setup()
         batch = self._decoder.DecodeBatch(records)
         task = self.task
         labels = _label_values(batch, task.label_key, task.class_names)
@@ -298,7 +301,9 @@ def _multi_valued_groups(batch, names: list[str]):
     import itertools
 
     columns = [batch.column(name).to_pylist() for name in names]
-    keys, index, pairs = [], {}, []
+    keys: list[tuple] = []
+    index: dict[tuple, int] = {}
+    pairs: list[tuple[int, int]] = []
     for row in range(batch.num_rows):
         choices = [sorted({_slice_value(v) for v in (column[row] or [])}) for column in columns]
         for combination in itertools.product(*choices):
@@ -464,7 +469,7 @@ def _derive(arrays: dict, class_names, metrics) -> dict[tuple[str, int | None], 
             for name, class_name in metrics.REGRESSION_METRICS.items()
         }
     matrix = arrays["matrix"]
-    derived = {
+    derived: dict[tuple[str, int | None], float] = {
         ("example_count", None): metrics.LabeledExampleCount.derive(matrix, None),
         ("accuracy", None): metrics.MulticlassAccuracy.derive(matrix, None),
         ("macro_f1", None): metrics.MacroF1.derive(matrix, None),
@@ -509,7 +514,7 @@ def trivial_metrics(
             derived.update({("auc_precision_recall", i): float(shares[i]) for i in range(2)})
         guess = f"always {class_names[majority]!r}"
     named = {
-        name if class_id is None else f"{name}/{class_names[class_id]}": float(value)
+        name if class_id is None else f"{name}/{list(class_names or ())[class_id]}": float(value)
         for (name, class_id), value in derived.items()
     }
     return named, guess

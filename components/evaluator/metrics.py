@@ -174,7 +174,7 @@ class _ConfusionCombiner(beam.CombineFn):
         self._key = key
         self._n = len(class_names)
         self._names = list(class_names)
-        self._class_ids = {name.encode(): i for i, name in enumerate(class_names)}
+        self._class_ids: dict[str | bytes, int] = {name.encode(): i for i, name in enumerate(class_names)}
         self._class_ids.update({name: i for i, name in enumerate(class_names)})
 
     def create_accumulator(self) -> np.ndarray:

@@ -10,6 +10,7 @@ import math
 
 from components.evaluator.tfma import BASELINE, CANDIDATE, OVERALL, TRIVIAL, Results
 from pipeline import charts
+from pipeline.pages import html_page
 
 COLOURS = {CANDIDATE: "#4C72B0", BASELINE: "#BBBBBB"}
 
@@ -41,7 +42,7 @@ def write_page(
         for v in results.verdicts
     )
     thresholds = (
-        f"<table><tr><th>verdict</th><th>metric</th><th>needs</th><th>value</th></tr>{rows}</table>"
+        f"<table class='numbers'><tr><th>verdict</th><th>metric</th><th>needs</th><th>value</th></tr>{rows}</table>"
         if results.verdicts
         else "<p>No floor (floor_margin=None) and no threshold applied (none configured, or change "
         "thresholds and no baseline yet): blessed.</p>"
@@ -49,20 +50,17 @@ def write_page(
     slices = sorted({s for s, _ in results.metrics}, key=lambda s: (s != OVERALL, s))
     figures = _charts(results, slices, class_names, baseline is not None)
     figures += _confusion(confusion, class_names) + _curves(scores) + _residuals(residuals)
+    verdict = f"<span class='{'ok' if blessed else 'bad'}'>{'BLESSED' if blessed else 'NOT BLESSED'}</span>"
+    body = (
+        f"<h1>Evaluation of model {model.id}: {verdict}</h1>"
+        f"<p>Model {model.id} is its ML Metadata artifact id (as <code>runner.py models</code> lists it); "
+        f"its files: {html.escape(model.uri)}; {against}. {html.escape(headline)}. Thresholds and the "
+        "floor apply to the whole split; slices are reported.</p>"
+        f"<h2>Thresholds</h2>{thresholds}{figures}"
+        f"<h2>Metrics by slice</h2>{_metrics_table(results, slices, baseline is not None)}"
+    )
     with open(path, "w") as f:
-        f.write(
-            _PAGE.format(
-                model=model.id,
-                uri=html.escape(model.uri),
-                verdict="BLESSED" if blessed else "NOT BLESSED",
-                verdict_class="ok" if blessed else "bad",
-                against=against,
-                headline=html.escape(headline),
-                thresholds=thresholds,
-                figures=figures,
-                table=_metrics_table(results, slices, baseline is not None),
-            )
-        )
+        f.write(html_page(f"Evaluation of model {model.id}", body))
 
 
 def _kind(threshold) -> str:
@@ -232,24 +230,10 @@ def _metrics_table(results: Results, slices: list[str], with_baseline: bool) -> 
     rows = "".join(
         f"<tr><td>{html.escape(s)}</td>{''.join(cell(m, s) for m in metrics)}</tr>" for s in slices
     )
-    return f"<table><tr><th>slice</th>{header}</tr>{rows}</table>"
+    return f"<table class='numbers'><tr><th>slice</th>{header}</tr>{rows}</table>"
 
 
 def _number(value: float) -> str:
     if math.isnan(value):
         return "&ndash;"
     return f"{value:.0f}" if value == int(value) and abs(value) > 1 else f"{value:.4f}"
-
-
-_PAGE = """<!doctype html><html><head><meta charset='utf-8'><title>Evaluation of model {model}</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
-td:first-child,th:first-child{{text-align:left}}table{{border-collapse:collapse;margin-bottom:1em}}
-.ok{{color:#1a7f37}}.bad{{color:#c62828}}div.charts{{display:flex;flex-wrap:wrap;gap:16px}}</style></head><body>
-<h1>Evaluation of model {model}: <span class='{verdict_class}'>{verdict}</span></h1>
-<p>Model {model} is its ML Metadata artifact id (as <code>runner.py models</code> lists it); its files: {uri};
-{against}. {headline}. Thresholds and the floor apply to the whole split; slices are reported.</p>
-<h2>Thresholds</h2>{thresholds}
-{figures}
-<h2>Metrics by slice</h2>{table}
-</body></html>
-"""

@@ -218,7 +218,7 @@ def eval_config(
     )
 
 
-def _metric_thresholds(thresholds: Sequence[Threshold], class_names: Sequence[str]) -> dict[str, list]:
+def _metric_thresholds(thresholds: Sequence[Threshold], class_names: Sequence[str] | None) -> dict[str, list]:
     """Metric name -> [PerSliceMetricThreshold] on the overall slice.
 
     Thresholds go on the MetricConfig itself: TFMA 0.52 keys thresholds given in
@@ -255,7 +255,7 @@ def parse_metric(metric: str, class_names: Sequence[str] | None) -> tuple[str, i
             f"metrics for this model: {', '.join(known)}"
         )
     name, _, class_name = metric.partition("/")
-    return name, (class_names.index(class_name) if class_name else None)
+    return name, (list(class_names or ()).index(class_name) if class_name else None)
 
 
 def shared_class_order(outputs: dict, model: str, vocabulary: list[str], class_names: list[str]) -> dict:
@@ -340,7 +340,7 @@ def _read_metrics(output_path: str, class_names: Sequence[str] | None):
             model = "change" if key.is_diff else (key.model_name or CANDIDATE)
             name = key.name
             if key.sub_key.HasField("class_id"):
-                name = f"{name}/{class_names[key.sub_key.class_id.value]}"
+                name = f"{name}/{list(class_names or ())[key.sub_key.class_id.value]}"
             metrics.setdefault((slice_name, model), {})[name] = entry.value.double_value.value
     return metrics, sliced_by
 

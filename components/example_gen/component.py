@@ -10,7 +10,9 @@ import json
 import os
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline import Component, DefinitionError, ExecutionContext, Input, UserInputError
 from pipeline.artifacts import Examples, Schema
@@ -61,7 +63,8 @@ def resolve_span(ctx: ExecutionContext, params: ExampleGenParams, schema: Schema
             f"warning: span {empty}'s folder holds no file matching {params.input_pattern!r}; "
             f"span {span}, the latest with files, is used"
         )
-    files, header = [], None
+    files: list[dict[str, Any]] = []
+    header: list[str] | None = None
     for path in paths:
         with open(path, "rb") as f:
             data = f.read()
@@ -74,6 +77,7 @@ def resolve_span(ctx: ExecutionContext, params: ExampleGenParams, schema: Schema
                 "all files of a span must have the same columns in the same order"
             )
         files.append({"path": path, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    assert header is not None, "a resolved span has at least one file"
     features = feature_names(header, first)
     ctx.log(
         f"span {span}, version {version}: {len(files)} file(s), "
@@ -231,7 +235,7 @@ def schema_column_types(schema: Schema | None) -> dict[str, str]:
         return {}
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    from components.schema_gen.component import load_schema
+    from components.schema_gen.schema_io import load_schema
 
     names = {schema_pb2.INT: "int", schema_pb2.FLOAT: "float", schema_pb2.BYTES: "string"}
     return {f.name: names[f.type] for f in load_schema(schema).feature if f.type in names}
@@ -242,7 +246,7 @@ def schema_non_finite(schema: Schema | None) -> dict[str, frozenset]:
     other column refuses them."""
     if schema is None:
         return {}
-    from components.schema_gen.component import allowed_non_finite, load_schema
+    from components.schema_gen.schema_io import allowed_non_finite, load_schema
 
     allowed = {f.name: allowed_non_finite(f) for f in load_schema(schema).feature}
     return {name: kinds for name, kinds in allowed.items() if kinds}
@@ -266,12 +270,11 @@ def run_example_gen(
         )
     paths = [f["path"] for f in resolved["files"]]
     threads = ctx.threads_without_pipeline(input_bytes=sum(os.path.getsize(p) for p in paths))
-    if threads:
-        from components.example_gen.stages import write_examples_here as write_examples
+    from components.example_gen import beam, stages
 
-        write_examples = functools.partial(write_examples, threads=threads)
-    else:
-        from components.example_gen.beam import write_examples
+    write_examples: Callable[..., stages.Report] = (
+        functools.partial(stages.write_examples_here, threads=threads) if threads else beam.write_examples
+    )
     report = write_examples(
         ctx,
         paths,

@@ -55,7 +55,7 @@ def plan_chunks(path: str, file_index: int, target_bytes: int = CHUNK_BYTES) -> 
     """Cuts a file's data lines (the header excluded) into chunks of about `target_bytes`, each
     ending at a newline, reading the file in blocks so memory stays bounded."""
     size = os.path.getsize(path)
-    chunks = []
+    chunks: list[Chunk] = []
     with open(path, "rb") as f:
         header = f.readline()
         start, line = len(header), 2

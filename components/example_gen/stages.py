@@ -65,9 +65,8 @@ def encode_chunk(
     `drop_missing` is empty in them (each row still checked like any other)."""
     batch, errors = csv2ex.read_chunk(chunk, header, null_values)
     parsed = csv2ex.parse_columns(batch, {**(inferred or {}), **declared}, non_finite)
-    if isinstance(parsed, list):
-        errors += parsed
-    if errors:
+    if isinstance(parsed, list) or errors:
+        errors += parsed if isinstance(parsed, list) else []
         yield from ({"error": [e.path, e.line, e.message]} for e in errors)
         return
     text = batch.table
@@ -97,7 +96,9 @@ def summarize(
 ) -> Report:
     """The report from the encoding's items: bad rows in file and line order, rows per split,
     and each column's type (declared, else inferred, else string)."""
-    errors, counts, dropped, dropped_rows, lines = [], Counter(), Counter(), 0, []
+    errors, dropped_rows, lines = [], 0, []
+    counts: Counter[str] = Counter()
+    dropped: Counter[str] = Counter()
     for item in items:
         if "error" in item:
             errors.append(csv2ex.RowError(*item["error"]))

@@ -139,7 +139,7 @@ def _check_feature(split, name, feature, stats, num_examples, domains) -> list[F
 def _check_non_finite(split, name, feature, stats) -> list[Finding]:
     """NaN and infinities: an anomaly where the schema does not allow them, a warning (counted and
     reported, not blocking) where it does."""
-    from components.schema_gen.component import allowed_non_finite
+    from components.schema_gen.schema_io import allowed_non_finite
 
     allowed = allowed_non_finite(feature)
     counts = {
@@ -280,6 +280,7 @@ def check_drift(
                     )
                 )
             continue
+        assert d.shift is not None, "a numeric distance always has a mean shift"
         moved = abs(d.shift)
         warn = warn_stddevs if warn_stddevs is not None else stddevs
         if moved == float("inf"):

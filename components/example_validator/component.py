@@ -58,7 +58,7 @@ def run_example_validator(
 ) -> None:
     from components.example_validator import anomalies as checks
     from components.example_validator.page import write_page
-    from components.schema_gen.component import load_schema
+    from components.schema_gen.schema_io import load_schema
     from components.statistics_gen.statistics import load_statistics
 
     schema_proto = load_schema(schema)

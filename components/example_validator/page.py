@@ -4,8 +4,10 @@ previous span, and a chart per feature and split (inline SVG, this span beside t
 from __future__ import annotations
 
 import html
+from typing import Any
 
 from pipeline import charts as charts_svg
+from pipeline.pages import html_page
 
 TOP_SHOWN = 10
 
@@ -44,8 +46,12 @@ def write_page(
     )
     counts = ", ".join(f"{split}: {d.num_examples} examples" for split, d in datasets.items())
     table += _drift_table(drift)
+    body = (
+        f"<h1>Statistics of span {span}</h1><p>{html.escape(counts)}</p>"
+        f"<h2>Anomalies</h2>{table}<h2>Features</h2>{''.join(sections)}"
+    )
     with open(path, "w") as f:
-        f.write(_PAGE.format(span=span, counts=html.escape(counts), table=table, sections="".join(sections)))
+        f.write(html_page(f"Statistics of span {span}", body))
 
 
 def _drift_table(drift: dict | None) -> str:
@@ -79,12 +85,13 @@ def _feature_section(name: str, per_split: dict, datasets: dict, previous: dict,
     show the first split's ten most frequent values, in its order, in every split."""
     splits = [s for s in per_split if name in per_split[s]]
     first = per_split[splits[0]][name]
-    order = (
+    order: list[str] = (
         [v.value for v in list(first.string_stats.top_values)[:TOP_SHOWN]]
         if first.HasField("string_stats")
-        else None
+        else []
     )
     charts, notes = [], []
+    series: list[tuple[str, Any, str]]
     for i, split in enumerate(splits):
         stats = per_split[split][name]
         before = previous.get(split, {}).get(name)
@@ -126,20 +133,3 @@ def _shares(stats, order: list[str]) -> list[float]:
 def _buckets(stats) -> list[tuple[float, float, float]]:
     hist = next((h for h in stats.num_stats.histograms if h.type == 0), None)
     return [(b.low_value, b.high_value, b.sample_count) for b in hist.buckets] if hist is not None else []
-
-
-_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>Statistics of span {span}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; margin-bottom: 2em; }}
-td, th {{ border: 1px solid #ccc; padding: 4px 8px; font-size: 14px; text-align: left; }}
-tr.bad td {{ background: #fde8e8; }} tr.warn td {{ background: #fff6dd; }}
-p.ok {{ color: #1a7f37; }} section {{ margin-bottom: 1.5em; }} section p {{ font-size: 13px; color: #555; }}
-div.charts {{ display: flex; flex-wrap: wrap; gap: 12px; }}
-</style></head>
-<body><h1>Statistics of span {span}</h1><p>{counts}</p>
-<h2>Anomalies</h2>{table}
-<h2>Features</h2>{sections}
-</body></html>
-"""

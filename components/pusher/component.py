@@ -3,7 +3,6 @@ layout, `<destination>/<model_name>/<version>/`, atomically, with versions that 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -15,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipeline import Component, DefinitionError, ExecutionContext, Input, UserInputError
-from pipeline.artifacts import SERVING_DIR, Examples, Model, ModelBlessing, PushedModel
+from pipeline.artifacts import SERVING_DIR, STAGING_PREFIX, Examples, Model, ModelBlessing, PushedModel
+from pipeline.cache import directory_content_sha256
 
 RECORD_FILE = "push_record.json"
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
-STAGING_PREFIX = ".staging-"
 STALE_STAGING_SECONDS = 3600
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 SMOKE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "smoke.py")
@@ -79,7 +78,7 @@ def run_pusher(
         _record(pushed_model, "not_blessed", "", 0, reason=blessing.get("reason", "not blessed"))
         return
     serving = os.path.join(model.uri, SERVING_DIR)
-    fingerprint = content_fingerprint(serving)
+    fingerprint = directory_content_sha256(serving)
     latest = latest_version(model_dir)
     if latest and _pushed_fingerprint(model_dir, latest) == fingerprint:
         ctx.log(
@@ -127,20 +126,6 @@ def _record(pushed_model: PushedModel, action: str, destination: str, version: i
     if pushed:
         pushed_model.custom_properties.update(pushed_destination=destination, pushed_version=str(version))
     pushed_model.custom_properties.update(action=action, **custom)
-
-
-def content_fingerprint(directory: str) -> str:
-    """sha256 over every file's relative path and bytes: the same model, byte for byte."""
-    digest = hashlib.sha256()
-    for root, dirs, files in os.walk(directory):
-        dirs.sort()
-        for name in sorted(files):
-            path = os.path.join(root, name)
-            digest.update(os.path.relpath(path, directory).encode() + b"\0")
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()
 
 
 def latest_version(model_dir: str) -> int:

@@ -39,7 +39,7 @@ def value_kind(
     if not total:
         return None
     if all(ISO_DATETIME_RE.fullmatch(v) for v in counts):
-        return DATETIME if any(ISO_DATETIME_RE.fullmatch(v).group(1) for v in counts) else DATE
+        return DATETIME if any(m.group(1) for v in counts if (m := ISO_DATETIME_RE.fullmatch(v))) else DATE
     if all(OTHER_DATE_RE.fullmatch(v) for v in counts):
         return "other date"
     words = sum(len(v.split()) * n for v, n in counts.items()) / total

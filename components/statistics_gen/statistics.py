@@ -12,6 +12,7 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -50,11 +51,11 @@ class FeatureAccumulator:
     infs: int = 0
     smallest: list = field(default_factory=list)
     largest: list = field(default_factory=list)
-    quantiles: object = None
+    quantiles: Any = None
     # strings
     total_length: int = 0
-    top: object = None
-    distinct: object = None
+    top: Any = None
+    distinct: Any = None
 
     def __post_init__(self):
         sketches = _sketches()

@@ -113,7 +113,7 @@ def run_trainer(
     base_model: Model | None,
     model: Model,
 ) -> None:
-    from components.schema_gen.component import SCHEMA_FILE
+    from components.schema_gen.schema_io import SCHEMA_FILE
     from components.trainer.io import write_training_page
     from components.trainer.training import TrainingJob, make_strategy, train, train_with_run_fn, user_run_fn
 

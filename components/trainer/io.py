@@ -3,10 +3,8 @@ Transform graph embedded, and the training-curves page."""
 
 from __future__ import annotations
 
-import base64
 import glob
 import html
-import io
 import os
 
 import tensorflow as tf
@@ -144,31 +142,22 @@ def _served_features(layer, raw_spec: dict) -> dict:
 
 def write_training_page(path: str, result, train_losses: list, params) -> None:
     """The training curves (train loss, eval loss and the monitored metric by step) as an HTML page."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from pipeline import charts
+    from pipeline.pages import html_page
 
     metric = params.early_stopping_metric
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
-    if train_losses:
-        axes[0].plot(*zip(*train_losses), label="train loss", color="#4C72B0")
     steps = [h["global_step"] for h in result.history]
-    axes[0].plot(steps, [h["loss"] for h in result.history], "o-", label="eval loss", color="#DD8452")
-    axes[0].set_xlabel("step")
-    axes[0].legend()
-    if metric != "loss" and steps:
-        axes[1].plot(steps, [h.get(metric) for h in result.history], "o-", color="#55A868")
-    elif steps:
-        axes[1].plot(steps, [h.get("accuracy", h["loss"]) for h in result.history], "o-", color="#55A868")
-    axes[1].axvline(result.best_step, color="#C44E52", linestyle="--", label=f"best step {result.best_step}")
-    axes[1].set_xlabel("step")
-    axes[1].set_title(metric if metric != "loss" else "accuracy", fontsize=10)
-    axes[1].legend()
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    plt.close(fig)
+    losses = [("eval loss", steps, [h["loss"] for h in result.history], charts.COLOURS[1])]
+    if train_losses:
+        losses.insert(
+            0, ("train loss", [s for s, _ in train_losses], [v for _, v in train_losses], charts.COLOURS[0])
+        )
+    shown = metric if metric != "loss" else "accuracy"
+    values = [h.get(metric) if metric != "loss" else h.get("accuracy", h["loss"]) for h in result.history]
+    best = [(result.best_step, f"best step {result.best_step}", "#C44E52")]
+    figures = charts.lines(losses, "loss", "step", "loss", points=False, marks=best) + charts.lines(
+        [(shown, steps, values, charts.COLOURS[2])], shown, "step", shown, points=True, marks=best
+    )
     rows = "".join(
         "<tr>"
         + "".join(
@@ -185,13 +174,11 @@ def write_training_page(path: str, result, train_losses: list, params) -> None:
         else ""
     )
     note = "stopped early" if result.stopped_early else f"ran to step {result.last_step}"
+    body = (
+        f"<h1>Training</h1><p>Best step {result.best_step} by {html.escape(metric)}; {note}"
+        f"{f', resumed from step {result.resumed_from}' if result.resumed_from else ''}.</p>"
+        f"<div class='charts'>{figures}</div>"
+        f"<h2>Evaluations</h2><table class='numbers'><tr>{header}</tr>{rows}</table>"
+    )
     with open(path, "w") as f:
-        f.write(
-            "<!doctype html><html><head><meta charset='utf-8'><title>Training</title>"
-            "<style>body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:3px 8px}"
-            "table{border-collapse:collapse}</style></head><body>"
-            f"<h1>Training</h1><p>Best step {result.best_step} by {html.escape(metric)}; {note}"
-            f"{f', resumed from step {result.resumed_from}' if result.resumed_from else ''}.</p>"
-            f"<img alt='training curves' src='data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}'>"
-            f"<h2>Evaluations</h2><table><tr>{header}</tr>{rows}</table></body></html>"
-        )
+        f.write(html_page("Training", body))

@@ -376,8 +376,8 @@ def main(argv: list[str]) -> int:
         argv = [follow(argv[1], index)]
         print(f"following the training job {argv[0]} as worker {index}", flush=True)
     [job_file] = argv
-    with open(job_file, "rb") as f:
-        job: TrainingJob = pickle.load(f)
+    with open(job_file, "rb") as pickled:
+        job: TrainingJob = pickle.load(pickled)
     strategy = make_strategy("multi_worker")  # first, before any other TensorFlow op
 
     def log(message: str) -> None:

@@ -21,7 +21,6 @@ import json
 import os
 import pickle
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,20 +29,10 @@ from collections.abc import Callable
 
 from components.trainer.training import COLLECTIVE_TIMEOUT_SECONDS, TrainingJob, TrainingOutcome, outcome_path
 from pipeline.errors import UserInputError
+from pipeline.text import free_ports
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CURRENT_JOB = "CURRENT_JOB"
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def tf_config(ports: list[int], index: int) -> str:

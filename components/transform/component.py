@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from components.schema_gen.component import load_schema
+from components.schema_gen.schema_io import load_schema
 from pipeline import Component, DefinitionError, ExecutionContext, Input, UserInputError
 from pipeline.artifacts import Examples, Schema, TransformGraph
 from pipeline.usercode import UserFunction, ship_by_value, user_function

@@ -12,6 +12,7 @@ types.
 """
 
 import os
+from typing import Any
 
 from kfp import compiler, dsl
 
@@ -69,7 +70,7 @@ def compile_package(pipeline: Pipeline, settings: ExportSettings, path: str) -> 
         pipeline_root: str = settings.pipeline_root,
         metadata: str = settings.metadata,
     ):
-        tasks = {}
+        tasks: dict[str, Any] = {}
         for step in order:
             task = step_component(
                 step=step,
