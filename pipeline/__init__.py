@@ -16,7 +16,7 @@ from pipeline.artifacts import (
     Schema,
     TransformGraph,
 )
-from pipeline.component import Component, ExecutionContext, Input
+from pipeline.component import Component, ExecutionContext, Input, InputArtifact, OutputArtifact
 from pipeline.dag import Pipeline
 from pipeline.errors import DefinitionError, ExecutionError, LockHeldError, UserInputError
 
@@ -30,8 +30,10 @@ __all__ = [
     "ExecutionContext",
     "ExecutionError",
     "Input",
+    "InputArtifact",
     "LockHeldError",
     "Model",
+    "OutputArtifact",
     "ModelBlessing",
     "ModelEvaluation",
     "Pipeline",

@@ -1,19 +1,32 @@
 """Component declaration: typed inputs and outputs, typed parameters, one function that runs.
 
-A component is declared once, as a `Component`:
+A component's inputs and outputs are stated once, in its run function's annotations (as TFX's
+`@component` functions state them), and the rest in a `Component`:
+
+    def run_example_gen(
+        ctx: ExecutionContext,
+        params: ExampleGenParams,                          # a frozen dataclass
+        schema: InputArtifact[Schema | None],              # wired from another node; may be absent
+        examples: OutputArtifact[Examples],
+    ) -> None: ...
+
+    def run_example_validator(
+        ...,
+        previous_statistics: Annotated[ExampleStatistics | None, PreviousSpan(of="statistics")],
+        ...,                                               # found in the store by a resolver
+    ) -> None: ...
 
     ExampleGen = Component(
         name="ExampleGen",
-        run=run_example_gen,            # run(ctx, params, **inputs_and_outputs)
-        inputs={"schema": Input(Schema, optional=True)},
-        outputs={"examples": Examples},
-        parameters=ExampleGenParams,    # a frozen dataclass
+        run=run_example_gen,
+        parameters=ExampleGenParams,
         version="1",                    # bump when the code's output changes
         resolve=resolve_span,           # optional: facts found before the cache lookup
     )
 
 Calling it makes a pipeline node: `ExampleGen(input_pattern="data/span-{SPAN}/*.csv")`, with
 inputs given as other nodes' output channels and parameters checked against the dataclass.
+To a type checker an `InputArtifact[Schema | None]` is a `Schema | None`.
 """
 
 from __future__ import annotations
@@ -26,12 +39,28 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 from pipeline.artifacts import Artifact
 from pipeline.errors import DefinitionError
 
 _RESERVED_ARGUMENTS = ("ctx", "params")
+
+
+class _Role:
+    """The mark an annotation carries: the argument is an input wired from another node, or an output."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+INPUT, OUTPUT = _Role("InputArtifact"), _Role("OutputArtifact")
+T = TypeVar("T")
+InputArtifact = Annotated[T, INPUT]
+OutputArtifact = Annotated[T, OUTPUT]
 
 
 @dataclass(frozen=True)
@@ -82,10 +111,8 @@ class Component:
         *,
         name: str,
         run: Callable[..., None],
-        outputs: dict[str, type[Artifact]],
         parameters: type,
         version: str,
-        inputs: dict[str, Input] | None = None,
         resolve: Callable[..., dict[str, Any]] | None = None,
         warm_up: Callable[[], Callable[[], None]] | None = None,
         preload: tuple[str, ...] = (),
@@ -96,27 +123,13 @@ class Component:
         self.warm_up = warm_up
         self.preload = tuple(preload)
         self.run = run
-        self.inputs = dict(inputs or {})
-        self.outputs = dict(outputs)
         self.parameters = parameters
         self.version = version
         self.resolve = resolve
-        self._check_declaration()
-
-    def _check_declaration(self) -> None:
-        frozen = dataclasses.is_dataclass(self.parameters) and self.parameters.__dataclass_params__.frozen  # type: ignore[attr-defined]
+        frozen = dataclasses.is_dataclass(parameters) and parameters.__dataclass_params__.frozen  # type: ignore[attr-defined]
         if not frozen:
-            raise DefinitionError(f"{self.name}: parameters must be a frozen dataclass")
-        clash = set(self.inputs) & set(self.outputs)
-        if clash:
-            raise DefinitionError(f"{self.name}: {sorted(clash)} declared as both input and output")
-        expected = {*_RESERVED_ARGUMENTS, *self.inputs, *self.outputs}
-        actual = set(inspect.signature(self.run).parameters)
-        if expected != actual:
-            raise DefinitionError(
-                f"{self.name}: run function {self.run.__qualname__} must take exactly "
-                f"{sorted(expected)}, it takes {sorted(actual)}"
-            )
+            raise DefinitionError(f"{name}: parameters must be a frozen dataclass")
+        self.inputs, self.outputs = _declared_artifacts(name, run)
 
     @property
     def source_file(self) -> str:
@@ -146,6 +159,68 @@ class Component:
 
     def __repr__(self) -> str:
         return f"Component({self.name})"
+
+
+def _declared_artifacts(
+    name: str, run: Callable[..., None]
+) -> tuple[dict[str, Input], dict[str, type[Artifact]]]:
+    """The inputs and outputs the run function's annotations state: every argument but `ctx` and
+    `params` is an `InputArtifact[T]` (`T | None`: optional), an `OutputArtifact[T]`, or an
+    `Annotated[T | None, resolver]` found in the store by a `pipeline.resolvers.Resolver`."""
+    from pipeline.resolvers import Resolver
+
+    where = f"{name}: run function {run.__qualname__} ({inspect.getsourcefile(run) or '?'})"
+    try:
+        hints = typing.get_type_hints(run, include_extras=True)
+    except Exception as error:  # noqa: BLE001 - a name in an annotation that does not resolve
+        raise DefinitionError(f"{where}: its annotations do not resolve: {error}") from None
+    arguments = list(inspect.signature(run).parameters)
+    missing = [a for a in _RESERVED_ARGUMENTS if a not in arguments]
+    if missing:
+        raise DefinitionError(f"{where} must take {', '.join(_RESERVED_ARGUMENTS)} first; it lacks {missing}")
+    inputs: dict[str, Input] = {}
+    outputs: dict[str, type[Artifact]] = {}
+    for argument in arguments:
+        if argument in _RESERVED_ARGUMENTS:
+            continue
+        hint = hints.get(argument)
+        marks = typing.get_args(hint)[1:] if typing.get_origin(hint) is Annotated else ()
+        role = next((m for m in marks if m is INPUT or m is OUTPUT or isinstance(m, Resolver)), None)
+        if role is None:
+            raise DefinitionError(
+                f"{where}: argument {argument!r} must be annotated InputArtifact[T], OutputArtifact[T] "
+                f"or Annotated[T | None, a resolver] with T an artifact type; it is {hint!r}"
+            )
+        kind, optional = _artifact_type(typing.get_args(hint)[0])
+        if kind is None:
+            raise DefinitionError(f"{where}: argument {argument!r} must hold an artifact type, not {hint!r}")
+        if role is OUTPUT:
+            if optional:
+                raise DefinitionError(f"{where}: output {argument!r} cannot be optional")
+            outputs[argument] = kind
+        elif role is INPUT:
+            inputs[argument] = Input(kind, optional=optional)
+        else:
+            if not optional:
+                raise DefinitionError(
+                    f"{where}: input {argument!r} is found by {role!r}, which may find nothing; "
+                    f"annotate it {kind.__name__} | None"
+                )
+            inputs[argument] = Input(kind, optional=True, resolver=role)
+    return inputs, outputs
+
+
+def _artifact_type(annotation: Any) -> tuple[type[Artifact] | None, bool]:
+    """(the artifact class, whether None is allowed) of `T` or `T | None`."""
+    options = (
+        typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        else (annotation,)
+    )
+    kinds = [o for o in options if o is not type(None)]
+    if len(kinds) != 1 or not (isinstance(kinds[0], type) and issubclass(kinds[0], Artifact)):
+        return None, False
+    return kinds[0], len(options) > 1
 
 
 def _make_params(node_id: str, cls: type, values: dict[str, Any]) -> Any:

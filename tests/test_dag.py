@@ -62,21 +62,14 @@ def test_input_from_node_outside_the_pipeline():
 
 
 def test_cycle_is_reported_with_its_path():
-    from pipeline import Component, Input
+    from pipeline import Component, InputArtifact, OutputArtifact
     from pipeline.artifacts import Examples
     from tests.toy_components import WriteParams
 
-    def passthrough(ctx, params, examples, copy):
+    def passthrough(ctx, params, examples: InputArtifact[Examples], copy: OutputArtifact[Examples]):
         pass
 
-    Pass = Component(
-        name="Pass",
-        run=passthrough,
-        inputs={"examples": Input(Examples)},
-        outputs={"copy": Examples},
-        parameters=WriteParams,
-        version="1",
-    )
+    Pass = Component(name="Pass", run=passthrough, parameters=WriteParams, version="1")
     a = Pass(id="A")
     b = Pass(id="B", examples=a.outputs["copy"])
     a.connect("examples", b.outputs["copy"])
@@ -84,15 +77,50 @@ def test_cycle_is_reported_with_its_path():
         Pipeline("p", [a, b]).validate()
 
 
-def test_run_function_must_match_declaration():
-    from pipeline import Component
-    from pipeline.artifacts import Examples
+def test_inputs_and_outputs_are_declared_once_in_the_run_functions_annotations():
+    from typing import Annotated
+
+    from pipeline import Component, InputArtifact, OutputArtifact
+    from pipeline.artifacts import Examples, Schema
+    from pipeline.resolvers import PreviousSpan
     from tests.toy_components import WriteParams
 
-    def wrong(ctx, params, out):
+    def run(
+        ctx,
+        params,
+        examples: InputArtifact[Examples],
+        schema: InputArtifact[Schema | None],
+        previous: Annotated[Examples | None, PreviousSpan(of="examples")],
+        copy: OutputArtifact[Examples],
+    ):
+        pass
+
+    made = Component(name="Made", run=run, parameters=WriteParams, version="1")
+    declared = {k: (i.type, i.optional, i.wired) for k, i in made.inputs.items()}
+    assert declared == {
+        "examples": (Examples, False, True),
+        "schema": (Schema, True, True),
+        "previous": (Examples, True, False),
+    }
+    assert made.outputs == {"copy": Examples}
+
+    def plain(ctx, params, out):
         pass
 
     with pytest.raises(
-        DefinitionError, match=r"Bad: run function .*wrong must take exactly \['ctx', 'examples', 'params'\]"
+        DefinitionError,
+        match=r"Bad: run function .*plain \(.*test_dag.py\): argument 'out' must be annotated InputArtifact\[T\]",
     ):
-        Component(name="Bad", run=wrong, outputs={"examples": Examples}, parameters=WriteParams, version="1")
+        Component(name="Bad", run=plain, parameters=WriteParams, version="1")
+
+    def maybe_nothing(ctx, params, previous: Annotated[Examples, PreviousSpan(of="examples")]):
+        pass
+
+    with pytest.raises(DefinitionError, match=r"may find nothing; annotate it Examples \| None"):
+        Component(name="Bad", run=maybe_nothing, parameters=WriteParams, version="1")
+
+    def no_context(params, out: OutputArtifact[Examples]):
+        pass
+
+    with pytest.raises(DefinitionError, match=r"must take ctx, params first"):
+        Component(name="Bad", run=no_context, parameters=WriteParams, version="1")

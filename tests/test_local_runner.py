@@ -166,16 +166,14 @@ def test_failure_is_recorded_and_stops_downstream(tmp_path):
 
 
 def test_unexpected_exception_keeps_its_traceback_in_metadata(tmp_path):
-    from pipeline import Component, Pipeline
+    from pipeline import Component, OutputArtifact, Pipeline
     from pipeline.artifacts import Examples
     from tests.toy_components import WriteParams
 
-    def broken(ctx, params, examples):
+    def broken(ctx, params, examples: OutputArtifact[Examples]):
         return {}["missing"]
 
-    node = Component(
-        name="Broken", run=broken, outputs={"examples": Examples}, parameters=WriteParams, version="1"
-    )()
+    node = Component(name="Broken", run=broken, parameters=WriteParams, version="1")()
     result = run_pipeline(Pipeline("toy", [node]), RunOptions(str(tmp_path), log=lambda m: None))
     assert "KeyError: 'missing'" in str(result.error)
     [failed] = executions(tmp_path)
@@ -318,18 +316,16 @@ def test_temporary_files_live_under_the_root_and_go_with_the_run(tmp_path):
 
     import tempfile
 
-    from pipeline import Component
+    from pipeline import Component, OutputArtifact
     from pipeline.artifacts import Examples
     from tests.toy_components import WriteParams
 
-    def write(ctx, params, examples):
+    def write(ctx, params, examples: OutputArtifact[Examples]):
         seen.append(tempfile.gettempdir())
         os.makedirs(examples.split_uri("train"))
         examples.set("span", 1)
 
-    probe = Component(
-        name="Probe", run=write, outputs={"examples": Examples}, parameters=WriteParams, version="1"
-    )
+    probe = Component(name="Probe", run=write, parameters=WriteParams, version="1")
     from pipeline import Pipeline
 
     result = run_pipeline(

@@ -8,11 +8,12 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from typing import Annotated
 
 import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from pipeline import Component, Input, LockHeldError, Pipeline
+from pipeline import Component, InputArtifact, LockHeldError, OutputArtifact, Pipeline
 from pipeline.artifacts import Examples, Schema
 from pipeline.errors import DefinitionError
 from pipeline.launcher import HOST, output_uri, staging_uri
@@ -146,7 +147,13 @@ class CompareParams:
     pass
 
 
-def run_compare(ctx, params, examples, previous, schema):
+def run_compare(
+    ctx,
+    params,
+    examples: InputArtifact[Examples],
+    previous: Annotated[Examples | None, PreviousSpan(of="examples")],
+    schema: OutputArtifact[Schema],
+):
     with open(os.path.join(schema.uri, "schema.pbtxt"), "w") as f:
         f.write(f"# previous: {previous.id if previous else None}\n")
 
@@ -154,11 +161,6 @@ def run_compare(ctx, params, examples, previous, schema):
 Compare = Component(
     name="Compare",
     run=run_compare,
-    inputs={
-        "examples": Input(Examples),
-        "previous": Input(Examples, optional=True, resolver=PreviousSpan(of="examples")),
-    },
-    outputs={"schema": Schema},
     parameters=CompareParams,
     version="1",
 )

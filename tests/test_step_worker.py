@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from pipeline import Component, ExecutionContext, Input, Pipeline, UserInputError
+from pipeline import Component, ExecutionContext, InputArtifact, OutputArtifact, Pipeline, UserInputError
 from pipeline.artifacts import Examples, Schema
 from pipeline.local_runner import RunOptions, run_pipeline
 from pipeline.metadata import MetadataStore, custom, state_name
@@ -36,7 +36,12 @@ class ApartParams:
     behave: str = "well"  # or: user_error, unpicklable, hold_back, die
 
 
-def run_apart(ctx: ExecutionContext, params: ApartParams, examples: Examples, schema: Schema) -> None:
+def run_apart(
+    ctx: ExecutionContext,
+    params: ApartParams,
+    examples: InputArtifact[Examples],
+    schema: OutputArtifact[Schema],
+) -> None:
     from_threads = [threading.Thread(target=ctx.log, args=(f"from thread {i}",)) for i in range(3)]
     for thread in from_threads:
         thread.start()
@@ -62,8 +67,6 @@ def run_apart(ctx: ExecutionContext, params: ApartParams, examples: Examples, sc
 Apart = Component(
     name="Apart",
     run=run_apart,
-    inputs={"examples": Input(Examples)},
-    outputs={"schema": Schema},
     parameters=ApartParams,
     version="1",
     preload=("json", "no_such_module_is_only_reported_when_used"),

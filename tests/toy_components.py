@@ -6,7 +6,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from pipeline import Component, ExecutionContext, Input, UserInputError
+from pipeline import Component, ExecutionContext, InputArtifact, OutputArtifact, UserInputError
 from pipeline.artifacts import Examples, Schema
 
 
@@ -18,7 +18,7 @@ class WriteParams:
     hold_back: str = ""
 
 
-def run_write(ctx: ExecutionContext, params: WriteParams, examples: Examples) -> None:
+def run_write(ctx: ExecutionContext, params: WriteParams, examples: OutputArtifact[Examples]) -> None:
     """Writes `text` to examples/Split-train/data.txt; fails or sleeps halfway when asked."""
     os.makedirs(examples.split_uri("train"))
     with open(os.path.join(examples.split_uri("train"), "data.txt"), "w") as f:
@@ -35,9 +35,7 @@ def run_write(ctx: ExecutionContext, params: WriteParams, examples: Examples) ->
     examples.split_names = ["train"]
 
 
-Write = Component(
-    name="Write", run=run_write, outputs={"examples": Examples}, parameters=WriteParams, version="1"
-)
+Write = Component(name="Write", run=run_write, parameters=WriteParams, version="1")
 
 
 @dataclass(frozen=True)
@@ -45,7 +43,12 @@ class ReadParams:
     suffix: str = "!"
 
 
-def run_read(ctx: ExecutionContext, params: ReadParams, examples: Examples, schema: Schema) -> None:
+def run_read(
+    ctx: ExecutionContext,
+    params: ReadParams,
+    examples: InputArtifact[Examples],
+    schema: OutputArtifact[Schema],
+) -> None:
     with open(os.path.join(examples.split_uri("train"), "data.txt")) as f:
         text = f.read()
     with open(os.path.join(schema.uri, "schema.pbtxt"), "w") as f:
@@ -64,8 +67,6 @@ def warm_up_read():
 Read = Component(
     name="Read",
     run=run_read,
-    inputs={"examples": Input(Examples)},
-    outputs={"schema": Schema},
     parameters=ReadParams,
     version="1",
     warm_up=warm_up_read,

@@ -10,8 +10,16 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Annotated
 
-from pipeline import Component, DefinitionError, ExecutionContext, Input, UserInputError
+from pipeline import (
+    Component,
+    DefinitionError,
+    ExecutionContext,
+    InputArtifact,
+    OutputArtifact,
+    UserInputError,
+)
 from pipeline.artifacts import Examples, Model, ModelBlessing, ModelEvaluation
 from pipeline.resolvers import LatestBlessedModel
 
@@ -180,11 +188,12 @@ def _head_applies(trainer_params) -> bool:
 def run_evaluator(
     ctx: ExecutionContext,
     params: EvaluatorParams,
-    model: Model,
-    examples: Examples,
-    baseline: Model | None,
-    evaluation: ModelEvaluation,
-    blessing: ModelBlessing,
+    model: InputArtifact[Model],
+    examples: InputArtifact[Examples],
+    # TFX's latest-blessed-model resolver, resolved by the runner and recorded as an input.
+    baseline: Annotated[Model | None, LatestBlessedModel(exclude="model")],
+    evaluation: OutputArtifact[ModelEvaluation],
+    blessing: OutputArtifact[ModelBlessing],
 ) -> None:
     from tensorflow_model_analysis.utils import config_util
 
@@ -482,13 +491,6 @@ def _reason(blessed: bool, results, baseline: Model | None) -> str:
 Evaluator = Component(
     name="Evaluator",
     run=run_evaluator,
-    inputs={
-        "model": Input(Model),
-        "examples": Input(Examples),
-        # TFX's latest-blessed-model resolver, resolved by the runner and recorded as an input.
-        "baseline": Input(Model, optional=True, resolver=LatestBlessedModel(exclude="model")),
-    },
-    outputs={"evaluation": ModelEvaluation, "blessing": ModelBlessing},
     parameters=EvaluatorParams,
     version="3",
     preload=("tensorflow_model_analysis", "components.evaluator.batched", "components.evaluator.page"),

@@ -14,7 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline import Component, DefinitionError, ExecutionContext, Input, UserInputError
+from pipeline import (
+    Component,
+    DefinitionError,
+    ExecutionContext,
+    InputArtifact,
+    OutputArtifact,
+    UserInputError,
+)
 from pipeline.artifacts import Examples, Schema
 
 CODE_VERSION = "1"
@@ -253,7 +260,10 @@ def schema_non_finite(schema: Schema | None) -> dict[str, frozenset]:
 
 
 def run_example_gen(
-    ctx: ExecutionContext, params: ExampleGenParams, schema: Schema | None, examples: Examples
+    ctx: ExecutionContext,
+    params: ExampleGenParams,
+    schema: InputArtifact[Schema | None],
+    examples: OutputArtifact[Examples],
 ) -> None:
     resolved = ctx.resolved
     header, features = resolved["header"], resolved["features"]
@@ -328,8 +338,6 @@ def run_example_gen(
 ExampleGen = Component(
     name="ExampleGen",
     run=run_example_gen,
-    inputs={"schema": Input(Schema, optional=True)},
-    outputs={"examples": Examples},
     parameters=ExampleGenParams,
     version=CODE_VERSION,
     resolve=resolve_span,

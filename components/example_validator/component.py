@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Annotated
 
-from pipeline import Component, ExecutionContext, Input, UserInputError
+from pipeline import Component, ExecutionContext, InputArtifact, OutputArtifact, UserInputError
 from pipeline.artifacts import ExampleAnomalies, ExampleStatistics, Schema
 from pipeline.resolvers import PreviousSpan
 
@@ -51,10 +52,10 @@ def check_params(
 def run_example_validator(
     ctx: ExecutionContext,
     params: ExampleValidatorParams,
-    statistics: ExampleStatistics,
-    schema: Schema,
-    previous_statistics: ExampleStatistics | None,
-    anomalies: ExampleAnomalies,
+    statistics: InputArtifact[ExampleStatistics],
+    schema: InputArtifact[Schema],
+    previous_statistics: Annotated[ExampleStatistics | None, PreviousSpan(of="statistics")],
+    anomalies: OutputArtifact[ExampleAnomalies],
 ) -> None:
     from components.example_validator import anomalies as checks
     from components.example_validator.page import write_page
@@ -132,14 +133,6 @@ def _write_split(anomalies: ExampleAnomalies, split: str, proto) -> None:
 ExampleValidator = Component(
     name="ExampleValidator",
     run=run_example_validator,
-    inputs={
-        "statistics": Input(ExampleStatistics),
-        "schema": Input(Schema),
-        "previous_statistics": Input(
-            ExampleStatistics, optional=True, resolver=PreviousSpan(of="statistics")
-        ),
-    },
-    outputs={"anomalies": ExampleAnomalies},
     parameters=ExampleValidatorParams,
     version="1",
     resolve=check_params,

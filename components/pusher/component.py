@@ -13,7 +13,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipeline import Component, DefinitionError, ExecutionContext, Input, UserInputError
+from pipeline import (
+    Component,
+    DefinitionError,
+    ExecutionContext,
+    InputArtifact,
+    OutputArtifact,
+    UserInputError,
+)
 from pipeline.artifacts import SERVING_DIR, STAGING_PREFIX, Examples, Model, ModelBlessing, PushedModel
 from pipeline.cache import directory_content_sha256
 
@@ -55,10 +62,10 @@ class PusherParams:
 def run_pusher(
     ctx: ExecutionContext,
     params: PusherParams,
-    model: Model,
-    blessing: ModelBlessing,
-    examples: Examples,
-    pushed_model: PushedModel,
+    model: InputArtifact[Model],
+    blessing: InputArtifact[ModelBlessing],
+    examples: InputArtifact[Examples],
+    pushed_model: OutputArtifact[PushedModel],
 ) -> None:
     if blessing.get("current_model_id") != model.id:
         raise UserInputError(
@@ -239,8 +246,6 @@ def push(serving_dir: str, model_dir: str, record: dict) -> int:
 Pusher = Component(
     name="Pusher",
     run=run_pusher,
-    inputs={"model": Input(Model), "blessing": Input(ModelBlessing), "examples": Input(Examples)},
-    outputs={"pushed_model": PushedModel},
     parameters=PusherParams,
     version="2",
     warm_up=warm_up,

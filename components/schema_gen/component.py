@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from components.schema_gen.inference import infer_schema, schema_text
 from components.schema_gen.schema_io import SCHEMA_FILE, read_schema_file, write_schema
-from pipeline import Component, ExecutionContext, Input, UserInputError
+from pipeline import Component, ExecutionContext, InputArtifact, OutputArtifact, UserInputError
 from pipeline.artifacts import ExampleStatistics, Schema
 
 
@@ -18,7 +18,9 @@ class ImportSchemaParams:
     schema_file: str = field(metadata={"module_file": True})
 
 
-def run_import_schema(ctx: ExecutionContext, params: ImportSchemaParams, schema: Schema) -> None:
+def run_import_schema(
+    ctx: ExecutionContext, params: ImportSchemaParams, schema: OutputArtifact[Schema]
+) -> None:
     proto = read_schema_file(params.schema_file)
     if not proto.feature:
         raise UserInputError(f"{params.schema_file}: the schema declares no feature")
@@ -38,7 +40,6 @@ def run_import_schema(ctx: ExecutionContext, params: ImportSchemaParams, schema:
 ImportSchemaGen = Component(
     name="ImportSchemaGen",
     run=run_import_schema,
-    outputs={"schema": Schema},
     parameters=ImportSchemaParams,
     version="1",
 )
@@ -55,7 +56,10 @@ class SchemaGenParams:
 
 
 def run_schema_gen(
-    ctx: ExecutionContext, params: SchemaGenParams, statistics: ExampleStatistics, schema: Schema
+    ctx: ExecutionContext,
+    params: SchemaGenParams,
+    statistics: InputArtifact[ExampleStatistics],
+    schema: OutputArtifact[Schema],
 ) -> None:
     from components.statistics_gen.statistics import load_statistics
 
@@ -73,8 +77,6 @@ def run_schema_gen(
 SchemaGen = Component(
     name="SchemaGen",
     run=run_schema_gen,
-    inputs={"statistics": Input(ExampleStatistics)},
-    outputs={"schema": Schema},
     parameters=SchemaGenParams,
     version="3",
 )

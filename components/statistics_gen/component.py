@@ -7,7 +7,7 @@ import glob
 import os
 from dataclasses import dataclass
 
-from pipeline import Component, ExecutionContext, Input, UserInputError
+from pipeline import Component, ExecutionContext, InputArtifact, OutputArtifact, UserInputError
 from pipeline.artifacts import Examples, ExampleStatistics
 
 
@@ -31,7 +31,10 @@ def _shard_accumulator(item: tuple[str, str]):
 
 
 def run_statistics_gen(
-    ctx: ExecutionContext, params: StatisticsGenParams, examples: Examples, statistics: ExampleStatistics
+    ctx: ExecutionContext,
+    params: StatisticsGenParams,
+    examples: InputArtifact[Examples],
+    statistics: OutputArtifact[ExampleStatistics],
 ) -> None:
     shards = [
         (split, path)
@@ -103,8 +106,6 @@ def _merge(accumulators, empty):
 StatisticsGen = Component(
     name="StatisticsGen",
     run=run_statistics_gen,
-    inputs={"examples": Input(Examples)},
-    outputs={"statistics": ExampleStatistics},
     parameters=StatisticsGenParams,
     version="1",
 )

@@ -11,7 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from components.trainer.training import DISTRIBUTIONS
-from pipeline import Component, DefinitionError, ExecutionContext, Input, UserInputError
+from pipeline import (
+    Component,
+    DefinitionError,
+    ExecutionContext,
+    InputArtifact,
+    OutputArtifact,
+    UserInputError,
+)
 from pipeline.artifacts import SERVING_DIR, Examples, Model, Schema, TransformGraph
 
 RUN_DIR = "run"
@@ -107,11 +114,11 @@ class TrainerParams:
 def run_trainer(
     ctx: ExecutionContext,
     params: TrainerParams,
-    examples: Examples,
-    transform_graph: TransformGraph,
-    schema: Schema,
-    base_model: Model | None,
-    model: Model,
+    examples: InputArtifact[Examples],
+    transform_graph: InputArtifact[TransformGraph],
+    schema: InputArtifact[Schema],
+    base_model: InputArtifact[Model | None],
+    model: OutputArtifact[Model],
 ) -> None:
     from components.schema_gen.schema_io import SCHEMA_FILE
     from components.trainer.io import write_training_page
@@ -198,13 +205,6 @@ def _run_dir(ctx: ExecutionContext) -> str:
 Trainer = Component(
     name="Trainer",
     run=run_trainer,
-    inputs={
-        "examples": Input(Examples),
-        "transform_graph": Input(TransformGraph),
-        "schema": Input(Schema),
-        "base_model": Input(Model, optional=True),
-    },
-    outputs={"model": Model},
     parameters=TrainerParams,
     version="2",
     preload=("tensorflow", "tensorflow_transform", "components.estimator.estimator", "components.trainer.io"),

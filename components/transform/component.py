@@ -9,7 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from components.schema_gen.schema_io import load_schema
-from pipeline import Component, DefinitionError, ExecutionContext, Input, UserInputError
+from pipeline import (
+    Component,
+    DefinitionError,
+    ExecutionContext,
+    InputArtifact,
+    OutputArtifact,
+    UserInputError,
+)
 from pipeline.artifacts import Examples, Schema, TransformGraph
 from pipeline.usercode import UserFunction, ship_by_value, user_function
 
@@ -83,10 +90,10 @@ def checked_preprocessing_fn(function: UserFunction, custom_config: dict | None 
 def run_transform(
     ctx: ExecutionContext,
     params: TransformParams,
-    examples: Examples,
-    schema: Schema,
-    transform_graph: TransformGraph,
-    transformed_examples: Examples,
+    examples: InputArtifact[Examples],
+    schema: InputArtifact[Schema],
+    transform_graph: OutputArtifact[TransformGraph],
+    transformed_examples: OutputArtifact[Examples],
 ) -> None:
     function = user_function(FUNCTION_NAME, module_file=params.module_file, function=params.preprocessing_fn)
     ship_by_value(function.function)
@@ -129,8 +136,6 @@ def _describe_outputs(examples, transformed_examples, transform_graph, counts, p
 Transform = Component(
     name="Transform",
     run=run_transform,
-    inputs={"examples": Input(Examples), "schema": Input(Schema)},
-    outputs={"transform_graph": TransformGraph, "transformed_examples": Examples},
     parameters=TransformParams,
     version=CODE_VERSION,
     preload=("components.transform.beam",),  # Beam, TensorFlow, TF Transform
