@@ -33,7 +33,7 @@ def time_evaluation(model_dir: str, path: str, output: str, with_baseline: bool)
     from tensorflow_model_analysis.utils import config_util
 
     from components.evaluator import batched
-    from components.evaluator import tfma as t
+    from components.evaluator import tfma_results as t
 
     vocabulary = t.label_vocabulary(model_dir, "species")
     names = [t.CANDIDATE, t.BASELINE] if with_baseline else [""]

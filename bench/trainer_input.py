@@ -55,7 +55,7 @@ def main() -> None:
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from components import estimator as est
+    import estimator as est
     from components.trainer.io import input_fn
     from penguin.model import build_fn
 

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from components.estimator import (
+from estimator import (
     ClassificationHead,
     EarlyStopping,
     Estimator,

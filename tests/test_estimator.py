@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.estimator import (
+from estimator import (
     SERVING_DEFAULT,
     ClassificationHead,
     EarlyStopping,
@@ -30,8 +30,8 @@ from components.estimator import (
     model_fn_from_build_fn,
     train_and_evaluate,
 )
-from components.estimator.estimator import checkpoint_step
-from components.estimator.export import export_saved_model, parsing_receiver, raw_receiver
+from estimator.estimator import checkpoint_step
+from estimator.export import export_saved_model, parsing_receiver, raw_receiver
 from pipeline.errors import UserInputError
 from tests.estimator_fixtures import CLASSES, X, Y, classifier, input_fn
 
@@ -346,7 +346,7 @@ import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
-from components.estimator import ClassificationHead, Estimator, RunConfig, model_fn_from_build_fn
+from estimator import ClassificationHead, Estimator, RunConfig, model_fn_from_build_fn
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 rng = np.random.default_rng(0)
 X = rng.normal(size=(512, 4)).astype("float32")

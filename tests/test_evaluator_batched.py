@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from components.evaluator import batched
-from components.evaluator.tfma import Threshold, eval_config
+from components.evaluator.tfma_results import Threshold, eval_config
 
 CLASSES = ["high", "low"]
 ROWS = 3000
@@ -343,7 +343,7 @@ def test_the_evaluation_page_draws_curves_a_confusion_heatmap_and_residuals(setu
     """The page as the Evaluator writes it, from accumulators of the batched evaluation: SVG
     only, counts written in the heatmap, markup in a class name escaped."""
     from components.evaluator.page import write_page
-    from components.evaluator.tfma import CANDIDATE, OVERALL, Results
+    from components.evaluator.tfma_results import CANDIDATE, OVERALL, Results
 
     _, files, _, models = setup
     accumulator = batched.evaluate(files, _task(models, "classification", 3.0, slices=((),)))

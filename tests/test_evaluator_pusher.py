@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from components.evaluator.tfma import Threshold, eval_config, shared_class_order
+from components.evaluator.tfma_results import Threshold, eval_config, shared_class_order
 from components.pusher.component import PusherParams, run_pusher
 from pipeline import UserInputError
 from pipeline.artifacts import Model, ModelBlessing, PushedModel

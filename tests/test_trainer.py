@@ -172,7 +172,7 @@ def test_a_model_module_adds_its_own_serving_receiver(root, default_run, tmp_pat
     module.write_text(
         textwrap.dedent("""
             import tensorflow as tf
-            from components.estimator.export import ServingInputReceiver
+            from estimator.export import ServingInputReceiver
             from penguin.model import build_fn  # noqa: F401 - the model itself is the penguin one
 
             NAMES = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]

@@ -2,8 +2,9 @@
 
 Modules:
 - `component`: the declaration, its parameters and the blessing;
-- `tfma`: the EvalConfig, the Beam run, the results;
-- `metrics`: metrics from one shared accumulator per model and slice;
+- `tfma_results`: the EvalConfig, thresholds, the shared class order, TFMA's results read back;
+- `batched`: the evaluation itself, batch by batch (in process or as a Beam pipeline);
+- `metrics`: the metrics as TFMA metrics, derived from one shared accumulator per model and slice;
 - `page`: evaluation.html.
 """
 

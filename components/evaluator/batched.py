@@ -322,7 +322,7 @@ def _slice_value(value):
 def _classification_terms(
     labels: np.ndarray, outputs: dict, model: str, vocabulary: list[str], class_names: list[str]
 ) -> dict[str, np.ndarray]:
-    from components.evaluator.tfma import shared_class_order
+    from components.evaluator.tfma_results import shared_class_order
 
     try:
         shared = shared_class_order(outputs, model or "candidate", vocabulary, class_names)

@@ -121,7 +121,7 @@ class EvaluatorParams:
                     raise DefinitionError(f"Evaluator: {kind}[{metric!r}] must be a number, got {bound!r}")
 
     def thresholds(self, with_baseline: bool) -> list:
-        from components.evaluator.tfma import Threshold
+        from components.evaluator.tfma_results import Threshold
 
         checks = [Threshold(m, "value", float(b)) for m, b in sorted(self.value_thresholds.items())]
         if with_baseline:
@@ -197,27 +197,26 @@ def run_evaluator(
 ) -> None:
     from tensorflow_model_analysis.utils import config_util
 
-    from components.evaluator import batched
-    from components.evaluator import tfma as tfma_side
+    from components.evaluator import batched, tfma_results
     from components.evaluator.page import write_page
-    from components.evaluator.tfma import BASELINE, CANDIDATE, shared_class_names
+    from components.evaluator.tfma_results import BASELINE, CANDIDATE, shared_class_names
 
-    models = {tfma_side.CANDIDATE: model, **({tfma_side.BASELINE: baseline} if baseline else {})}
+    models = {tfma_results.CANDIDATE: model, **({tfma_results.BASELINE: baseline} if baseline else {})}
     label_key, task = _label_and_task(ctx, params, model)
     _check_label_in(examples, label_key, params, ctx)
     vocabularies, class_names = {}, None
     if task == "classification":
         vocabularies = {
-            name: tfma_side.label_vocabulary(m.uri, _vocabulary_name(params, m, label_key))
+            name: tfma_results.label_vocabulary(m.uri, _vocabulary_name(params, m, label_key))
             for name, m in models.items()
         }
         class_names = shared_class_names(vocabularies)
     thresholds = params.thresholds(with_baseline=baseline is not None)
     for metric in [t.metric for t in thresholds] + [params.floor_metric] * bool(params.floor_metric):
-        tfma_side.parse_metric(metric, class_names)
+        tfma_results.parse_metric(metric, class_names)
     # The whole split is always evaluated: thresholds and the floor apply to it.
     slices = tuple(params.slices) if () in params.slices else ((), *params.slices)
-    config = tfma_side.eval_config(
+    config = tfma_results.eval_config(
         label_key, params.signature_name, slices, class_names, thresholds, baseline is not None
     )
     split = _split_of(params, examples)
@@ -231,7 +230,7 @@ def run_evaluator(
         label_key=label_key,
         signature_name=params.signature_name,
         slices=tuple(tuple(s) for s in slices),
-        model_dirs={n: os.path.join(models[ours].uri, tfma_side.SERVING_DIR) for n, ours in names.items()},
+        model_dirs={n: os.path.join(models[ours].uri, tfma_results.SERVING_DIR) for n, ours in names.items()},
         vocabularies={n: vocabularies[ours] for n, ours in names.items()} if class_names else {},
         class_names=tuple(class_names) if class_names else None,
     )
@@ -241,10 +240,10 @@ def run_evaluator(
         accumulator = batched.evaluate_with_beam(ctx.beam_pipeline(input_bytes=size), files, job)
     batched.write_results(evaluation.uri, config, accumulator, job, examples.split_uri(split))
     seconds = time.monotonic() - started
-    results = tfma_side.read_results(evaluation.uri, class_names, thresholds)
+    results = tfma_results.read_results(evaluation.uri, class_names, thresholds)
     candidate = next(n for n, ours in names.items() if ours == CANDIDATE)
     trivial, guess = batched.trivial_metrics(accumulator, class_names, candidate)
-    results.metrics[tfma_side.OVERALL, tfma_side.TRIVIAL] = trivial
+    results.metrics[tfma_results.OVERALL, tfma_results.TRIVIAL] = trivial
     _apply_floor(params, task, results, guess)
     _record(
         evaluation, blessing, params, model, baseline, results, round(seconds, 3), task, class_names, split
@@ -271,7 +270,7 @@ def run_evaluator(
 def _scores(params: EvaluatorParams, model: Model, class_names, overall: dict, names: dict) -> dict | None:
     """For a two-class model, the positive class (the Trainer's decision threshold's class, else
     the class the floor metric names, else the rarer one) and each model's histogram of its score."""
-    from components.evaluator.tfma import CANDIDATE
+    from components.evaluator.tfma_results import CANDIDATE
 
     if not class_names or len(class_names) != 2 or not overall:
         return None
@@ -325,7 +324,7 @@ def _vocabulary_name(params: EvaluatorParams, model: Model, label_key: str) -> s
 def _apply_floor(params: EvaluatorParams, task: str, results, guess: str) -> None:
     """Adds the floor's verdict (see EvaluatorParams.floor_margin) to `results`: a model is blessed
     only if it also clears the floor."""
-    from components.evaluator.tfma import TRIVIAL, Threshold, Verdict
+    from components.evaluator.tfma_results import TRIVIAL, Threshold, Verdict
 
     margin = params.floor_margin
     if margin is None:
@@ -347,7 +346,7 @@ def _apply_floor(params: EvaluatorParams, task: str, results, guess: str) -> Non
 def headline_line(metric: str, results, baseline: Model | None, split: str) -> str:
     """`metric` (the headline, or the floor's metric) of the candidate, the baseline model and the
     trivial baseline, on one line."""
-    from components.evaluator.tfma import BASELINE, TRIVIAL
+    from components.evaluator.tfma_results import BASELINE, TRIVIAL
 
     parts = [f"candidate {_figure(results.value(metric))}"]
     if baseline is not None:
@@ -435,7 +434,7 @@ def _record(
 ) -> None:
     """The BLESSED or NOT_BLESSED file, the blessing's properties and the headline metrics (the
     candidate's, the baseline's and the trivial baseline's)."""
-    from components.evaluator.tfma import TRIVIAL
+    from components.evaluator.tfma_results import TRIVIAL
 
     blessed = results.validation_ok
     open(os.path.join(blessing.uri, BLESSED_FILE if blessed else NOT_BLESSED_FILE), "w").close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 import math
 
-from components.evaluator.tfma import BASELINE, CANDIDATE, OVERALL, TRIVIAL, Results
+from components.evaluator.tfma_results import BASELINE, CANDIDATE, OVERALL, TRIVIAL, Results
 from pipeline import charts
 from pipeline.pages import html_page
 

@@ -1,4 +1,4 @@
-"""Trainer: the user's build_fn or model_fn on the custom estimator (`components.estimator`).
+"""Trainer: the user's build_fn or model_fn on the custom estimator (`estimator`).
 
 Modules:
 - `component`: the declaration, heads and the Model's properties;

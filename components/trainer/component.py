@@ -207,5 +207,5 @@ Trainer = Component(
     run=run_trainer,
     parameters=TrainerParams,
     version="2",
-    preload=("tensorflow", "tensorflow_transform", "components.estimator.estimator", "components.trainer.io"),
+    preload=("tensorflow", "tensorflow_transform", "estimator.estimator", "components.trainer.io"),
 )

@@ -105,7 +105,7 @@ def export_model(
     read, transformed, predicted. `receivers_fn(raw_feature_spec, transform)`, the model module's
     `serving_receivers` when it has one, returns more receivers, name -> ServingInputReceiver, each
     a signature of that name serving the default output."""
-    from components.estimator.export import export_saved_model, parsing_receiver, raw_receiver
+    from estimator.export import export_saved_model, parsing_receiver, raw_receiver
 
     layer = tft_output.transform_features_layer()
     raw_spec = _served_features(

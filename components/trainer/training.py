@@ -95,7 +95,7 @@ def train(job: TrainingJob, log: Callable[[str], None], strategy=None) -> Traini
     best evaluated weights with the Transform graph in front."""
     import tensorflow_transform as tft
 
-    from components import estimator as est
+    import estimator as est
     from components.trainer.io import export_model, input_fn
     from pipeline.errors import UserInputError
 
@@ -173,7 +173,7 @@ def model_fn_and_params(job: TrainingJob, tft_output, log: Callable[[str], None]
     """The model_fn, and what the Trainer adds to its params: `vocabulary_sizes` (Transform's
     vocabularies, name -> size), for classification `n_classes`, for regression the label's
     standardization."""
-    from components import estimator as est
+    import estimator as est
     from components.trainer.io import check_label, label_counts, label_moments
     from pipeline.errors import UserInputError
     from pipeline.usercode import load_function, load_module

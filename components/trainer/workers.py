@@ -195,7 +195,7 @@ def _failure(job: TrainingJob, index: int, code: int, pid: int) -> str:
     except OSError:
         tail = []
     said = f"; it said: {' | '.join(tail[-3:])[-600:]}" if tail and code > 0 else ""
-    from components.estimator.estimator import latest_checkpoint_step
+    from estimator.estimator import latest_checkpoint_step
 
     step = latest_checkpoint_step(job.run_dir)
     resume = (

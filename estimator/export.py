@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from components.estimator.spec import SERVING_DEFAULT, ClassificationOutput, ModeKeys, RegressionOutput
+from estimator.spec import SERVING_DEFAULT, ClassificationOutput, ModeKeys, RegressionOutput
 from pipeline.errors import UserInputError
 
 

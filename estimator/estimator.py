@@ -26,7 +26,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from components.estimator.spec import EstimatorSpec, ModeKeys
+from estimator.spec import EstimatorSpec, ModeKeys
 from pipeline.errors import UserInputError
 
 _CURRENT: contextvars.ContextVar = contextvars.ContextVar("estimator")

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from components.estimator import metrics
-from components.estimator.spec import (
+from estimator import eval_metrics as metrics
+from estimator.spec import (
     SERVING_DEFAULT,
     ClassificationOutput,
     EstimatorSpec,

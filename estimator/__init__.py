@@ -7,10 +7,10 @@ traced without AutoGraph: Python `if` and `for` run once, while tracing (use tf.
 tf.while_loop for decisions on tensor values). AutoGraph's rewriting of the model code was most of
 the Trainer's time on small data (2.7 of 6.3 s on the penguin data, py-spy)."""
 
-from components.estimator import metrics
-from components.estimator.estimator import Estimator, RunConfig, get_global_step
-from components.estimator.heads import ClassificationHead, RegressionHead, model_fn_from_build_fn
-from components.estimator.spec import (
+from estimator import eval_metrics as metrics
+from estimator.estimator import Estimator, RunConfig, get_global_step
+from estimator.heads import ClassificationHead, RegressionHead, model_fn_from_build_fn
+from estimator.spec import (
     SERVING_DEFAULT,
     ClassificationOutput,
     EstimatorSpec,
@@ -18,7 +18,7 @@ from components.estimator.spec import (
     PredictOutput,
     RegressionOutput,
 )
-from components.estimator.training import EarlyStopping, EvalSpec, TrainResult, TrainSpec, train_and_evaluate
+from estimator.train_and_evaluate import EarlyStopping, EvalSpec, TrainResult, TrainSpec, train_and_evaluate
 
 __all__ = [
     "SERVING_DEFAULT",
