@@ -20,10 +20,10 @@ import os
 import tempfile
 import textwrap
 
+from bench.beam_services import local_portable_services
 from bench.generate import generate
 from bench.measure import write_results
 from bench.pipeline import REPO, run_case
-from pipeline.beam import local_portable_services
 
 DATA_STEPS = ("ExampleGen", "StatisticsGen", "Transform", "Evaluator")
 FIXED_TRAINING = {"train_steps": 600, "eval_every_steps": 300, "early_stopping_patience": 100}

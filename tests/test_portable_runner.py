@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from pipeline.beam import local_portable_services
+from bench.beam_services import local_portable_services
 from tests.helpers import decode_examples, expect_exit, read_tfrecords
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
