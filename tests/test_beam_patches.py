@@ -26,15 +26,19 @@ def test_the_patches_are_for_the_installed_beam():
     assert list(inspect.signature(PipelineOptions.view_as.original).parameters) == ["self", "cls"]
 
 
-class _Stateful(beam.DoFn):
-    BUFFER = BagStateSpec("buffer", beam.coders.StrUtf8Coder())
-    FLUSH = TimerSpec("flush", beam.TimeDomain.WATERMARK)
+BUFFER = BagStateSpec("buffer", beam.coders.StrUtf8Coder())
+FLUSH = TimerSpec("flush", beam.TimeDomain.WATERMARK)
+BUFFER_PARAM, FLUSH_PARAM = beam.DoFn.StateParam(BUFFER), beam.DoFn.TimerParam(FLUSH)
 
-    def process(self, element, buffer=beam.DoFn.StateParam(BUFFER), flush=beam.DoFn.TimerParam(FLUSH)):
+
+class _Stateful(beam.DoFn):
+    """State and a timer, declared as Beam declares them: in the methods' defaults."""
+
+    def process(self, element, buffer=BUFFER_PARAM, flush=FLUSH_PARAM):
         yield element
 
     @on_timer(FLUSH)
-    def on_flush(self, buffer=beam.DoFn.StateParam(BUFFER)):
+    def on_flush(self, buffer=BUFFER_PARAM):
         yield from buffer.read()
 
 
