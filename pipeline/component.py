@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import logging
 import os
 import types
 import typing
@@ -322,10 +323,35 @@ class Outcome:
     where: str = ""
 
 
+class StepLines(logging.Handler):
+    """The one handler that puts steps' log records in the run's output: each record goes to the
+    `sink` of the step that logged it (a callable taking a line; the launcher indents it under the
+    step), a warning marked `warning: `. It sits on the `pipeline.step` logger; other handlers a
+    user adds to `pipeline` (a file, a syslog) see the same records, with their levels."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sink = getattr(record, "sink", None)
+        if sink is None:
+            return
+        text = record.getMessage()
+        sink(f"warning: {text}" if record.levelno >= logging.WARNING else text)
+
+
+STEP_LOGGER = "pipeline.step"
+if not any(isinstance(h, StepLines) for h in logging.getLogger(STEP_LOGGER).handlers):
+    logging.getLogger(STEP_LOGGER).addHandler(StepLines())
+    logging.getLogger(STEP_LOGGER).setLevel(logging.INFO)
+
+
 @dataclass
 class ExecutionContext:
     """What a running component may know beyond its artifacts and parameters. It never holds the
-    metadata store: whatever a step needs from there is resolved before it executes."""
+    metadata store: whatever a step needs from there is resolved before it executes.
+
+    A step logs with `ctx.log(message)` (INFO) and `ctx.warn(message)` (WARNING), through the
+    standard `logging` module, on the logger `pipeline.step.<node id>`; `sink` is where the run's
+    output takes its lines (`StepLines`). In the run's worker process the records travel to the
+    runner, which logs them there (`forward`)."""
 
     pipeline_name: str
     pipeline_root: str
@@ -335,10 +361,28 @@ class ExecutionContext:
     beam_args: list[str] = field(default_factory=list)
     resolved: dict[str, Any] = field(default_factory=dict)
     cache_key: str = ""
-    log: Callable[[str], None] = print
+    sink: Callable[[str], None] | None = print
     blocked: str | None = None
     held_back: str | None = None
     pipeline_file: str | None = None  # the file that defined the pipeline, for errors to name
+    forward: Callable[[int, str], None] | None = (
+        None  # set in the worker process: (level, message) to the runner
+    )
+
+    @property
+    def logger(self) -> logging.Logger:
+        return logging.getLogger(f"{STEP_LOGGER}.{self.component_id}")
+
+    def log(self, message: str, level: int = logging.INFO) -> None:
+        """A line of the step's progress, for the run's output and any handler on `pipeline`."""
+        if self.forward is not None:
+            self.forward(level, message)
+            return
+        self.logger.log(level, message, extra={"sink": self.sink, "run_id": self.run_id})
+
+    def warn(self, message: str) -> None:
+        """Something a person should look at that does not stop the step (a WARNING record)."""
+        self.log(message, logging.WARNING)
 
     def block_run(self, reason: str) -> None:
         """Lets a gate stop the run: its outputs are still published (COMPLETE), the decision is

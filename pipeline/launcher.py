@@ -118,7 +118,7 @@ def prepare(scope: RunScope, node: Node, upstream: dict[tuple[str, str], Artifac
         execution_id=0,
         run_id=scope.run_id,
         beam_args=[*scope.pipeline.beam_args, *scope.beam_args],
-        log=lambda message: log(f"      {message}"),
+        sink=lambda message: log(f"      {message}"),
         pipeline_file=scope.pipeline.source_file,
     )
     props: dict[str, Any] = {

@@ -72,14 +72,14 @@ class StepWorker:
         return self.process.poll() is None
 
     def execute(self, run: Callable, ctx: Any, params: Any, inputs: dict, outputs: dict) -> Outcome:
-        """Runs `run(ctx, params, **inputs, **outputs)` in the worker, relaying its log lines to
-        `ctx.log`; returns its `Outcome`, or raises the step's exception."""
+        """Runs `run(ctx, params, **inputs, **outputs)` in the worker, logging its records
+        (level and message) through `ctx.log` here; returns its `Outcome`, or raises the step's exception."""
         import cloudpickle
 
         from pipeline.usercode import register_user_modules_by_value
 
         register_user_modules_by_value(cloudpickle)
-        travelling = dataclasses.replace(ctx, log=None)
+        travelling = dataclasses.replace(ctx, sink=None)
         environment = (dict(os.environ), os.getcwd(), [p or os.getcwd() for p in sys.path])
         request = cloudpickle.dumps((environment, run, travelling, params, inputs, outputs))
         try:
@@ -94,7 +94,8 @@ class StepWorker:
                 self.failed = True
                 raise StepWorkerDied(self._death()) from None
             if kind == "log":
-                ctx.log(payload[0])
+                level, message = payload
+                ctx.log(message, level)
             elif kind == "done":
                 outputs, blocked, held_back, rss, peak = payload
                 return Outcome(outputs, blocked, held_back, f"worker memory {rss} MB, peak so far {peak} MB")
@@ -214,7 +215,7 @@ def _serve(connection: Connection) -> None:
         try:
             environment, run, ctx, params, inputs, outputs = pickle.loads(request)
             _adopt(environment)
-            ctx.log = lambda message: send(("log", message))
+            ctx.forward = lambda level, message: send(("log", level, message))
             run(ctx, params, **inputs, **outputs)
         except BaseException as error:  # noqa: BLE001 - sent to the runner, which records it
             text = traceback.format_exc()

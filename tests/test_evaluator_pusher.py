@@ -329,7 +329,7 @@ def test_smoke_check_refuses_a_model_whose_signature_is_broken(tmp_path, first, 
     pushed = PushedModel(str(tmp_path / "pushed"))
     os.makedirs(pushed.uri)
     lines = []
-    ctx = ExecutionContext("penguin", str(tmp_path), "Pusher", 1, "test-run", log=lines.append)
+    ctx = ExecutionContext("penguin", str(tmp_path), "Pusher", 1, "test-run", sink=lines.append)
     destination = str(tmp_path / "serving")
     examples = outputs(first, "ExampleGen", "examples")
     run_pusher(ctx, PusherParams(push_destination=destination), model, blessing, examples, pushed)

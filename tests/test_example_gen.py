@@ -399,7 +399,7 @@ def test_small_inputs_skip_beam_with_the_same_artifacts(tmp_path, bad, drop):
         str(make_span(tmp_path, rows=[r.replace("Dream", "Biscoe") for r in ROWS], name="b.csv")),
     ]
     header = HEADER.strip().split(",")
-    ctx = ExecutionContext("eg", str(tmp_path), "ExampleGen", 1, "run", log=lambda _: None)
+    ctx = ExecutionContext("eg", str(tmp_path), "ExampleGen", 1, "run", sink=lambda _: None)
     assert ctx.threads_without_pipeline(input_bytes=sum(os.path.getsize(p) for p in paths)) == 1
     here = functools.partial(stages.write_examples_here, threads=2)  # as on inputs over 4 MB
     reports, trees = [], []

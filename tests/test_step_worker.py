@@ -48,6 +48,7 @@ def run_apart(
     for thread in from_threads:
         thread.join()
     ctx.log(f"in process {os.getpid()}")
+    ctx.warn("a warning from the step")
     schema.custom_properties["pid"] = os.getpid()
     schema.custom_properties["run"] = ctx.run_id
     schema.custom_properties["tmp"] = tempfile.gettempdir()
@@ -111,6 +112,28 @@ def test_a_step_that_preloads_runs_in_the_worker_with_its_log_and_outputs(tmp_pa
     # Without the worker, the same step runs in this process.
     result, _ = run(tmp_path / "here", step_worker=False)
     assert result.step("Apart").outputs["schema"].custom_properties["pid"] == os.getpid()
+
+
+@pytest.mark.parametrize("step_worker", [True, False])
+def test_a_steps_log_is_standard_logging_in_the_runner_whichever_process_ran_it(tmp_path, step_worker):
+    """Records of `pipeline.step.<node>` with their levels, for any handler a user adds to the
+    `pipeline` logger (here one that keeps them), and the run's output marks the warning."""
+    import logging
+
+    kept: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = kept.append
+    logging.getLogger("pipeline").addHandler(handler)
+    try:
+        result, lines = run(tmp_path, step_worker=step_worker)
+    finally:
+        logging.getLogger("pipeline").removeHandler(handler)
+    assert result.ok, result.error
+    apart = [(r.name, r.levelname, r.getMessage()) for r in kept if r.name == "pipeline.step.Apart"]
+    assert ("pipeline.step.Apart", "WARNING", "a warning from the step") in apart
+    assert sum(1 for _, level, message in apart if level == "INFO" and "from thread" in message) == 3
+    assert all(r.process == os.getpid() for r in kept)  # logged here, wherever the step ran
+    assert "      warning: a warning from the step" in lines
 
 
 @pytest.mark.parametrize(

@@ -66,8 +66,8 @@ def resolve_span(ctx: ExecutionContext, params: ExampleGenParams, schema: Schema
     span, version, paths = find_span(params.input_pattern, params.span, params.version)
     skipped = [s for s in empty_span_folders(params.input_pattern) if params.span is None and s > span]
     for empty in skipped:
-        ctx.log(
-            f"warning: span {empty}'s folder holds no file matching {params.input_pattern!r}; "
+        ctx.warn(
+            f"span {empty}'s folder holds no file matching {params.input_pattern!r}; "
             f"span {span}, the latest with files, is used"
         )
     files: list[dict[str, Any]] = []
@@ -306,8 +306,8 @@ def run_example_gen(
     if report.dropped_rows:
         where = ", ".join(f"{os.path.basename(path)} line {line}" for path, line in report.dropped_lines)
         more = " ..." if report.dropped_rows > len(report.dropped_lines) else ""
-        ctx.log(
-            f"warning: dropped {report.dropped_rows} of {total + report.dropped_rows} row(s) without "
+        ctx.warn(
+            f"dropped {report.dropped_rows} of {total + report.dropped_rows} row(s) without "
             + " or ".join(f"{c!r} ({n})" for c, n in report.dropped.items())
             + f" (drop_rows_missing): {where}{more}"
         )
