@@ -7,13 +7,17 @@ ARGS ?=
 
 AIRFLOW_VENV := .venv-airflow
 
-.PHONY: run test bench lint typecheck check venv venv-airflow lock
+.PHONY: run test test-fast bench lint typecheck check venv venv-airflow lock
 
 run: venv
 	$(PY) runner.py run $(ARGS)
 
 test: venv venv-airflow
 	$(PY) -m pytest $(ARGS)
+
+# The unit tests alone (no whole-pipeline modules): the edit loop, under a minute.
+test-fast: venv
+	$(PY) -m pytest -m "not pipeline" $(ARGS)
 
 bench: venv
 	$(PY) -m bench.pipeline $(ARGS)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.artifacts import STAGING_PREFIX, Artifact
-from pipeline.cache import cache_key, directory_fingerprint, params_fingerprint
+from pipeline.cache import cache_key, directory_fingerprint, fingerprint_changed, params_fingerprint
 from pipeline.component import ExecutionContext, Node, Outcome
 from pipeline.dag import Pipeline
 from pipeline.errors import ExecutionError, UserInputError, describe_error
@@ -307,14 +307,15 @@ def output_dirs(root: str, node_id: str, execution_id: int) -> list[str]:
 
 def damage(artifact: Artifact) -> str | None:
     """How a published artifact's directory differs from when it was published, or None: gone,
-    or files added, removed or resized (its fingerprint covers names and sizes)."""
+    or files added, removed, resized or (up to CONTENT_FINGERPRINT_MAX_BYTES) rewritten."""
     if "://" in artifact.uri:
         return None  # remote storage: trusted
     if not os.path.isdir(artifact.uri):
         return f"has lost its files ({artifact.uri} is gone)"
     expected = artifact.custom_properties.get("fingerprint")
-    if expected and directory_fingerprint(artifact.uri) != expected:
-        return f"changed on disk since it was written (under {artifact.uri} a file was added, removed or resized)"
+    if expected and fingerprint_changed(artifact.uri, expected):
+        changed = "changed" if expected.startswith("content:") else "added, removed or resized"
+        return f"changed on disk since it was written (under {artifact.uri} a file was {changed})"
     return None
 
 

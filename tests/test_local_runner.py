@@ -148,6 +148,36 @@ def test_damaged_outputs_are_a_cache_miss_and_rebuilt(tmp_path):
     assert damaged.state == "ABANDONED" and "changed on disk" in damaged.get("abandoned")
 
 
+def test_a_file_rewritten_at_the_same_size_is_damage_and_old_fingerprints_still_check():
+    """Content fingerprints for artifacts up to 64 MB (CONTENT_FINGERPRINT_MAX_BYTES), so a
+    same-size rewrite is caught; a fingerprint recorded before (names and sizes, no prefix) is
+    checked as it was made, so a store's artifacts stay reusable."""
+    import hashlib
+    import tempfile
+
+    from pipeline.artifacts import Examples
+    from pipeline.cache import directory_fingerprint
+    from pipeline.launcher import damage
+
+    with tempfile.TemporaryDirectory() as directory:
+        with open(os.path.join(directory, "data.txt"), "w") as f:
+            f.write("hello")
+        examples = Examples(directory)
+        examples.custom_properties["fingerprint"] = directory_fingerprint(directory)
+        assert examples.custom_properties["fingerprint"].startswith("content:") and damage(examples) is None
+        legacy = hashlib.sha256(b"data.txt\x005\n").hexdigest()  # names and sizes, as recorded before
+        old = Examples(directory)
+        old.custom_properties["fingerprint"] = legacy
+        assert damage(old) is None
+        with open(os.path.join(directory, "data.txt"), "w") as f:
+            f.write("jello")  # the same size
+        assert "a file was changed" in damage(examples)
+        assert damage(old) is None  # names and sizes cannot tell
+        with open(os.path.join(directory, "more.txt"), "w") as f:
+            f.write("!")
+        assert "added, removed or resized" in damage(old)
+
+
 def test_failure_is_recorded_and_stops_downstream(tmp_path):
     result = run(tmp_path, fail=True)
     assert not result.ok
