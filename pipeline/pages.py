@@ -1,30 +1,43 @@
-"""The HTML pages' one stylesheet and frame: the statistics, training and evaluation pages and the
-run report (which inlines the others' bodies) all look alike and share these rules."""
+"""Every HTML page is a Jinja2 template under `pipeline/templates/` with autoescaping on: values
+from data and files (feature names and values, class names, paths, messages) are escaped by the
+engine; only the charts, inline SVG built by `pipeline.charts` (which escapes its own text), go in
+as `Markup`. All pages extend `base.html` and share `style.css`; the run report inlines the others'
+bodies."""
 
 from __future__ import annotations
 
-import html
+import functools
+import os
 
-STYLE = """
-body { font-family: sans-serif; margin: 2em; color: #222; max-width: 1400px; }
-table { border-collapse: collapse; margin-bottom: 1.5em; }
-td, th { border: 1px solid #ccc; padding: 3px 8px; font-size: 14px; text-align: left; vertical-align: top; }
-table.numbers td, table.numbers th { text-align: right; }
-table.numbers td:first-child, table.numbers th:first-child { text-align: left; }
-tr.bad td, tr.failed td, tr.blocked td { background: #fde8e8; } tr.warn td { background: #fff6dd; }
-tr.cached td { color: #555; }
-.ok { color: #1a7f37; } .bad { color: #c62828; }
-p.error { color: #b00020; white-space: pre-wrap; }
-pre { background: #f6f8fa; padding: 1em; overflow-x: auto; }
-section { margin-bottom: 1.5em; } section p { font-size: 13px; color: #555; }
-section.page { border-top: 2px solid #ddd; margin-top: 2em; }
-div.charts { display: flex; flex-wrap: wrap; gap: 14px; align-items: flex-start; }
-"""
+from markupsafe import Markup
+
+TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
+
+__all__ = ["Markup", "render", "write"]
 
 
-def html_page(title: str, body: str) -> str:
-    """A whole page: `title` (plain text, escaped here) and `body` (HTML, escaped by its maker)."""
-    return (
-        f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>\n"
-        f"<style>{STYLE}</style></head>\n<body>{body}</body></html>\n"
+@functools.cache
+def _environment():
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
     )
+
+
+def render(template: str, **values) -> str:
+    """The page `template` (a file under pipeline/templates/) filled with `values`."""
+    return _environment().get_template(template).render(**values)
+
+
+def write(path: str, template: str, **values) -> None:
+    """Renders `template` into `path`, whole or not at all (written aside, then renamed)."""
+    temporary = f"{path}.tmp"
+    with open(temporary, "w") as f:
+        f.write(render(template, **values))
+    os.replace(temporary, path)

@@ -9,12 +9,11 @@ the charts (inline SVG, or images) the browser has drawn with a non-empty extent
 
 from __future__ import annotations
 
-import html
 import os
 import re
 
+from pipeline import pages
 from pipeline.artifacts import Artifact
-from pipeline.pages import STYLE
 from pipeline.text import shorten
 
 REPORTS_DIR = "reports"
@@ -23,7 +22,7 @@ _BODY = re.compile(r"<body[^>]*>(.*)</body>", re.S | re.I)
 
 def write_run_report(result, pipeline_name: str, root: str, lineage_lines: list[str]) -> str:
     """Writes `<root>/reports/<run_id>.html` and returns its path."""
-    sections = []
+    inlined = []
     for step in result.steps:
         for artifact in step.outputs.values():
             page = artifact.custom_properties.get("page")
@@ -32,33 +31,49 @@ def write_run_report(result, pipeline_name: str, root: str, lineage_lines: list[
                 with open(path) as f:
                     content = f.read()
                 body = _BODY.search(content)
-                sections.append(
-                    f"<section class='page'><h2>{html.escape(step.node_id)}: {html.escape(page)}</h2>"
-                    f"{_demote_headings(body.group(1) if body else content)}</section>"
+                inlined.append(
+                    {
+                        "step": step.node_id,
+                        "file": page,
+                        # Our own page, escaped when it was rendered.
+                        "body": pages.Markup(_demote_headings(body.group(1) if body else content)),
+                    }
                 )
-    status = result.status
-    evaluation = _evaluation_summary(result)
-    problems = [str(result.error)] if result.error else [f"{n}: {r}" for n, r in result.held_back]
-    error = "".join(f"<p class='error'>{html.escape(p)}</p>" for p in problems)
-    page = _PAGE.format(
-        title=html.escape(f"Run {result.run_id} of {pipeline_name}"),
-        status=status,
-        seconds=f"{result.seconds:.1f}",
-        evaluation=html.escape(evaluation),
-        error=error,
-        steps=_steps_table(result),
-        outputs=_outputs_table(result),
-        pages="".join(sections),
-        lineage=html.escape("\n".join(lineage_lines)) or "(no output)",
-        style=STYLE,
-    )
     directory = os.path.join(root, REPORTS_DIR)
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, f"{result.run_id}.html")
-    temporary = path + ".tmp"
-    with open(temporary, "w") as f:
-        f.write(page)
-    os.replace(temporary, path)
+    pages.write(
+        path,
+        "report.html",
+        run_id=result.run_id,
+        pipeline_name=pipeline_name,
+        status=result.status,
+        seconds=f"{result.seconds:.1f}",
+        evaluation=_evaluation_summary(result),
+        problems=[str(result.error)] if result.error else [f"{n}: {r}" for n, r in result.held_back],
+        steps=[
+            {
+                "node_id": s.node_id,
+                "status": s.status,
+                "execution": "" if s.execution_id is None else s.execution_id,
+                "seconds": f"{s.seconds:.1f}",
+                "note": (s.held_back or s.note).splitlines()[0] if s.held_back or s.note else "",
+            }
+            for s in result.steps
+        ],
+        outputs=[
+            {
+                "name": f"{step.node_id}.{key}",
+                "kind": artifact.TYPE_NAME,
+                "id": artifact.id,
+                "properties": _properties(artifact),
+            }
+            for step in result.steps
+            for key, artifact in step.outputs.items()
+        ],
+        pages=inlined,
+        lineage="\n".join(lineage_lines),
+    )
     return path
 
 
@@ -68,18 +83,16 @@ def write_pointer_report(result, pipeline_name: str, root: str, full_report: str
     directory = os.path.join(root, REPORTS_DIR)
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, f"{result.run_id}.html")
-    link = html.escape(os.path.relpath(full_report, directory))
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>Run {html.escape(result.run_id)} of {html.escape(pipeline_name)}</title></head><body>"
-        f"<p>Run {html.escape(result.run_id)}: {result.status} in {result.seconds:.1f} s. Nothing new: every "
-        f"step reused earlier outputs. The last full report: <a href='{link}'>{link}</a>.</p>"
-        + "".join(f"<p class='error'>{html.escape(f'{n}: {r}')}</p>" for n, r in result.held_back)
-        + "</body></html>\n"
+    pages.write(
+        path,
+        "pointer.html",
+        run_id=result.run_id,
+        pipeline_name=pipeline_name,
+        status=result.status,
+        seconds=f"{result.seconds:.1f}",
+        link=os.path.relpath(full_report, directory),
+        held_back=result.held_back,
     )
-    with open(path + ".tmp", "w") as f:
-        f.write(page)
-    os.replace(path + ".tmp", path)
     return path
 
 
@@ -96,37 +109,10 @@ def _evaluation_summary(result) -> str:
     return ""
 
 
-def _steps_table(result) -> str:
-    rows = "".join(
-        f"<tr class='{s.status.lower()}'><td>{html.escape(s.node_id)}</td><td>{s.status}</td>"
-        f"<td>{'' if s.execution_id is None else s.execution_id}</td><td>{s.seconds:.1f}</td>"
-        f"<td>{html.escape((s.held_back or s.note).splitlines()[0] if s.held_back or s.note else '')}</td></tr>"
-        for s in result.steps
-    )
-    return f"<table><tr><th>step</th><th>status</th><th>execution</th><th>seconds</th><th>note</th></tr>{rows}</table>"
-
-
-def _outputs_table(result) -> str:
-    rows = []
-    for step in result.steps:
-        for key, artifact in step.outputs.items():
-            rows.append(
-                f"<tr><td>{html.escape(step.node_id)}.{html.escape(key)}</td>"
-                f"<td>{html.escape(artifact.TYPE_NAME)} #{artifact.id}</td>"
-                f"<td>{_properties(artifact)}</td></tr>"
-            )
-    return "<table><tr><th>output</th><th>artifact</th><th>properties</th></tr>" + "".join(rows) + "</table>"
-
-
-def _properties(artifact: Artifact) -> str:
+def _properties(artifact: Artifact) -> list[tuple[str, str]]:
     shown = {**artifact.properties, **artifact.custom_properties}
     hidden = {"fingerprint", "page", "column_types", "signatures", "input_pattern"}
-    items = [
-        f"<b>{html.escape(k)}</b> {html.escape(shorten(v, 300))}"
-        for k, v in sorted(shown.items())
-        if k not in hidden
-    ]
-    return "<br>".join(items)
+    return [(k, shorten(v, 300)) for k, v in sorted(shown.items()) if k not in hidden]
 
 
 def _demote_headings(body: str) -> str:
@@ -134,28 +120,3 @@ def _demote_headings(body: str) -> str:
     for level in (3, 2, 1):
         body = re.sub(rf"<(/?)h{level}\b", rf"<\1h{level + 1}", body)
     return body
-
-
-_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>{title}</title>
-<style>{style}</style></head>
-<body><h1>{title}</h1>
-<p>Status <b>{status}</b> in {seconds} s.{evaluation} Charts rendered: <span id="charts-rendered">not checked</span></p>
-{error}
-<h2>Steps</h2>{steps}
-<h2>Outputs</h2>{outputs}
-{pages}
-<h2>Lineage of the run's last output</h2><pre>{lineage}</pre>
-<script>
-window.addEventListener("load", function () {{
-  var charts = Array.prototype.slice.call(document.querySelectorAll("svg, img"));
-  var ok = charts.filter(function (c) {{
-    if (c.tagName.toLowerCase() === "img") {{ return c.complete && c.naturalWidth > 0; }}
-    var box = c.getBBox();
-    return box.width > 0 && box.height > 0;
-  }}).length;
-  document.getElementById("charts-rendered").textContent = ok + " of " + charts.length;
-}});
-</script>
-</body></html>
-"""

@@ -5,12 +5,10 @@ and every slice's metrics."""
 
 from __future__ import annotations
 
-import html
 import math
 
 from components.evaluator.tfma_results import BASELINE, CANDIDATE, OVERALL, TRIVIAL, Results
-from pipeline import charts
-from pipeline.pages import html_page
+from pipeline import charts, pages
 
 COLOURS = {CANDIDATE: "#4C72B0", BASELINE: "#BBBBBB"}
 
@@ -32,35 +30,47 @@ def write_page(
     (two classes) {"positive": class name, "histograms": {candidate/baseline: [2, buckets]
     score histogram of that class}} for the ROC and precision-recall curves; `residuals`
     (regression) the candidate's `batched.ResidualGrid`."""
-    blessed = results.validation_ok
-    against = f"baseline: model {baseline.id} ({html.escape(baseline.uri)})" if baseline else "no baseline"
-    rows = "".join(
-        f"<tr class='{'ok' if v.passed else 'bad'}'><td>{'PASS' if v.passed else 'FAIL'}</td>"
-        f"<td>{html.escape(v.threshold.metric)}</td>"
-        f"<td>{html.escape(_kind(v.threshold))} {html.escape(v.threshold.needs())}</td>"
-        f"<td>{_number(v.value)}</td></tr>"
-        for v in results.verdicts
-    )
-    thresholds = (
-        f"<table class='numbers'><tr><th>verdict</th><th>metric</th><th>needs</th><th>value</th></tr>{rows}</table>"
-        if results.verdicts
-        else "<p>No floor (floor_margin=None) and no threshold applied (none configured, or change "
-        "thresholds and no baseline yet): blessed.</p>"
-    )
     slices = sorted({s for s, _ in results.metrics}, key=lambda s: (s != OVERALL, s))
-    figures = _charts(results, slices, class_names, baseline is not None)
-    figures += _confusion(confusion, class_names) + _curves(scores) + _residuals(residuals)
-    verdict = f"<span class='{'ok' if blessed else 'bad'}'>{'BLESSED' if blessed else 'NOT BLESSED'}</span>"
-    body = (
-        f"<h1>Evaluation of model {model.id}: {verdict}</h1>"
-        f"<p>Model {model.id} is its ML Metadata artifact id (as <code>runner.py models</code> lists it); "
-        f"its files: {html.escape(model.uri)}; {against}. {html.escape(headline)}. Thresholds and the "
-        "floor apply to the whole split; slices are reported.</p>"
-        f"<h2>Thresholds</h2>{thresholds}{figures}"
-        f"<h2>Metrics by slice</h2>{_metrics_table(results, slices, baseline is not None)}"
+    with_baseline = baseline is not None
+    metrics = sorted(
+        {m for (_, name), values in results.metrics.items() if name == CANDIDATE for m in values},
+        key=lambda m: (m != "example_count", m not in ("accuracy", "root_mean_squared_error"), m),
     )
-    with open(path, "w") as f:
-        f.write(html_page(f"Evaluation of model {model.id}", body))
+    pages.write(
+        path,
+        "evaluation.html",
+        model=model,
+        baseline=baseline,
+        blessed=results.validation_ok,
+        headline=headline,
+        verdicts=[
+            {
+                "passed": v.passed,
+                "metric": v.threshold.metric,
+                "needs": f"{_kind(v.threshold)} {v.threshold.needs()}",
+                "value": _number(v.value),
+            }
+            for v in results.verdicts
+        ],
+        charts=_charts(results, slices, class_names, with_baseline),
+        confusion=_confusion(confusion, class_names),
+        positive=(scores or {}).get("positive", ""),
+        curves=_curves(scores),
+        residuals=_residuals(residuals),
+        metrics=metrics,
+        slices=[(s, [_cell(results, m, s, with_baseline) for m in metrics]) for s in slices],
+    )
+
+
+def _cell(results: Results, metric: str, slice_name: str, with_baseline: bool) -> tuple[str, str]:
+    """The candidate's value and, with a baseline, the baseline's and the change under it."""
+    value = results.value(metric, CANDIDATE, slice_name)
+    base = results.value(metric, BASELINE, slice_name)
+    if not with_baseline or (math.isnan(value) and math.isnan(base)):
+        return _number(value), ""
+    change = results.value(metric, "change", slice_name)
+    shown = "\u2013" if math.isnan(change) else f"{change:+.4f}"
+    return _number(value), f"baseline {_number(base)}, {shown}"
 
 
 def _kind(threshold) -> str:
@@ -119,7 +129,7 @@ def _charts(results: Results, slices: list[str], class_names: list[str] | None, 
                 width=460,
             )
         )
-    return f"<div class='charts'>{''.join(drawn)}</div>"
+    return pages.Markup("".join(drawn))
 
 
 def _confusion(matrix, class_names: list[str] | None) -> str:
@@ -135,7 +145,7 @@ def _confusion(matrix, class_names: list[str] | None) -> str:
         row_name="rows: true class (examples); shade: share of row",
         column_name="columns: predicted class",
     )
-    return f"<h2>Confusion matrix (whole split)</h2><div class='charts'>{figure}</div>"
+    return pages.Markup(figure)
 
 
 def _curves(scores: dict | None) -> str:
@@ -148,12 +158,9 @@ def _curves(scores: dict | None) -> str:
         fpr, tpr, precision, recall = (_thin(v) for v in curve_points(histogram))
         roc.append((name, fpr, tpr, COLOURS[name]))
         pr.append((name, recall, precision, COLOURS[name]))
-    positive = scores["positive"]
-    return (
-        f"<h2>Curves for the positive class, {html.escape(positive)}</h2><div class='charts'>"
-        + charts.curves(roc, "ROC", "false positive rate", "true positive rate", diagonal=True)
+    return pages.Markup(
+        charts.curves(roc, "ROC", "false positive rate", "true positive rate", diagonal=True)
         + charts.curves(pr, "precision-recall", "recall", "precision")
-        + "</div>"
     )
 
 
@@ -202,38 +209,10 @@ def _residuals(grid) -> str:
         "prediction",
         "label - prediction",
     )
-    return (
-        "<h2>Residuals (whole split)</h2><p>Darker: more examples (log scale); the dashed line is "
-        f"a residual of 0.</p><div class='charts'>{figure}</div>"
-    )
-
-
-def _metrics_table(results: Results, slices: list[str], with_baseline: bool) -> str:
-    """One row per slice, one column per metric: the candidate's value, and under it the
-    baseline's and the change when there is a baseline."""
-    metrics = sorted(
-        {m for (_, model), values in results.metrics.items() if model == CANDIDATE for m in values},
-        key=lambda m: (m != "example_count", m not in ("accuracy", "root_mean_squared_error"), m),
-    )
-
-    def cell(metric: str, slice_name: str) -> str:
-        value = results.value(metric, CANDIDATE, slice_name)
-        base = results.value(metric, BASELINE, slice_name)
-        text = _number(value)
-        if with_baseline and not (math.isnan(value) and math.isnan(base)):
-            change = results.value(metric, "change", slice_name)
-            shown = "&ndash;" if math.isnan(change) else f"{change:+.4f}"
-            text += f"<br><small>baseline {_number(base)}, {shown}</small>"
-        return f"<td>{text}</td>"
-
-    header = "".join(f"<th>{html.escape(m)}</th>" for m in metrics)
-    rows = "".join(
-        f"<tr><td>{html.escape(s)}</td>{''.join(cell(m, s) for m in metrics)}</tr>" for s in slices
-    )
-    return f"<table class='numbers'><tr><th>slice</th>{header}</tr>{rows}</table>"
+    return pages.Markup(figure)
 
 
 def _number(value: float) -> str:
     if math.isnan(value):
-        return "&ndash;"
+        return "\u2013"
     return f"{value:.0f}" if value == int(value) and abs(value) > 1 else f"{value:.4f}"

@@ -3,11 +3,10 @@ previous span, and a chart per feature and split (inline SVG, this span beside t
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 from pipeline import charts as charts_svg
-from pipeline.pages import html_page
+from pipeline import pages
 
 TOP_SHOWN = 10
 
@@ -30,56 +29,30 @@ def write_page(
     before = {split: feature_stats(d) for split, d in (previous or {}).items()}
     previous_span = (drift or {}).get("span")
     names = sorted({name for stats in per_split.values() for name in stats})
-    sections = [_feature_section(name, per_split, datasets, before, previous_span) for name in names]
-    rows = "".join(
-        f"<tr class='{'warn' if f.warning else 'bad'}'><td>{'warning' if f.warning else 'anomaly'}</td>"
-        f"<td>{html.escape(f.kind)}</td><td>{html.escape(f.feature)}</td><td>{html.escape(f.split)}</td>"
-        f"<td>{html.escape(f.expected)}</td><td>{html.escape(f.found)}</td>"
-        f"<td>{html.escape(', '.join(f.examples[:5]))}</td></tr>"
-        for f in findings
+    pages.write(
+        path,
+        "statistics.html",
+        span=span,
+        counts=", ".join(f"{split}: {d.num_examples} examples" for split, d in datasets.items()),
+        findings=findings,
+        previous_span=previous_span,
+        drift=[
+            (split, [_drift_row(d) for d in found])
+            for split, found in (drift or {}).get("splits", {}).items()
+        ],
+        features=[_feature_section(name, per_split, datasets, before, previous_span) for name in names],
     )
-    table = (
-        "<table><tr><th>level</th><th>kind</th><th>feature</th><th>split</th><th>expected</th>"
-        f"<th>found</th><th>offending values</th></tr>{rows}</table>"
-        if findings
-        else "<p class='ok'>No anomalies: every split matches the schema.</p>"
-    )
-    counts = ", ".join(f"{split}: {d.num_examples} examples" for split, d in datasets.items())
-    table += _drift_table(drift)
-    body = (
-        f"<h1>Statistics of span {span}</h1><p>{html.escape(counts)}</p>"
-        f"<h2>Anomalies</h2>{table}<h2>Features</h2>{''.join(sections)}"
-    )
-    with open(path, "w") as f:
-        f.write(html_page(f"Statistics of span {span}", body))
 
 
-def _drift_table(drift: dict | None) -> str:
-    """Each feature's distance from the previous span, largest first."""
-    if not drift or not drift.get("splits"):
-        return "<p>No previous span to compare with.</p>"
-    parts = []
-    for split, found in drift["splits"].items():
-        rows = "".join(
-            f"<tr><td>{html.escape(d.feature)}</td>"
-            + (
-                f"<td>L-infinity {d.linf:.3f}</td><td>{html.escape(repr(d.value))}</td>"
-                if d.linf is not None
-                else f"<td>mean shift {d.shift:+.2f} sd"
-                + (f", JSD {d.jsd:.3f}" if d.jsd is not None else "")
-                + f"</td><td>mean {d.means[0]:.4g} &rarr; {d.means[1]:.4g}</td>"
-            )
-            + "</tr>"
-            for d in found
-        )
-        parts.append(
-            f"<h2>Drift from span {drift['span']} ({html.escape(split)})</h2><table><tr><th>feature</th>"
-            f"<th>distance</th><th>previous span &rarr; this span</th></tr>{rows}</table>"
-        )
-    return "".join(parts)
+def _drift_row(d) -> tuple[str, str, str]:
+    """(feature, distance, previous -> this span) of one feature's Distance."""
+    if d.linf is not None:
+        return d.feature, f"L-infinity {d.linf:.3f}", repr(d.value)
+    distance = f"mean shift {d.shift:+.2f} sd" + (f", JSD {d.jsd:.3f}" if d.jsd is not None else "")
+    return d.feature, distance, f"mean {d.means[0]:.4g} \u2192 {d.means[1]:.4g}"
 
 
-def _feature_section(name: str, per_split: dict, datasets: dict, previous: dict, previous_span) -> str:
+def _feature_section(name: str, per_split: dict, datasets: dict, previous: dict, previous_span) -> dict:
     """One chart per split: this span's values, and the previous span's of the same split as an
     outline (numbers) or a grey bar (strings), both as shares so that sizes compare. Strings
     show the first split's ten most frequent values, in its order, in every split."""
@@ -116,10 +89,7 @@ def _feature_section(name: str, per_split: dict, datasets: dict, previous: dict,
             charts.append(charts_svg.histogram(series, title=title))
             n = stats.num_stats
             notes.append(f"{split}: mean {n.mean:.4g}, std {n.std_dev:.4g}, min {n.min:.4g}, max {n.max:.4g}")
-    return (
-        f"<section><h3>{html.escape(name)}</h3><p>{html.escape('; '.join(notes))}</p>"
-        f"<div class='charts'>{''.join(charts)}</div></section>"
-    )
+    return {"name": name, "notes": "; ".join(notes), "charts": pages.Markup("".join(charts))}
 
 
 def _shares(stats, order: list[str]) -> list[float]:

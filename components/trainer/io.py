@@ -4,7 +4,6 @@ Transform graph embedded, and the training-curves page."""
 from __future__ import annotations
 
 import glob
-import html
 import os
 
 import tensorflow as tf
@@ -142,8 +141,7 @@ def _served_features(layer, raw_spec: dict) -> dict:
 
 def write_training_page(path: str, result, train_losses: list, params) -> None:
     """The training curves (train loss, eval loss and the monitored metric by step) as an HTML page."""
-    from pipeline import charts
-    from pipeline.pages import html_page
+    from pipeline import charts, pages
 
     metric = params.early_stopping_metric
     steps = [h["global_step"] for h in result.history]
@@ -158,27 +156,18 @@ def write_training_page(path: str, result, train_losses: list, params) -> None:
     figures = charts.lines(losses, "loss", "step", "loss", points=False, marks=best) + charts.lines(
         [(shown, steps, values, charts.COLOURS[2])], shown, "step", shown, points=True, marks=best
     )
-    rows = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{html.escape(f'{v:.4f}' if isinstance(v, float) else str(v))}</td>"
-            for k, v in sorted(h.items())
-            if "/" not in k
-        )
-        + "</tr>"
-        for h in result.history
+    columns = sorted(k for k in result.history[0] if "/" not in k) if result.history else []
+    pages.write(
+        path,
+        "training.html",
+        best_step=result.best_step,
+        metric=metric,
+        note="stopped early" if result.stopped_early else f"ran to step {result.last_step}",
+        resumed_from=result.resumed_from,
+        charts=pages.Markup(figures),
+        columns=columns,
+        rows=[
+            [f"{h[k]:.4f}" if isinstance(h.get(k), float) else str(h.get(k, "")) for k in columns]
+            for h in result.history
+        ],
     )
-    header = (
-        "".join(f"<th>{html.escape(k)}</th>" for k in sorted(result.history[0]) if "/" not in k)
-        if result.history
-        else ""
-    )
-    note = "stopped early" if result.stopped_early else f"ran to step {result.last_step}"
-    body = (
-        f"<h1>Training</h1><p>Best step {result.best_step} by {html.escape(metric)}; {note}"
-        f"{f', resumed from step {result.resumed_from}' if result.resumed_from else ''}.</p>"
-        f"<div class='charts'>{figures}</div>"
-        f"<h2>Evaluations</h2><table class='numbers'><tr>{header}</tr>{rows}</table>"
-    )
-    with open(path, "w") as f:
-        f.write(html_page("Training", body))
