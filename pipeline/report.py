@@ -39,16 +39,11 @@ def write_run_report(result, pipeline_name: str, root: str, lineage_lines: list[
                         "body": pages.Markup(_demote_headings(body.group(1) if body else content)),
                     }
                 )
-    directory = os.path.join(root, REPORTS_DIR)
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, f"{result.run_id}.html")
-    pages.write(
-        path,
+    return _write(
+        root,
+        result,
+        pipeline_name,
         "report.html",
-        run_id=result.run_id,
-        pipeline_name=pipeline_name,
-        status=result.status,
-        seconds=f"{result.seconds:.1f}",
         evaluation=_evaluation_summary(result),
         problems=[str(result.error)] if result.error else [f"{n}: {r}" for n, r in result.held_back],
         steps=[
@@ -74,24 +69,29 @@ def write_run_report(result, pipeline_name: str, root: str, lineage_lines: list[
         pages=inlined,
         lineage="\n".join(lineage_lines),
     )
-    return path
 
 
 def write_pointer_report(result, pipeline_name: str, root: str, full_report: str) -> str:
     """A few lines for a run that reused every step: its status and a link to the last full report
     (a cron job that finds nothing new every half hour would otherwise pile up copies)."""
     directory = os.path.join(root, REPORTS_DIR)
+    link = os.path.relpath(full_report, directory)
+    return _write(root, result, pipeline_name, "pointer.html", link=link, held_back=result.held_back)
+
+
+def _write(root: str, result, pipeline_name: str, template: str, **values) -> str:
+    """`<root>/reports/<run_id>.html` from `template`, with the run's id, status and time; its path."""
+    directory = os.path.join(root, REPORTS_DIR)
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, f"{result.run_id}.html")
     pages.write(
         path,
-        "pointer.html",
+        template,
         run_id=result.run_id,
         pipeline_name=pipeline_name,
         status=result.status,
         seconds=f"{result.seconds:.1f}",
-        link=os.path.relpath(full_report, directory),
-        held_back=result.held_back,
+        **values,
     )
     return path
 
