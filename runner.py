@@ -36,21 +36,29 @@ import time
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_PIPELINE_FILE = os.path.join(REPO_ROOT, "penguin", "pipeline.py")
 
-EXIT_FAILED, EXIT_DEFINITION, EXIT_HELD_BACK, EXIT_LOCKED = 1, 2, 3, 75
+EXIT_FAILED, EXIT_DEFINITION, EXIT_HELD_BACK, EXIT_STORE, EXIT_LOCKED = 1, 2, 3, 69, 75
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.errors import DefinitionError
+    from pipeline.errors import DefinitionError, StoreUnavailable
+    from pipeline.metadata import PASSWORD_FILE_VARIABLE
     from pipeline.quiet import quiet_libraries
 
     quiet_libraries()
 
     args = _parser().parse_args(argv)
+    if getattr(args, "metadata_password_file", None):
+        os.environ[PASSWORD_FILE_VARIABLE] = os.path.abspath(args.metadata_password_file)  # steps inherit it
     try:
         return args.command(args)
     except DefinitionError as error:
         print(f"pipeline definition error: {error}", file=sys.stderr)
         return EXIT_DEFINITION
+    except StoreUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_STORE
+    except BrokenPipeError:
+        return _reader_gone()
 
 
 def _common_flags(suppress: bool) -> argparse.ArgumentParser:
@@ -83,8 +91,15 @@ def _common_flags(suppress: bool) -> argparse.ArgumentParser:
         "--metadata",
         metavar="PATH_OR_URL",
         default=default(os.environ.get("PIPELINE_METADATA")),
-        help="MLMD store: a sqlite path or a postgresql:// or mysql:// URL "
+        help="MLMD store: a sqlite path or a postgresql:// or mysql:// URL, best without its password "
         "(default: <pipeline-root>/metadata.sqlite, or $PIPELINE_METADATA)",
+    )
+    flags.add_argument(
+        "--metadata-password-file",
+        metavar="FILE",
+        default=default(None),
+        help="a file holding the store's password (or $PIPELINE_METADATA_PASSWORD_FILE; "
+        "PostgreSQL also reads PGPASSWORD and ~/.pgpass)",
     )
     return flags
 
@@ -273,16 +288,17 @@ def _store_and_pipeline_name(args):
     --pipeline file, else the store's only pipeline. Several and none chosen: a DefinitionError
     that lists them."""
     from pipeline.errors import DefinitionError
-    from pipeline.metadata import MetadataStore
+    from pipeline.metadata import MetadataStore, connection_config, masked
 
     pipeline = None
     if args.pipeline or not args.pipeline_root:
         pipeline = _load_pipeline(args)
     root = args.pipeline_root or _pipeline_root(args, pipeline)
     spec = _metadata_spec(args, root)
-    if not args.metadata and not os.path.exists(spec):
+    kind = connection_config(spec).WhichOneof("config")
+    if kind == "sqlite" and not os.path.exists(connection_config(spec).sqlite.filename_uri):
         raise LookupError(f"no runs recorded in {spec}")
-    store = MetadataStore(spec)
+    store = MetadataStore(spec, create=False)
     if args.pipeline_name:
         return store, args.pipeline_name
     if args.pipeline:
@@ -291,9 +307,9 @@ def _store_and_pipeline_name(args):
     if len(names) == 1:
         return store, names[0]
     if not names:
-        raise LookupError(f"no runs recorded in {spec}")
+        raise LookupError(f"no runs recorded in {masked(spec)}")
     raise DefinitionError(
-        f"{spec} holds {len(names)} pipelines ({', '.join(names)}); choose one with --pipeline-name NAME"
+        f"{masked(spec)} holds {len(names)} pipelines ({', '.join(names)}); choose one with --pipeline-name NAME"
     )
 
 
@@ -505,7 +521,7 @@ def cmd_runs(args) -> int:
     store, name = found
     records = runs(store, name, args.limit)
     if not records:
-        print(f"no runs of pipeline {name!r} recorded in {store.spec}")
+        print(f"no runs of pipeline {name!r} recorded in {store.name}")
     for record in records:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.started))
         seconds = "" if record.seconds is None else f"{record.seconds:.1f} s"
@@ -527,7 +543,7 @@ def cmd_models(args) -> int:
     store, name = found
     records = models(store, name)
     if not records:
-        print(f"no models of pipeline {name!r} recorded in {store.spec}")
+        print(f"no models of pipeline {name!r} recorded in {store.name}")
     for r in records:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
         metric = _evaluated(r.blessing) or _trained(r.model)
@@ -647,5 +663,17 @@ def _log_err(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
+def _reader_gone() -> int:
+    """The reader of our output went away (`| head`): nothing more to say, and nowhere to say it
+    (the rest of what was buffered goes to /dev/null, so the exit is quiet)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()  # buffered output meets a closed pipe here, if anywhere
+    except BrokenPipeError:
+        code = _reader_gone()
+    sys.exit(code)

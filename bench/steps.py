@@ -97,8 +97,8 @@ def round_trips(base: str) -> list[dict]:
     counts: dict = {}
     original = metadata.MetadataStore.__init__
 
-    def counted(self, spec):
-        original(self, spec)
+    def counted(self, spec: str, create: bool = True) -> None:
+        original(self, spec, create)
         self.mlmd = _Counting(self.mlmd, counts)
 
     metadata.MetadataStore.__init__ = counted  # type: ignore[method-assign]  # counts round trips

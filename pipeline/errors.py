@@ -44,6 +44,12 @@ class LockHeldError(PipelineError):
     """Another run holds the pipeline root's lock."""
 
 
+class StoreUnavailable(PipelineError):
+    """The metadata store cannot be opened: its server does not answer (after a few tries),
+    refuses the login, or has no such database. The message names the store, password masked,
+    and what to check; commands exit 69 (EX_UNAVAILABLE), which a scheduler may retry."""
+
+
 def describe_error(error: BaseException) -> str:
     """One line for a person: the message of expected errors, type and message of the rest."""
     if isinstance(error, PipelineError):

@@ -39,7 +39,7 @@ def find_artifact(store: MetadataStore, ref: str) -> Artifact:
             os.path.abspath(ref).rstrip("/")
         )
     if not found:
-        raise LookupError(f"no artifact with id or URI {ref!r} in {store.spec}")
+        raise LookupError(f"no artifact with id or URI {ref!r} in {store.name}")
     return found[-1]
 
 

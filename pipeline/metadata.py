@@ -9,8 +9,13 @@ earlier outputs it reuses, or FAILED with its error in custom property `error`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import re
+import socket
+import tempfile
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -29,39 +34,72 @@ _PROPERTY_TYPES = {INT: pb.INT, DOUBLE: pb.DOUBLE, STRING: pb.STRING}
 _STATE_NAMES = {value: name for name, value in pb.Execution.State.items()}
 
 
-def connection_config(spec: str) -> pb.ConnectionConfig:
+PASSWORD_FILE_VARIABLE = "PIPELINE_METADATA_PASSWORD_FILE"
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^/]*@")  # to the last @ before the path
+
+
+def masked(spec: str) -> str:
+    """`spec` as it may be shown: the password of a store URL replaced by `***`."""
+    return _PASSWORD_IN_URL.sub(r"\1***@", spec)
+
+
+def connection_config(spec: str, create: bool = True) -> pb.ConnectionConfig:
     """ConnectionConfig from a path or URL.
 
-    `path/to/metadata.sqlite` or `sqlite:///abs/path` -> sqlite (created when missing);
-    `postgresql://user:password@host:port/dbname` and `mysql://user:password@host:port/database`
-    -> the MLMD server backends.
+    `path/to/metadata.sqlite` or `sqlite:///abs/path` -> sqlite (created when missing, if
+    `create`); `postgresql://user@host:port/dbname` and `mysql://user@host:port/database` -> the
+    MLMD server backends (the database created when missing, if `create`). The password comes
+    from the URL, else the file named by $PIPELINE_METADATA_PASSWORD_FILE (`--metadata-password-file`),
+    else PostgreSQL's own PGPASSWORD or ~/.pgpass (MySQL's MYSQL_PWD), which libpq reads itself.
     """
+    from pipeline.errors import DefinitionError
+
     config = pb.ConnectionConfig()
     url = urllib.parse.urlparse(spec)
+    try:
+        port = url.port
+    except ValueError:
+        raise DefinitionError(f"metadata store {masked(spec)}: the port must be a number") from None
     if url.scheme in ("", "sqlite", "file"):
         config.sqlite.filename_uri = url.path if url.scheme else spec
-        config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
-    elif url.scheme in ("postgresql", "postgres"):
-        pg = config.postgresql
-        pg.host = url.hostname or "localhost"
-        pg.port = str(url.port or 5432)
-        pg.dbname = url.path.lstrip("/") or "mlmd"
-        pg.user = urllib.parse.unquote(url.username or "")
-        if url.password:
-            pg.password = urllib.parse.unquote(url.password)
-    elif url.scheme == "mysql":
-        my = config.mysql
-        my.host = url.hostname or "localhost"
-        my.port = url.port or 3306
-        my.database = url.path.lstrip("/") or "mlmd"
-        my.user = urllib.parse.unquote(url.username or "")
-        if url.password:
-            my.password = urllib.parse.unquote(url.password)
-    else:
-        raise ValueError(
-            f"metadata store {spec!r}: give a sqlite file path, or a postgresql:// or mysql:// URL"
+        config.sqlite.connection_mode = (
+            pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+            if create
+            else pb.SqliteMetadataSourceConfig.READWRITE
         )
+        return config
+    if url.scheme in ("postgresql", "postgres"):
+        server = config.postgresql
+        server.port = str(port or 5432)
+        server.dbname = url.path.lstrip("/") or "mlmd"
+    elif url.scheme == "mysql":
+        server = config.mysql
+        server.port = port or 3306
+        server.database = url.path.lstrip("/") or "mlmd"
+    else:
+        raise DefinitionError(
+            f"metadata store {masked(spec)}: give a sqlite file path, or a postgresql:// or mysql:// URL"
+        )
+    server.host = url.hostname or "localhost"
+    server.user = urllib.parse.unquote(url.username or "")
+    password = urllib.parse.unquote(url.password) if url.password else _password_from_file()
+    if password:
+        server.password = password
+    server.skip_db_creation = not create
     return config
+
+
+def _password_from_file() -> str | None:
+    path = os.environ.get(PASSWORD_FILE_VARIABLE)
+    if not path:
+        return None
+    from pipeline.errors import DefinitionError
+
+    try:
+        with open(path) as f:
+            return f.read().strip() or None
+    except OSError as error:
+        raise DefinitionError(f"metadata password file {path}: {error.strerror}") from None
 
 
 def state_name(execution: pb.Execution) -> str:
@@ -109,9 +147,13 @@ class Contexts:
 class MetadataStore:
     """The records of runs: contexts, executions, artifacts and events, through MLMD's API."""
 
-    def __init__(self, spec: str):
+    def __init__(self, spec: str, create: bool = True):
+        """Opens the store at `spec` (see `connection_config`); `create=False` for commands that
+        only read: a missing database is then an error, not created. `name` is the spec as it
+        may be shown, password masked."""
         self.spec = spec
-        self.mlmd = _connect(connection_config(spec))
+        self.name = masked(spec)
+        self.mlmd = _connect(connection_config(spec, create), self.name)
         self._type_ids: dict[tuple[str, str], int] = {}
         self._node_contexts: dict[str, pb.Context] = {}
         self.is_sqlite = self.mlmd_config_kind() == "sqlite"
@@ -298,7 +340,7 @@ class MetadataStore:
                 return execution_id, artifact_ids
             time.sleep(0.1 * (attempt + 1))
         raise RuntimeError(
-            f"could not record execution {execution.id or '(new)'} in {self.spec} after 6 attempts"
+            f"could not record execution {execution.id or '(new)'} in {self.name} after 6 attempts"
         )
 
     def _landed(
@@ -418,17 +460,99 @@ class MetadataStore:
         return artifact
 
 
-def _connect(config: pb.ConnectionConfig, attempts: int = 6):
-    """Connects, creating the database and MLMD's tables if needed. Two processes starting at once
-    on a new server database race to create them; the loser sees a duplicate and tries again."""
+# A server that refuses connections (restarting, not up yet) is tried again after these pauses.
+UNREACHABLE_RETRY_SECONDS = (0.5, 1.0, 2.0)
+
+
+def _connect(config: pb.ConnectionConfig, name: str, attempts: int = 6):
+    """Connects, creating the database and MLMD's tables if the config says so. Two processes
+    starting at once on a new server database race to create them; the loser sees a duplicate and
+    tries again. A server that does not answer is tried again a few times; then, or when it
+    refuses the login, a StoreUnavailable naming the store and what to check."""
+    from pipeline.errors import StoreUnavailable
+
+    server = getattr(config, config.WhichOneof("config") or "sqlite")
+    if config.WhichOneof("config") in ("postgresql", "mysql"):
+        for pause in (*UNREACHABLE_RETRY_SECONDS, None):
+            if _answers(server.host, int(server.port)):
+                break
+            if pause is None:
+                raise StoreUnavailable(
+                    f"cannot open the metadata store {name}: nothing answers at {server.host}:{server.port} "
+                    f"(tried {len(UNREACHABLE_RETRY_SECONDS) + 1} times); check that the server is up "
+                    "and the host and port"
+                )
+            time.sleep(pause)
     for attempt in range(attempts):
         try:
-            return metadata_store.MetadataStore(config)
+            with _stderr_kept() as said:
+                return metadata_store.MetadataStore(config)
         except RuntimeError as error:
-            text = str(error)
-            if attempt == attempts - 1 or not ("already exists" in text or "duplicate key" in text):
+            text = f"{error} {said.read()}"
+            if "already exists" in text or "duplicate key" in text:
+                if attempt < attempts - 1:
+                    time.sleep(0.2 * (attempt + 1))
+                    continue
                 raise
-            time.sleep(0.2 * (attempt + 1))
+            if config.WhichOneof("config") not in ("postgresql", "mysql"):
+                raise StoreUnavailable(f"cannot open the metadata store {name}: {text.strip()}") from None
+            database = getattr(server, "dbname", "") or getattr(server, "database", "")
+            if "does not exist" in text or "Unknown database" in text:
+                raise LookupError(
+                    f"no runs recorded in {name} (no database {database!r} there yet)"
+                ) from None
+            where = f"the server at {server.host}:{server.port}"
+            if "password" in text or "Access denied" in text or "authentication" in text:
+                reason = f"{where} refused the login of user {server.user!r}"
+            else:
+                reason = f"{where} refused the connection ({_reason(text)})"
+            raise StoreUnavailable(
+                f"cannot open the metadata store {name}: {reason}; check the user and the password (in the "
+                f"URL, ${PASSWORD_FILE_VARIABLE} / --metadata-password-file, or PGPASSWORD / ~/.pgpass)"
+            ) from None
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _stderr_kept():
+    """Keeps what C++ code writes to the process's stderr (fd 2) meanwhile, readable afterwards
+    with `.read()`: MLMD says why a server store refused only there, in its log."""
+    kept = tempfile.TemporaryFile(mode="w+", errors="replace")
+    saved = os.dup(2)
+    try:
+        os.dup2(kept.fileno(), 2)
+        try:
+            yield _Kept(kept)
+        finally:
+            os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+class _Kept:
+    def __init__(self, file):
+        self.file = file
+
+    def read(self) -> str:
+        self.file.seek(0)
+        text = self.file.read()
+        self.file.close()
+        return text
+
+
+def _reason(text: str) -> str:
+    """The server's own words from MLMD's log lines, or the error as it came."""
+    found = re.findall(r"(?:PostgreSQL|MySQL) error: ([^\n]+)", text)
+    return found[-1].strip() if found else text.strip()[:200]
+
+
+def _answers(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections at host:port (within 3 s)."""
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return True
+    except OSError:
+        return False
 
 
 def _retry_conflict(call, attempts: int = 5):

@@ -19,6 +19,9 @@ def quiet_libraries() -> None:
     if os.environ.get(SWITCH) == "1":
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ info and warnings; errors still show
+    # ML Metadata's C++ log (glog): "Connecting to database." on every open of a server store;
+    # its errors stay (pipeline.metadata._connect reads them to say what went wrong in one line).
+    os.environ.setdefault("GLOG_minloglevel", "2")
     for name in ("tensorflow", "absl", "apache_beam", "tensorflow_model_analysis", "tensorflow_transform"):
         logging.getLogger(name).setLevel(logging.ERROR)
     for module in (

@@ -28,8 +28,11 @@ def server_binaries() -> str | None:
 class PostgresServer:
     """Started by `start()`, stopped by `stop()`; `url(db)` is what `--metadata` takes."""
 
-    def __init__(self, bin_dir: str):
+    def __init__(self, bin_dir: str, password: str | None = None):
+        """`password`: the `postgres` user's, checked (scram-sha-256) on every connection; None
+        trusts every connection."""
         self.bin_dir = bin_dir
+        self.password = password
         # Its own directory under /tmp: pytest's are private to root, and the server runs as postgres.
         self.directory = tempfile.mkdtemp(prefix="pipeline-pg-")
         [self.port] = free_ports(1)
@@ -43,7 +46,15 @@ class PostgresServer:
 
     def start(self) -> PostgresServer:
         data = os.path.join(self.directory, "data")
-        self._run(os.path.join(self.bin_dir, "initdb"), "-D", data, "-A", "trust", "-U", "postgres")
+        auth = ["-A", "trust"]
+        if self.password is not None:
+            password_file = os.path.join(self.directory, "password")
+            with open(password_file, "w") as f:
+                f.write(self.password)
+            if self.as_user:
+                shutil.chown(password_file, "postgres")
+            auth = ["-A", "scram-sha-256", f"--pwfile={password_file}"]
+        self._run(os.path.join(self.bin_dir, "initdb"), "-D", data, *auth, "-U", "postgres")
         options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"
         self._run(
             os.path.join(self.bin_dir, "pg_ctl"),

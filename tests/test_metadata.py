@@ -96,11 +96,22 @@ def test_connection_config_for_each_backend(tmp_path):
     assert (my.host, my.port, my.database, my.user, my.password) == ("db", 3307, "mlmd", "ml", "pw")
 
 
-def test_unknown_store_scheme_says_what_is_accepted():
+def test_unknown_store_scheme_says_what_is_accepted_and_a_password_is_never_shown():
     import pytest
 
-    with pytest.raises(ValueError, match="give a sqlite file path, or a postgresql:// or mysql:// URL"):
+    from pipeline.errors import DefinitionError
+    from pipeline.metadata import masked
+
+    with pytest.raises(DefinitionError, match="give a sqlite file path, or a postgresql:// or mysql:// URL"):
         connection_config("redis://localhost")
+    with pytest.raises(DefinitionError, match=r"redis://u:\*\*\*@host: give a sqlite"):
+        connection_config("redis://u:hunter2@host")
+    assert masked("postgresql://mlmd:p%40ss:w@db:5432/m") == "postgresql://mlmd:***@db:5432/m"
+    assert masked("mysql://root:x@h/d") == "mysql://root:***@h/d"
+    assert masked("postgresql://u:p@ss@db:1/m") == "postgresql://u:***@db:1/m"  # an unencoded @ too
+    assert masked("postgresql://db:5432/m") == "postgresql://db:5432/m"
+    for unchanged in ("postgresql://mlmd@db/m", "/tmp/metadata.sqlite", "sqlite:///tmp/m.sqlite"):
+        assert masked(unchanged) == unchanged
 
 
 def test_a_store_of_the_earlier_layout_keeps_working(tmp_path):

@@ -40,6 +40,32 @@ TOY = """
 """
 
 
+def test_a_command_whose_reader_goes_away_exits_quietly(tmp_path):
+    """`runner.py lineage ... | head -1`: the pipe closes before the output is written."""
+    toy = pipeline_file(tmp_path, TOY.format(args=""))
+    root = str(tmp_path / "root")
+    assert runner("run", "--pipeline", toy, "--pipeline-root", root).returncode == 0
+    for command in (["lineage", "1"], ["runs"], ["models"]):
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                os.path.join(REPO, "runner.py"),
+                *command,
+                "--pipeline",
+                toy,
+                "--pipeline-root",
+                root,
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        child.stdout.close()  # the reader is gone before anything was written
+        error = child.stderr.read()
+        assert child.wait() == 0 and error == "", (command, error)
+
+
 def test_create_pipeline_or_a_module_level_pipeline(tmp_path):
     made = load_pipeline(pipeline_file(tmp_path, TOY.format(args="text='a'")))
     assert made.name == "toy" and made.source_file == str(tmp_path / "pipeline.py")
