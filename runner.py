@@ -338,11 +338,17 @@ def cmd_run(args) -> int:
         lock_wait_seconds=args.wait,
         log=_log,
     )
+    from pipeline.errors import Interrupted
+    from pipeline.signals import stop_on_signals
+
     try:
-        result = run_pipeline(pipeline, options)
+        with stop_on_signals():
+            result = run_pipeline(pipeline, options)
     except LockHeldError as error:
         print(f"not started: {error}", file=sys.stderr)
         return EXIT_LOCKED
+    except Interrupted as stop:
+        return _interrupted(stop)
     print()
     print(f"{'step':<20} {'status':<9} {'execution':>9} {'seconds':>8}  note")
     for step in result.steps:
@@ -380,7 +386,8 @@ def _overridden(args):
 
 
 def cmd_step(args) -> int:
-    from pipeline.errors import LockHeldError
+    from pipeline.errors import Interrupted, LockHeldError
+    from pipeline.signals import stop_on_signals
     from pipeline.step import StepBusy, StepOptions, UpstreamNotDone, run_step
 
     pipeline = _overridden(args)
@@ -400,7 +407,10 @@ def cmd_step(args) -> int:
         log=_log,
     )
     try:
-        task = run_step(pipeline, args.node, options)
+        with stop_on_signals():
+            task = run_step(pipeline, args.node, options)
+    except Interrupted as stop:
+        return _interrupted(stop)
     except (LockHeldError, StepBusy) as error:
         print(f"not started: {error}", file=sys.stderr)
         return EXIT_LOCKED
@@ -661,6 +671,21 @@ def _log(message: str) -> None:
 
 def _log_err(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+def _interrupted(stop) -> int:
+    """One line for a run (or step) a signal stopped, and 128 + the signal's number."""
+    result = stop.result
+    stopped = next((s for s in result.steps if s.status == "FAILED"), None) if result else None
+    where = (
+        f"{stopped.node_id} stopped (execution {stopped.execution_id}; what it staged removed), "
+        f"the next run starts again there"
+        if stopped
+        else "between steps"
+    )
+    run = f"run {result.run_id} INTERRUPTED" if result else "INTERRUPTED"
+    print(f"{run} by {stop.signal_name}: {where}", file=sys.stderr)
+    return stop.exit_code
 
 
 def _reader_gone() -> int:

@@ -341,6 +341,9 @@ STEP_LOGGER = "pipeline.step"
 if not any(isinstance(h, StepLines) for h in logging.getLogger(STEP_LOGGER).handlers):
     logging.getLogger(STEP_LOGGER).addHandler(StepLines())
     logging.getLogger(STEP_LOGGER).setLevel(logging.INFO)
+    # Records stop at `pipeline`: a handler a library put on the root logger (absl, Beam) would
+    # print each line a second time.
+    logging.getLogger("pipeline").propagate = False
 
 
 @dataclass

@@ -50,8 +50,20 @@ class StoreUnavailable(PipelineError):
     and what to check; commands exit 69 (EX_UNAVAILABLE), which a scheduler may retry."""
 
 
+class Interrupted(BaseException):
+    """The run was told to stop by a signal (see `pipeline.signals`). A BaseException, as
+    KeyboardInterrupt is, so that no `except Exception` in a step's code swallows it."""
+
+    def __init__(self, signal_name: str, exit_code: int):
+        self.signal_name = signal_name
+        self.exit_code = exit_code
+        self.execution_id: int | None = None  # the execution it stopped, once recorded
+        self.result: object = None  # the run's RunResult, once it is recorded INTERRUPTED
+        super().__init__(f"interrupted by {signal_name}")
+
+
 def describe_error(error: BaseException) -> str:
     """One line for a person: the message of expected errors, type and message of the rest."""
-    if isinstance(error, PipelineError):
+    if isinstance(error, (PipelineError, Interrupted)):
         return str(error)
     return f"{type(error).__name__}: {error}"

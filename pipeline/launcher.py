@@ -33,7 +33,7 @@ from pipeline.artifacts import STAGING_PREFIX, Artifact
 from pipeline.cache import cache_key, directory_fingerprint, fingerprint_changed, params_fingerprint
 from pipeline.component import ExecutionContext, Node, Outcome
 from pipeline.dag import Pipeline
-from pipeline.errors import ExecutionError, UserInputError, describe_error
+from pipeline.errors import ExecutionError, Interrupted, UserInputError, describe_error
 from pipeline.metadata import Contexts, MetadataStore, custom
 
 HOST = socket.gethostname()
@@ -254,9 +254,12 @@ def fail(scope: RunScope, prepared: Prepared, error: BaseException) -> None:
     # An error from the worker process carries the traceback it had there.
     detail = getattr(error, "worker_traceback", None) or traceback.format_exc()
     detail = "" if isinstance(error, UserInputError) else detail
+    if isinstance(error, Interrupted):
+        detail, error.execution_id = "", prepared.execution_id
     scope.store.fail_execution(prepared.execution, describe_error(error), traceback=detail)
-    scope.log(f"      FAILED after {time.monotonic() - prepared.started:.1f} s")
-    if isinstance(error, (KeyboardInterrupt, SystemExit)):
+    why = f" ({error})" if isinstance(error, Interrupted) else ""
+    scope.log(f"      FAILED after {time.monotonic() - prepared.started:.1f} s{why}")
+    if isinstance(error, (KeyboardInterrupt, SystemExit, Interrupted)):
         raise error
     raise ExecutionError(prepared.node.id, prepared.execution_id, error) from error
 

@@ -17,7 +17,7 @@ from pipeline import step_worker
 from pipeline.artifacts import STAGING_PREFIX, Artifact
 from pipeline.component import Node, Outcome
 from pipeline.dag import Pipeline
-from pipeline.errors import ExecutionError, RunBlocked
+from pipeline.errors import ExecutionError, Interrupted, RunBlocked
 from pipeline.launcher import Prepared, StepResult, damage, launch, new_outputs
 from pipeline.lock import RootLock
 from pipeline.memory import peak_rss_mb, release_free_memory, rss_mb, settle_heap
@@ -85,8 +85,12 @@ def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
         results: list[StepResult] = []
         published: dict[tuple[str, str], Artifact] = {}
         error: ExecutionError | RunBlocked | None = None
+        interrupted: Interrupted | None = None
         try:
             for index, node in enumerate(order, 1):
+                if interrupted is not None:
+                    results.append(StepResult(node.id, "SKIPPED", note=f"the run was {interrupted}"))
+                    continue
                 if error is not None:
                     results.append(
                         StepResult(node.id, "SKIPPED", note=f"{error.component_id} stopped the run")
@@ -98,6 +102,11 @@ def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
                 step_started = time.monotonic()
                 try:
                     step = launch(scope, node, published, steps.execute)
+                except Interrupted as stop:
+                    interrupted = stop
+                    spent = time.monotonic() - step_started
+                    results.append(StepResult(node.id, "FAILED", stop.execution_id, spent, note=str(stop)))
+                    continue
                 except ExecutionError as failure:
                     error = failure
                     spent = time.monotonic() - step_started
@@ -112,6 +121,11 @@ def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
         finally:
             steps.release()
         result = RunResult(run_id, results, time.monotonic() - started, error)
+        if interrupted is not None:
+            result.interrupted = interrupted.signal_name
+            close_run(scope, result, None)  # recorded INTERRUPTED, with its report; no retention now
+            interrupted.result = result
+            raise interrupted
         close_run(scope, result, pipeline.retention)
     return result
 

@@ -29,10 +29,11 @@ class RunResult:
     seconds: float
     error: ExecutionError | RunBlocked | None = None
     report: str | None = None
+    interrupted: str | None = None  # the signal that stopped the run (SIGTERM, SIGINT)
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        return self.error is None and self.interrupted is None
 
     @property
     def held_back(self) -> list[tuple[str, str]]:
@@ -50,7 +51,9 @@ class RunResult:
     @property
     def status(self) -> str:
         """COMPLETE, HELD_BACK (every step ran, one held its result back), BLOCKED (a gate
-        stopped the run) or FAILED."""
+        stopped the run), FAILED, or INTERRUPTED (a signal stopped it)."""
+        if self.interrupted:
+            return "INTERRUPTED"
         if isinstance(self.error, RunBlocked):
             return "BLOCKED"
         if self.error is not None:

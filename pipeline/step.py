@@ -19,7 +19,7 @@ from typing import Any
 
 from pipeline.artifacts import Artifact
 from pipeline.dag import Pipeline
-from pipeline.errors import DefinitionError, ExecutionError, PipelineError
+from pipeline.errors import DefinitionError, ExecutionError, Interrupted, PipelineError
 from pipeline.launcher import HOST, StepResult, execute_here, launch
 from pipeline.lease import process_alive
 from pipeline.metadata import PIPELINE_RUN, MetadataStore, custom, state_name
@@ -122,6 +122,14 @@ def run_step(pipeline: Pipeline, node_id: str, options: StepOptions) -> TaskResu
             step = StepResult(
                 node_id, "FAILED", failure.execution_id, time.monotonic() - started, note=str(failure.cause)
             )
+        except Interrupted as stop:
+            # Recorded FAILED ("interrupted by SIGTERM") and its staging removed by the launcher;
+            # the run is closed INTERRUPTED, as a scheduler's stop of this task stops the run.
+            seconds = time.time() - custom(scope.run_ctx, "start_time", time.time())
+            run = result_from_store(store, scope.run_ctx, order, seconds)
+            run.interrupted = stop.signal_name
+            stop.result = close_run(scope, run, None)
+            raise
     result = TaskResult(step)
     newest = _newest_by_node(store, scope.run_ctx)
     finished = all(n.id in newest and state_name(newest[n.id]) in DONE for n in order)

@@ -93,6 +93,9 @@ class StepWorker:
             except (EOFError, OSError):
                 self.failed = True
                 raise StepWorkerDied(self._death()) from None
+            except BaseException:  # interrupted (a signal) while the step executes there
+                self.stop()
+                raise
             if kind == "log":
                 level, message = payload
                 ctx.log(message, level)
@@ -116,6 +119,15 @@ class StepWorker:
             hint = " (out of memory?)" if -code == signal.SIGKILL else ""
             return f"the step's worker process was killed by {name}{hint}"
         return f"the step's worker process exited with code {code}"
+
+    def stop(self) -> None:
+        """Kills the worker and every process it started (a Trainer's training workers, Beam's),
+        mid-step: the runner records the step as interrupted and removes what it staged."""
+        from pipeline.signals import kill_tree
+
+        self.failed = True
+        kill_tree(self.process.pid)
+        self.close()
 
     def close(self) -> None:
         """Stops the worker at once (it holds nothing to save: every step's outputs are written by
@@ -233,7 +245,10 @@ def main(argv: list[str]) -> None:
     from pipeline.quiet import quiet_libraries
 
     quiet_libraries()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runner's to handle: it stops us
+    # Ctrl-C and SIGTERM (often sent to the whole process group) are the runner's to handle: it
+    # records the step as interrupted and then stops us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     connection = Connection(int(fd))
     import importlib
 

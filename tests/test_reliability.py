@@ -14,7 +14,7 @@ import time
 import pytest
 
 from pipeline.local_runner import damage
-from pipeline.metadata import MetadataStore, state_name
+from pipeline.metadata import MetadataStore, custom, state_name
 from tests.helpers import expect_exit
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -120,6 +120,67 @@ def test_sigkill_during_a_component_then_the_next_run_completes(root, component)
     assert re.search(rf"^{component} +COMPLETE ", done.stdout, re.M), done.stdout  # ran again, whole
     assert_truthful_and_serving(root)
     assert pushed_model_dirs(root)[: len(before)] == before  # versions in service never replaced
+
+
+@pytest.mark.parametrize("signal_number, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_the_step_records_it_and_the_next_run_completes(root, signal_number, code):
+    """What systemd, Airflow and Kubernetes send (SIGTERM) and Ctrl-C (SIGINT), during the
+    Trainer, which executes in the run's worker process: one line, 128 + the signal, the step
+    FAILED with the signal's name and nothing of it staged, the run INTERRUPTED, the worker and
+    its children gone, and the next run completes."""
+    before = pushed_model_dirs(root)
+    child = subprocess.Popen(
+        [sys.executable, "runner.py", "--pipeline-root", str(root), "run", "--rerun-from", "Trainer"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    printed = []
+    for line in child.stdout:
+        printed.append(line)
+        if "evaluation at step" in line:  # the Trainer is training in the worker process
+            break
+    else:
+        pytest.fail(f"the run ended before the Trainer evaluated; it printed:\n{''.join(printed)[-4000:]}")
+    from pipeline.signals import descendants
+
+    workers = descendants(child.pid)
+    assert workers, "the run has no worker process"
+    child.send_signal(signal_number)
+    rest, error = child.communicate(timeout=120)
+    name = signal.Signals(signal_number).name
+    assert child.returncode == code, error
+    # TensorFlow's C++ start-up lines in the worker are the README's known exception.
+    library = re.compile(r"^([IWE]\d{4} |WARNING: All log messages before absl)")
+    lines = [x for x in error.splitlines() if x.strip() and not library.match(x)]
+    assert len(lines) == 1, error
+    [line] = lines
+    assert re.fullmatch(
+        rf"run \S+ INTERRUPTED by {name}: Trainer stopped \(execution \d+; what it staged removed\), the next run starts again there",
+        line,
+    ), line
+    assert "FAILED after" in rest and f"(interrupted by {name})" in rest
+    assert not [
+        pid
+        for pid in workers
+        if os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+    ]
+    store = MetadataStore(os.path.join(root, "metadata.sqlite"))
+    [run] = store.pipeline_runs("penguin")[:1]
+    assert custom(run, "status") == "INTERRUPTED"
+    trainer = max(
+        (e for e in store.mlmd.get_executions() if custom(e, "node_id") == "Trainer"), key=lambda e: e.id
+    )
+    assert state_name(trainer) == "FAILED" and custom(trainer, "error") == f"interrupted by {name}"
+    staged = [
+        d for d, _, _ in os.walk(os.path.join(root, "Trainer")) if os.path.basename(d).startswith(".staging-")
+    ]
+    assert staged == []
+    done = runner(root, "--rerun-from", "Trainer")
+    assert re.search(r"^Trainer +COMPLETE ", done.stdout, re.M), done.stdout
+    assert_truthful_and_serving(root)
+    assert pushed_model_dirs(root)[: len(before)] == before
 
 
 def test_empty_span_is_refused_and_the_model_stays(root, tmp_path):

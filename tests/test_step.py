@@ -209,3 +209,48 @@ def test_the_step_command_exit_codes(tmp_path):
     assert "Traceback" not in unknown.stderr + upstream.stderr
     done = cli("step", "ImportSchemaGen", "--run-id", "r1")
     assert done.returncode == 0 and "ImportSchemaGen: COMPLETE" in done.stdout
+
+
+def test_a_step_task_stopped_by_sigterm_is_recorded_and_closes_the_run(tmp_path):
+    """A scheduler stopping a task (Airflow's and Kubernetes' SIGTERM): exit 143 with one line,
+    the execution FAILED 'interrupted by SIGTERM', nothing staged left, the run INTERRUPTED."""
+    import signal
+    import time
+
+    from tests.test_pipeline_files import TOY, pipeline_file
+
+    toy = pipeline_file(tmp_path, TOY.format(args="sleep=60"))
+    root = tmp_path / "root"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "runner.py",
+            "--pipeline",
+            toy,
+            "--pipeline-root",
+            str(root),
+            "step",
+            "Write",
+            "--run-id",
+            "r1",
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    started = root / "write-started"
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.1)
+    assert started.exists(), child.stderr.read() if child.poll() is not None else "Write did not start"
+    child.send_signal(signal.SIGTERM)
+    error = child.communicate(timeout=60)[1]
+    assert child.returncode == 143, error
+    assert sum("INTERRUPTED" in line for line in error.splitlines()) == 1, error
+    assert "run r1 INTERRUPTED by SIGTERM: Write stopped (execution" in error and "Traceback" not in error
+    store = MetadataStore(os.path.join(root, "metadata.sqlite"))
+    [execution] = [e for e in store.mlmd.get_executions() if custom(e, "node_id") == "Write"]
+    assert state_name(execution) == "FAILED" and custom(execution, "error") == "interrupted by SIGTERM"
+    assert custom(store.pipeline_runs("toy")[0], "status") == "INTERRUPTED"
+    assert os.listdir(root / "Write" / "examples") == []  # what it staged is gone
