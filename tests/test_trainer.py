@@ -127,7 +127,41 @@ def test_killed_training_resumes_in_the_next_run(root, default_run):
     )
     states = [state_name(e) for e in executions]
     assert "RUNNING" not in states and states[-1] == "COMPLETE"
-    assert not os.listdir(os.path.join(root, "Trainer", ".runs"))  # moved into the Model
+    # The checkpoints are in the Model (hard links), and stay beside it, marked finished, until
+    # the next Trainer execution sees that Model published and removes them.
+    [kept] = os.listdir(os.path.join(root, "Trainer", ".runs"))
+    with open(os.path.join(root, "Trainer", ".runs", kept, "exported_to")) as f:
+        assert f.read() == model.uri
+    assert os.listdir(os.path.join(model.uri, "run", "best"))
+
+
+def test_a_trainer_killed_after_its_export_resumes_from_its_last_checkpoint(tmp_path):
+    """What a kill between the export and the Model's publication leaves: the finished run
+    directory beside a Model path that does not exist (the recovery removes the staged output).
+    Here the same state, made by removing a Trainer's published Model (which the next run's cache
+    lookup finds damaged): the retry resumes from the last checkpoint, early-stopping state and
+    all, and does not train again."""
+    import shutil
+
+    from pipeline import Pipeline
+
+    full = penguin(tmp_path, train_steps=120, eval_every_steps=40)
+    upstream = [n for n in full.nodes if n.id not in ("Evaluator", "Pusher")]
+    first = quiet_run(Pipeline(full.name, upstream), tmp_path)
+    assert first.ok, first.error
+    model = first.step("Trainer").outputs["model"]
+    runs = os.path.join(tmp_path, "Trainer", ".runs")
+    [kept] = os.listdir(runs)
+    with open(os.path.join(runs, kept, "exported_to")) as f:
+        assert f.read() == model.uri
+    shutil.rmtree(model.uri)
+    retry = quiet_run(Pipeline(full.name, upstream), tmp_path)
+    assert retry.ok, retry.error
+    log = "\n".join(retry.log)
+    assert "resumed from the checkpoint at step 120" in log, log
+    assert "evaluation at step" not in log.split("resumed from the checkpoint")[1]  # no training again
+    resumed = retry.step("Trainer").outputs["model"]
+    assert resumed.get("resumed_from") == 120 and os.listdir(os.path.join(resumed.uri, "Format-Serving"))
 
 
 def test_build_fn_that_raises_fails_the_step_naming_it(root, default_run):

@@ -125,6 +125,7 @@ def run_trainer(
     from components.trainer.training import TrainingJob, make_strategy, train, train_with_run_fn, user_run_fn
 
     run_dir = _run_dir(ctx)
+    _prepare_run_dir(run_dir)
     warm = os.path.join(base_model.uri, RUN_DIR, "best") if params.warm_start and base_model else None
     job = TrainingJob(
         params,
@@ -152,7 +153,7 @@ def run_trainer(
         outcome = train(job, ctx.log, make_strategy(params.distribution))
     if os.path.exists(os.path.join(run_dir, "job.pkl")):
         os.remove(os.path.join(run_dir, "job.pkl"))  # the workers' outcomes and logs stay, as a record
-    shutil.move(run_dir, os.path.join(model.uri, RUN_DIR))
+    _keep_in_model(run_dir, os.path.join(model.uri, RUN_DIR), ctx)
     write_training_page(os.path.join(model.uri, PAGE_FILE), outcome, outcome.train_losses, params)
     metric = params.early_stopping_metric
     if metric in outcome.best_metrics:  # a run_fn reports no evaluation of its own
@@ -197,9 +198,49 @@ def _task(signatures: dict[str, list[str]]) -> str:
 
 def _run_dir(ctx: ExecutionContext) -> str:
     """Checkpoints live outside the staged output, under the cache key: a retry of the same
-    training after a crash finds them and resumes; a completed run's are moved into the Model."""
+    training after a crash finds them and resumes, at every moment of the Trainer's life (before
+    the export, after it, after the copy into the Model): the directory stays until that Model is
+    published, and a later Trainer execution removes it."""
     key = hashlib.sha256(ctx.cache_key.encode()).hexdigest()[:16]
     return os.path.join(ctx.pipeline_root, ctx.component_id, ".runs", key)
+
+
+FINISHED = "exported_to"  # in a run directory whose training finished: the Model's final path
+
+
+def _prepare_run_dir(run_dir: str) -> None:
+    """Removes the run directories of finished trainings whose Model was published (their
+    checkpoints are in it) or that belong to other training; keeps this training's unless its
+    Model was published, which makes this execution a deliberate rerun that starts afresh."""
+    runs = os.path.dirname(run_dir)
+    if not os.path.isdir(runs):
+        return
+    for name in os.listdir(runs):
+        path = os.path.join(runs, name)
+        marker = os.path.join(path, FINISHED)
+        if not os.path.isfile(marker):
+            continue
+        with open(marker) as f:
+            published = os.path.isdir(f.read().strip())
+        if path != run_dir or published:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _keep_in_model(run_dir: str, destination: str, ctx: ExecutionContext) -> None:
+    """The finished training's directory into the Model (hard links: no second copy on disk),
+    kept in place, marked finished, until the Model is published."""
+    from pipeline.launcher import output_uri
+
+    def link(source: str, target: str) -> None:
+        try:
+            os.link(source, target)
+        except OSError:  # another file system
+            shutil.copy2(source, target)
+
+    shutil.copytree(run_dir, destination, copy_function=link)
+    final = output_uri(ctx.pipeline_root, ctx.component_id, "model", ctx.execution_id)
+    with open(os.path.join(run_dir, FINISHED), "w") as f:
+        f.write(final)
 
 
 Trainer = Component(
