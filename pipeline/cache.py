@@ -106,11 +106,14 @@ def _names_and_sizes(path: str) -> str:
     return digest.hexdigest()
 
 
-def directory_content_sha256(path: str) -> str:
+def directory_content_sha256(path: str, skip: tuple[str, ...] = ()) -> str:
     """sha256 over every file's relative name and bytes: the same directory, byte for byte (the
-    Pusher's test that a version already holds a model; recorded in push_record.json)."""
+    Pusher's test that a version already holds a model; recorded in push_record.json). Files
+    named in `skip` at the top level are left out."""
     digest = hashlib.sha256()
     for name, full in _files_under(path):
+        if name in skip:
+            continue
         digest.update(name.encode() + b"\0")
         with open(full, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):

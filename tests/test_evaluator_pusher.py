@@ -357,6 +357,40 @@ def test_smoke_check_uses_the_process_started_ahead_and_an_unused_one_is_stopped
     assert unused.returncode is not None and pusher._WAITING == []
 
 
+def test_a_foreign_version_folder_is_named_and_the_served_model_is_never_pushed_again(tmp_path, first):
+    """`999/` written by hand: a warning naming it, and the push numbered after it; then the same
+    model copied by hand as the highest version without our record: recognised by its content,
+    nothing pushed over itself."""
+    import shutil
+
+    model = outputs(first, "Trainer", "model")
+    blessing = ModelBlessing(
+        str(tmp_path / "blessing"), id=10_001, custom_properties={"blessed": 1, "current_model_id": model.id}
+    )
+    examples = outputs(first, "ExampleGen", "examples")
+    destination = str(tmp_path / "serving")
+    os.makedirs(os.path.join(destination, "penguin", "999"))
+
+    def push():
+        pushed = PushedModel(str(tmp_path / f"pushed-{len(os.listdir(tmp_path))}"))
+        os.makedirs(pushed.uri)
+        lines = []
+        ctx = ExecutionContext("penguin", str(tmp_path), "Pusher", 1, "test-run", sink=lines.append)
+        run_pusher(ctx, PusherParams(push_destination=destination), model, blessing, examples, pushed)
+        return pushed, lines
+
+    pushed, lines = push()
+    assert lines[0] == (
+        f"warning: {destination}/penguin/999 was not written by this Pusher (no push record): the next "
+        "version is numbered after it, and TF Serving serves the highest; remove it if it is not yours"
+    )
+    assert pushed.get("pushed_version") == "1000"
+    shutil.copytree(os.path.join(model.uri, "Format-Serving"), os.path.join(destination, "penguin", "1001"))
+    again, lines = push()
+    assert again.get("action") == "already_pushed" and again.get("pushed_version") == "1001", lines
+    assert sorted(os.listdir(os.path.join(destination, "penguin"))) == ["1000", "1001", "999"]
+
+
 def test_pusher_refuses_a_blessing_of_another_model(tmp_path):
     model = Model(str(tmp_path / "model"), id=7)
     blessing = ModelBlessing(

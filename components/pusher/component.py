@@ -86,8 +86,13 @@ def run_pusher(
         return
     serving = os.path.join(model.uri, SERVING_DIR)
     fingerprint = directory_content_sha256(serving)
+    for name in foreign_versions(model_dir):
+        ctx.warn(
+            f"{model_dir}/{name} was not written by this Pusher (no push record): the next version is "
+            "numbered after it, and TF Serving serves the highest; remove it if it is not yours"
+        )
     latest = latest_version(model_dir)
-    if latest and _pushed_fingerprint(model_dir, latest) == fingerprint:
+    if latest and served_fingerprint(model_dir, latest) == fingerprint:
         ctx.log(
             f"model {model.id} is already served as version {latest} ({model_dir}/{latest}); nothing pushed"
         )
@@ -145,12 +150,37 @@ def latest_version(model_dir: str) -> int:
     return max(versions, default=0)
 
 
-def _pushed_fingerprint(model_dir: str, version: int) -> str | None:
+def served_fingerprint(model_dir: str, version: int) -> str | None:
+    """The content fingerprint of version `version` as the model it holds: from its push record,
+    else computed from its files (a version written by hand or by another tool), so the same
+    model is never pushed again over itself, whatever its version number or record."""
+    path = os.path.join(model_dir, str(version))
     try:
-        with open(os.path.join(model_dir, str(version), RECORD_FILE)) as f:
-            return json.load(f).get("fingerprint")
+        with open(os.path.join(path, RECORD_FILE)) as f:
+            recorded = json.load(f).get("fingerprint")
+        if recorded:
+            return recorded
     except (OSError, ValueError):
+        pass
+    if not os.path.isdir(path):
         return None
+    return directory_content_sha256(path, skip=(RECORD_FILE,))
+
+
+def foreign_versions(model_dir: str) -> list[str]:
+    """Version folders of `model_dir` without a push record of ours, in version order."""
+    if not os.path.isdir(model_dir):
+        return []
+    return sorted(
+        (
+            n
+            for n in os.listdir(model_dir)
+            if n.isdigit()
+            and os.path.isdir(os.path.join(model_dir, n))
+            and not os.path.isfile(os.path.join(model_dir, n, RECORD_FILE))
+        ),
+        key=int,
+    )
 
 
 # Smoke-check processes started ahead of the Pusher (see `warm_up`), waiting for their request.
