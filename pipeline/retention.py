@@ -1,9 +1,10 @@
 """Retention: what a pipeline root keeps, so that a job that runs forever uses bounded disk.
 
 Kept: the artifacts in the lineage of the last `keep_runs` runs of the root (their inputs and
-outputs, and everything upstream), the reports of those runs (and the last full report), and the
+outputs, and everything upstream), the reports of those runs (and the last full report), the
 last `keep_pushed` pushed versions in the serving directory with their lineage (the served model,
-the newest, always). Everything else of the root is removable: its files are deleted and MLMD is
+the newest, always), and every kept Model's blessings and evaluations (the next run's baseline and
+cache lookups find them). Everything else of the root is removable: its files are deleted and MLMD is
 told (the artifact's state becomes DELETED, as TFX marks it), so no cache hit and no lineage query
 relies on it. Another root's artifacts are never considered.
 """
@@ -96,6 +97,7 @@ def collect(
     for pushed in pushes:
         if pushed.pushed_version() in kept_versions:
             needed |= _upstream(store, pushed)
+    needed |= _evaluations_of_models(store, pipeline_name, needed)
     found = Collection(applied=apply)
     for artifact in _live_of_root(store, pipeline_name, root):
         if artifact.id not in needed:
@@ -129,6 +131,22 @@ def _remove(store: MetadataStore, found: Collection, log: Callable[[str], None])
         shutil.rmtree(directory, ignore_errors=True)
     if found.artifacts or found.reports or found.pushed_versions:
         log(found.lines()[0])
+
+
+def _evaluations_of_models(store: MetadataStore, pipeline_name: str, needed: set[int]) -> set[int]:
+    """Every kept Model's blessings and the evaluations beside them: what the next run's baseline
+    resolution (the latest blessed model) and the Evaluator's cache lookup find, so that a run
+    with nothing new after gc is still all CACHED, against the same baseline."""
+    from pipeline.artifacts import ModelBlessing
+
+    found: set[int] = set()
+    for blessing in store.live_artifacts(ModelBlessing, pipeline_name):
+        if blessing.get("current_model_id") not in needed:
+            continue
+        producer = store.producer_of(blessing.stored_id)
+        siblings = store.outputs_of(producer.id).values() if producer else [blessing]
+        found.update(a.stored_id for a in siblings)
+    return found
 
 
 def _upstream(store: MetadataStore, artifact) -> set[int]:

@@ -206,3 +206,9 @@ def test_gc_is_a_dry_run_until_applied_and_keeps_the_served_model_and_its_lineag
     assert "ExampleGen" in cli(root, "lineage", "--pushed", "latest").stdout
     again = cli(root, "gc", "--keep-runs", "1", "--keep-pushed", "1").stdout
     assert "would remove 0 artifact(s), 0 report(s) and 0 pushed version(s)" in again
+    # The next run with nothing new still finds everything: all CACHED, the same baseline, no push.
+    pattern = history[1]
+    idle = cli(root, "run", "--data", pattern)
+    steps = re.findall(r"^(\w+)\s+(COMPLETE|CACHED|FAILED|BLOCKED|SKIPPED)\s", idle.stdout, re.M)
+    assert steps and {status for _, status in steps} == {"CACHED"}, idle.stdout
+    assert len([d for d in os.listdir(os.path.dirname(destination)) if d.isdigit()]) == 1
