@@ -43,8 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.errors import DefinitionError, StoreUnavailable
     from pipeline.metadata import PASSWORD_FILE_VARIABLE
     from pipeline.quiet import quiet_libraries
+    from pipeline.text import never_world_writable
 
     quiet_libraries()
+    never_world_writable()
 
     args = _parser().parse_args(argv)
     if getattr(args, "metadata_password_file", None):

@@ -24,6 +24,7 @@ from pipeline.memory import peak_rss_mb, release_free_memory, rss_mb, settle_hea
 from pipeline.metadata import MetadataStore
 from pipeline.runs import RunResult, close_run, new_run_id, open_run, run_temp_dir
 from pipeline.step_worker import StepWorker
+from pipeline.text import never_world_writable
 
 __all__ = [
     "STAGING_PREFIX",
@@ -61,6 +62,7 @@ def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
     """Runs `pipeline` once. Raises DefinitionError before anything runs, LockHeldError if another
     run holds the root; a failing component ends the run with `RunResult.error` set."""
     order = pipeline.validate()
+    never_world_writable()
     forced = frozenset(pipeline.downstream_of(options.rerun_from)) if options.rerun_from else frozenset()
     root = os.path.abspath(options.pipeline_root)
     os.makedirs(root, exist_ok=True)

@@ -33,6 +33,7 @@ from pipeline.runs import (
     run_temp_dir,
     step_from_execution,
 )
+from pipeline.text import never_world_writable
 
 DONE = ("COMPLETE", "CACHED")
 
@@ -73,6 +74,7 @@ def run_step(pipeline: Pipeline, node_id: str, options: StepOptions) -> TaskResu
     id of another pipeline), UpstreamNotDone, StepBusy or LockHeldError before anything runs;
     a failing step is a TaskResult whose step is FAILED (recorded, and the run closed)."""
     order = pipeline.validate()
+    never_world_writable()
     by_id = {n.id: n for n in order}
     if node_id not in by_id:
         raise DefinitionError(

@@ -66,6 +66,53 @@ def test_a_command_whose_reader_goes_away_exits_quietly(tmp_path):
         assert child.wait() == 0 and error == "", (command, error)
 
 
+def test_under_umask_000_nothing_a_run_writes_is_writable_by_every_user(tmp_path):
+    """The root, its store, its reports and a pushed version: explicit modes, whatever the umask."""
+    import stat
+
+    from components.pusher.component import push
+
+    toy = pipeline_file(tmp_path, TOY.format(args=""))
+    root = tmp_path / "root"
+    done = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "runner.py"),
+            "run",
+            "--pipeline",
+            toy,
+            "--pipeline-root",
+            str(root),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: os.umask(0),
+    )
+    assert done.returncode == 0, done.stderr
+    every = [os.path.join(d, n) for d, dirs, files in os.walk(root) for n in (*dirs, *files)]
+    assert every and not [p for p in every if os.stat(p).st_mode & stat.S_IWOTH]
+    served = tmp_path / "model"
+    os.makedirs(served / "variables")
+    (served / "saved_model.pb").write_bytes(b"pb")
+    (served / "variables" / "variables.index").write_bytes(b"ix")
+    for path in (
+        served,
+        served / "variables",
+        served / "saved_model.pb",
+        served / "variables" / "variables.index",
+    ):
+        os.chmod(path, 0o777 if os.path.isdir(path) else 0o666)
+    previous = os.umask(0)
+    try:
+        version = push(str(served), str(tmp_path / "serving" / "m"), {"model_id": 1})
+    finally:
+        os.umask(previous)
+    pushed = tmp_path / "serving" / "m" / str(version)
+    every = [pushed, *[os.path.join(d, n) for d, dirs, files in os.walk(pushed) for n in (*dirs, *files)]]
+    assert not [p for p in every if os.stat(p).st_mode & stat.S_IWOTH]
+
+
 def test_create_pipeline_or_a_module_level_pipeline(tmp_path):
     made = load_pipeline(pipeline_file(tmp_path, TOY.format(args="text='a'")))
     assert made.name == "toy" and made.source_file == str(tmp_path / "pipeline.py")

@@ -23,6 +23,7 @@ from pipeline import (
 )
 from pipeline.artifacts import SERVING_DIR, STAGING_PREFIX, Examples, Model, ModelBlessing, PushedModel
 from pipeline.cache import directory_content_sha256
+from pipeline.text import close_to_others
 
 RECORD_FILE = "push_record.json"
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
@@ -269,6 +270,7 @@ def push(serving_dir: str, model_dir: str, record: dict) -> int:
         raise UserInputError(
             f"{final} appeared while pushing (another pusher writes to {model_dir}?); nothing was pushed, run again"
         )
+    close_to_others(staging)  # the served model: no umask opens it to every user
     os.rename(staging, final)
     return version
 
