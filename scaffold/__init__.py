@@ -181,6 +181,13 @@ def _write_project(directory, name, pattern, copies, label, task, inferred) -> P
         raise InitError(
             f"label {label!r} holds text, which a regression cannot predict; use --task classification"
         )
+    classes = _label_values(label_feature, inferred)
+    if task == CLASSIFICATION and classes is not None and len(classes) < 2:
+        raise InitError(
+            f"the label {label!r} holds one value in every labelled row ({', '.join(map(repr, sorted(classes)))}): "
+            "a classifier needs at least two classes; check the label column of the export, or name "
+            "another column with --label"
+        )
     if task == CLASSIFICATION and feature.type != schema_pb2.BYTES:
         # Class names are strings: read the label column as text, so that the model's classes,
         # the Evaluator's labels and a client's answers all speak of the same values.
@@ -275,6 +282,25 @@ def _unlabeled_rows(label_feature: str, inferred: InferredData) -> tuple[int, in
         if stats is not None:
             present += _common(stats).num_non_missing
     return examples - present, examples
+
+
+def _label_values(label_feature: str, inferred: InferredData) -> set[str] | None:
+    """The label's distinct values over every split when the statistics saw them all (a column
+    of few values), else None."""
+    from components.statistics_gen.statistics import feature_stats
+
+    values: set[str] = set()
+    for dataset in inferred.statistics:
+        stats = feature_stats(dataset).get(label_feature)
+        if stats is None:
+            continue
+        if stats.HasField("string_stats"):
+            values |= {b.label for b in stats.string_stats.rank_histogram.buckets}
+        elif stats.num_stats.min == stats.num_stats.max and _common(stats).num_non_missing:
+            values.add(f"{stats.num_stats.min:g}")
+        else:
+            return None
+    return values
 
 
 def _common(stats):

@@ -126,6 +126,18 @@ def test_column_removed(tmp_path):
     )
 
 
+def test_a_column_empty_in_every_row_is_said_to_be_empty_not_missing(tmp_path):
+    def alter(header, rows):
+        index = header.index("flipper_length_mm")
+        return header, [[("" if i == index else c) for i, c in enumerate(r)] for r in rows]
+
+    message = blocked_message(run_spans(tmp_path, alter))
+    assert (
+        "missing_column: feature 'flipper_length_mm', split train: expected the column to be present, "
+        "found the column is in the header but empty in every row"
+    ) in message
+
+
 def test_new_column(tmp_path):
     message = blocked_message(run_spans(tmp_path, lambda h, rows: (h + ["tag"], [r + ["x"] for r in rows])))
     assert "new_column: feature 'tag'" in message

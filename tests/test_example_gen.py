@@ -363,6 +363,21 @@ def test_an_empty_latest_span_folder_is_announced_and_the_latest_with_files_used
     assert any("warning: span 2's folder holds no file matching" in line for line in result.log)
 
 
+def test_a_span_folder_that_is_a_symlink_loop_is_announced_not_skipped_silently(tmp_path):
+    make_span(tmp_path, span=1)
+    os.symlink(tmp_path / "data" / "span-3", tmp_path / "data" / "span-3")  # points at itself
+    os.symlink(tmp_path / "gone", tmp_path / "data" / "span-4")  # points at nothing
+    result = run_gen(tmp_path)
+    assert result.ok, result.error
+    assert result.step("ExampleGen").outputs["examples"].get("span") == 1
+    for span in (3, 4):
+        assert any(
+            f"warning: span {span}'s folder {tmp_path}/data/span-{span} is a symbolic link to nothing readable"
+            in line
+            for line in result.log
+        ), result.log
+
+
 def _tree(root) -> dict:
     """Every file under `root` by relative path: its bytes, or for a TFRecord file its decoded
     examples in order (a tf.Example's bytes are not stable: protobuf orders a map's entries by

@@ -246,3 +246,29 @@ def test_a_model_module_adds_its_own_serving_receiver(root, default_run, tmp_pat
         text=True,
     )
     assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "Gentoo", done.stderr[-2000:]
+
+
+def test_a_label_with_one_class_fails_the_trainer_naming_the_label_and_the_fix(tmp_path):
+    """A pipeline not written by init (which refuses such a label): the span's only species
+    passes the schema's domain, and the Trainer names the label column instead of a head error."""
+    import csv
+
+    from pipeline import Pipeline
+
+    with open(os.path.join(REPO, "data", "penguins", "span-2008", "penguins.csv")) as f:
+        header, *rows = list(csv.reader(f))
+    species = header.index("species")
+    os.makedirs(tmp_path / "data" / "span-1")
+    with open(tmp_path / "data" / "span-1" / "penguins.csv", "w", newline="") as f:
+        csv.writer(f).writerows([header, *[r for r in rows if r[species] == "Adelie"]])
+    full = penguin(tmp_path / "root")
+    example_gen = full.node("ExampleGen")
+    example_gen.params = example_gen.component.with_params(
+        "ExampleGen", example_gen.params, {"input_pattern": str(tmp_path / "data" / "span-{SPAN}" / "*.csv")}
+    )
+    upstream = [n for n in full.nodes if n.id not in ("Evaluator", "Pusher")]
+    result = quiet_run(Pipeline(full.name, upstream), tmp_path / "root")
+    assert not result.ok and result.error.component_id == "Trainer"
+    assert str(result.error.cause).startswith(
+        "the label 'species' has 1 class(es) in the training data ('Adelie'): a classifier needs at least two"
+    ), result.error

@@ -500,3 +500,16 @@ def test_pushed_model_predicts_in_a_fresh_process_and_a_rerun_is_cached(projects
     rerun = runner("run", "--pipeline", f"{name}/pipeline.py", cwd=str(base))
     assert rerun.returncode == 0, rerun.stdout[-2000:]
     assert len(re.findall(r"^\w+\s+CACHED", rerun.stdout, re.M)) == 8
+
+
+def test_init_refuses_a_label_with_one_class_naming_the_column(tmp_path):
+    from scaffold import InitError, init_project
+
+    rows = [[i * 0.5, "Adelie"] for i in range(40)]
+    write_rows(tmp_path, "one.csv", ["mass", "Species"], rows)
+    with pytest.raises(
+        InitError,
+        match=r"the label 'Species' holds one value in every labelled row \('Adelie'\): a classifier needs at least two classes",
+    ):
+        init_project(str(tmp_path / "p"), str(tmp_path / "one.csv"), "Species", log=lambda _: None)
+    assert not os.path.exists(tmp_path / "p" / "pipeline.py")

@@ -65,6 +65,11 @@ def resolve_span(ctx: ExecutionContext, params: ExampleGenParams, schema: Schema
     _check_params(params)
     span, version, paths = find_span(params.input_pattern, params.span, params.version)
     skipped = [s for s in empty_span_folders(params.input_pattern) if params.span is None and s > span]
+    for broken, path in broken_span_folders(params.input_pattern):
+        ctx.warn(
+            f"span {broken}'s folder {path} is a symbolic link to nothing readable (a loop, or its "
+            "target is gone); it is skipped: fix or remove the link"
+        )
     for empty in skipped:
         ctx.warn(
             f"span {empty}'s folder holds no file matching {params.input_pattern!r}; "
@@ -153,11 +158,34 @@ def empty_span_folders(pattern: str) -> list[int]:
         if match and os.path.isfile(path):
             with_files.add(int(match["span"]))
     spans = set()
+    for span, path in _span_folders(folder, regex):
+        if os.path.isdir(path) and span not in with_files:
+            spans.add(span)
+    return sorted(spans)
+
+
+def broken_span_folders(pattern: str) -> list[tuple[int, str]]:
+    """(span, path) of span folders that are symbolic links to nothing readable: a loop, or a
+    target that is gone. Globbing skips them without a word; ExampleGen says so."""
+    parts = pattern.split(os.sep)
+    index = next((i for i, part in enumerate(parts) if "{SPAN}" in part), None)
+    if index is None or index == len(parts) - 1:
+        return []
+    folder = os.sep.join(parts[: index + 1])
+    return sorted(
+        (span, path)
+        for span, path in _span_folders(folder, re.compile(_pattern_regex(folder)))
+        if os.path.islink(path) and not os.path.exists(path)
+    )
+
+
+def _span_folders(folder: str, regex) -> list[tuple[int, str]]:
+    found = []
     for path in glob.glob(folder.replace("{SPAN}", "*").replace("{VERSION}", "*")):
         match = regex.fullmatch(path)
-        if match and os.path.isdir(path) and int(match["span"]) not in with_files:
-            spans.add(int(match["span"]))
-    return sorted(spans)
+        if match:
+            found.append((int(match["span"]), path))
+    return found
 
 
 def _pattern_regex(pattern: str) -> str:

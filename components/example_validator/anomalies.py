@@ -42,7 +42,7 @@ class Finding:
         )
 
 
-def check_split(split: str, dataset, schema) -> list[Finding]:
+def check_split(split: str, dataset, schema, columns: set[str] | None = None) -> list[Finding]:
     """Findings for one split's DatasetFeatureStatistics against a Schema."""
     from components.statistics_gen.statistics import feature_stats
 
@@ -63,9 +63,12 @@ def check_split(split: str, dataset, schema) -> list[Finding]:
         )
     for name, feature in declared.items():
         if name not in stats:
-            findings.append(
-                Finding(split, name, "missing_column", "the column to be present", "no such column")
+            found = (
+                "the column is in the header but empty in every row"
+                if columns is not None and name in columns
+                else "no such column"
             )
+            findings.append(Finding(split, name, "missing_column", "the column to be present", found))
             continue
         findings.extend(_check_feature(split, name, feature, stats[name], dataset.num_examples, domains))
     return findings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Annotated
@@ -65,9 +66,11 @@ def run_example_validator(
     schema_proto = load_schema(schema)
     previous = previous_statistics
     all_findings, datasets, moves = [], {}, {}
+    header = statistics.custom_properties.get("columns")
+    columns = set(json.loads(header)) if header else None
     for split in statistics.split_names:
         datasets[split] = load_statistics(statistics, split)
-        findings = checks.check_split(split, datasets[split], schema_proto)
+        findings = checks.check_split(split, datasets[split], schema_proto, columns)
         if previous is not None and split in previous.split_names and split in params.drift_splits:
             drift, moves[split] = checks.check_drift(
                 split,

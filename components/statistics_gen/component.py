@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 from dataclasses import dataclass
 
@@ -54,6 +55,11 @@ def run_statistics_gen(
         raise UserInputError(f"no statistics were produced for split(s) {missing}")
     statistics.split_names = examples.split_names
     statistics.set("span", examples.get("span", 0))
+    # Every column of the span's header (as features), empty ones too: the data gate tells a
+    # column that is empty in every row from one that is not there.
+    columns = json.loads(examples.custom_properties.get("column_types") or "{}")
+    if columns:
+        statistics.custom_properties["columns"] = json.dumps(sorted(columns))
     ctx.log(f"statistics for splits {', '.join(examples.split_names)} of span {examples.get('span')}")
 
 

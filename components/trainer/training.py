@@ -210,6 +210,13 @@ def model_fn_and_params(job: TrainingJob, tft_output, log: Callable[[str], None]
             f"vocab_filename={name!r}); for a numeric label use Trainer(head='regression')"
         )
     vocabulary = [v.decode() if isinstance(v, bytes) else str(v) for v in tft_output.vocabulary_by_name(name)]
+    if len(vocabulary) < 2:
+        raise UserInputError(
+            f"the label {params.label_key!r} has {len(vocabulary)} class(es) in the training data "
+            f"({', '.join(map(repr, vocabulary)) or 'none'}): a classifier needs at least two. Check the "
+            f"label column of the span (every row the same class?), or, for a number to predict, set "
+            f"Trainer(head='regression') {job.where}"
+        )
     given["n_classes"] = len(vocabulary)
     weights = None
     if params.class_weights is not None:
