@@ -482,3 +482,42 @@ def test_merging_types_in_any_order_keeps_a_column_empty_in_one_chunk_typed_by_t
         halves = [merge.add_input(merge.create_accumulator(), t) for t in order]
         assert merge.extract_output(merge.merge_accumulators(halves)) == {"a": "float", "b": "int"}
     assert merge.extract_output(merge.add_input(merge.create_accumulator(), {"c": None})) == {"c": "string"}
+
+
+def test_a_file_truncated_while_it_is_read_is_named_with_what_to_do(tmp_path):
+    from components.example_gen import csv_to_examples as reader
+
+    path = make_span(tmp_path, rows=ROWS * 2000)
+    chunks = reader.plan_chunks(str(path), 0, target_bytes=4096)
+    with open(path, "r+b") as f:
+        f.truncate(1000)  # a copy replaced it, or it was cut short, after the plan
+    header = HEADER.strip().split(",")
+    with pytest.raises(
+        UserInputError, match=r"part\.csv changed while ExampleGen read it: it is now 1,000 bytes"
+    ):
+        for chunk in chunks:
+            reader.read_chunk(chunk, header, ["NA"])
+
+
+def test_very_long_values_and_headers_name_the_line_and_stay_short():
+    """A 9 MB cell in a bad row is shown cut, with its length; a 300-character header becomes a
+    feature name of at most 64 characters, stable and distinct (TF Transform names files after it)."""
+    from components.example_gen.component import MAX_FEATURE_NAME, feature_name, feature_names
+
+    long = "Weight of the animal measured at the field station " * 6
+    name = feature_name(long)
+    assert (
+        len(name) <= MAX_FEATURE_NAME
+        and name == feature_name(long)
+        and name.startswith("weight_of_the_animal")
+    )
+    names = feature_names([long, long.replace("Weight", "Height")])
+    assert len(set(names)) == 2 and all(len(n) <= MAX_FEATURE_NAME for n in names)
+    assert feature_name("x" * 64) == "x" * 64
+
+
+def test_a_huge_cell_is_reported_with_its_file_and_line_and_cut(tmp_path):
+    make_span(tmp_path, rows=[*ROWS, "Adelie,Dream," + "1" * 2_000_000 + ",3,male"])
+    message = failure(run_gen(tmp_path))
+    assert "part.csv, line 8: column 'bill_length_mm' is float, but the value is '111" in message
+    assert "... (2,000,000 characters)" in message and len(message) < 1000

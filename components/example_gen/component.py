@@ -217,6 +217,7 @@ def _header_of(path: str, data: bytes) -> list[str]:
             "save the file as UTF-8"
         ) from None
     first_line = data.split(b"\n", 1)[0].decode("utf-8").strip("\r\ufeff")
+    csv.field_size_limit(max(csv.field_size_limit(), len(first_line) + 1))
     header = [name.strip() for name in next(csv.reader([first_line]))]
     duplicates = sorted({n for n in header if header.count(n) > 1})
     if duplicates or "" in header:
@@ -233,12 +234,22 @@ def feature_name(column: str) -> str:
     """A CSV header as a feature name valid everywhere a name must be (SavedModel signature
     arguments, TensorFlow node names): the header itself when it is already one, else its letters
     (accents dropped) and digits, lower case, joined by '_', with `f_` before a leading digit.
-    `Culmen Length (mm)` -> `culmen_length_mm`; `2nd/try` -> `f_2nd_try`; "" when nothing is left."""
+    `Culmen Length (mm)` -> `culmen_length_mm`; `2nd/try` -> `f_2nd_try`; "" when nothing is left.
+    A name longer than MAX_FEATURE_NAME keeps its start and ends with 8 hex digits of its hash
+    (stable, distinct): TF Transform names files after features, and file names have a limit."""
     if _VALID_NAME.match(column):
-        return column
-    ascii_text = unicodedata.normalize("NFKD", column).encode("ascii", "ignore").decode()
-    name = re.sub(r"[^A-Za-z0-9]+", "_", ascii_text).strip("_").lower()
-    return f"f_{name}" if name[:1].isdigit() else name
+        name = column
+    else:
+        ascii_text = unicodedata.normalize("NFKD", column).encode("ascii", "ignore").decode()
+        name = re.sub(r"[^A-Za-z0-9]+", "_", ascii_text).strip("_").lower()
+        name = f"f_{name}" if name[:1].isdigit() else name
+    if len(name) > MAX_FEATURE_NAME:
+        suffix = hashlib.sha256(column.encode()).hexdigest()[:8]
+        name = f"{name[: MAX_FEATURE_NAME - 9].rstrip('_')}_{suffix}"
+    return name
+
+
+MAX_FEATURE_NAME = 64
 
 
 def feature_names(header: list[str], path: str = "") -> list[str]:

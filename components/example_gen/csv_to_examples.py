@@ -82,6 +82,8 @@ class CsvBatch:
         """The physical line of data row `row` (empty lines and rows of the wrong width are not
         rows, as the reader counts). Only used to word an error."""
         width = self.table.num_columns
+        # A cell may be as long as the chunk (the csv module refuses fields over 128 KB by default).
+        csv.field_size_limit(max(csv.field_size_limit(), len(self.raw) + 1))
         seen = -1
         for number, line in enumerate(self.raw.decode("utf-8").splitlines(), start=self.chunk.first_line):
             if line.strip() and len(next(csv.reader([line]))) == width:
@@ -96,6 +98,15 @@ def read_chunk(chunk: Chunk, header: list[str], null_values: list[str]) -> tuple
     with open(chunk.path, "rb") as f:
         f.seek(chunk.start)
         raw = f.read(chunk.end - chunk.start)
+    if len(raw) < chunk.end - chunk.start:
+        from pipeline.errors import UserInputError
+
+        raise UserInputError(
+            f"{chunk.path} changed while ExampleGen read it: it is now {os.path.getsize(chunk.path):,} bytes, "
+            f"not the {chunk.end:,} or more it had at line {chunk.first_line}; nothing was written. Let the "
+            "copy or export finish (write it under another name, then rename it into the span folder), "
+            "then run again"
+        )
     errors: list[RowError] = []
 
     def on_invalid_row(row) -> str:
@@ -239,10 +250,17 @@ def _cell_errors(
         RowError(
             batch.chunk.path,
             batch.line_of_row(int(index)),
-            f"column {name!r} is {kind}, but the value is {column[int(index)].as_py()!r}; {fix}",
+            f"column {name!r} is {kind}, but the value is {_shown(column[int(index)].as_py())}; {fix}",
         )
         for index in np.flatnonzero(bad)[:3]
     ]
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    """A cell's value for a message: whole up to `limit` characters, else cut, with its length."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value):,} characters)"
 
 
 def encode_examples(table: pa.RecordBatch) -> np.ndarray:
