@@ -20,7 +20,7 @@ __all__ = ["Markup", "render", "write"]
 def _environment():
     import jinja2
 
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
@@ -28,6 +28,16 @@ def _environment():
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    environment.filters["groupby_kind"] = _by_kind
+    return environment
+
+
+def _by_kind(findings) -> list:
+    """[((warning, kind), [findings])], in the order each first appears."""
+    groups: dict = {}
+    for finding in findings:
+        groups.setdefault((finding.warning, finding.kind), []).append(finding)
+    return list(groups.items())
 
 
 def render(template: str, **values) -> str:

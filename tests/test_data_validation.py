@@ -409,3 +409,30 @@ def test_statistics_page_draws_each_split_over_the_previous_span_in_one_category
     assert re.findall(r"text-anchor='end'>(?:<title>[^<]*</title>)?([^<]+)</text>", eval_chart) == order
     assert "span 1" in train_chart and "span 1" in page[page.index("<h3>size</h3>") :]
     assert kind.count(f"<title>{long}</title>") == 2  # the whole label on hover, in each chart
+
+
+def test_many_findings_of_one_kind_are_a_few_lines_and_the_page_keeps_them_all(tmp_path):
+    """Wide data: 300 columns drifting at once print three findings and one line counting the rest;
+    the page lists all 300, in a section of their kind (closed: more than 20)."""
+    from components.example_validator.component import summarized
+    from components.example_validator.page import write_page
+    from tests.test_statistics import statistics_of
+
+    drifting = [
+        checks.Finding("train", f"n{i}", "numeric_drift", "a mean within 1 std dev", f"{i} std dev away")
+        for i in range(300)
+    ]
+    other = [checks.Finding("train", "island", "unexpected_value", "one of ['Biscoe']", "'Atlantis'")]
+    lines = summarized(drifting + other, "/root/statistics.html")
+    assert len(lines) == 5 and lines[:3] == [str(f) for f in drifting[:3]]
+    assert lines[3] == (
+        "[anomaly] numeric_drift: 297 more (n10, n100, n101, n102, n103, n104, n105, n106, ...); "
+        "every one on /root/statistics.html"
+    )
+    assert lines[4] == str(other[0])
+    dataset = statistics_of({"n0": ["1", "2"]}, types={"n0": "float"})
+    write_page(str(tmp_path / "statistics.html"), {"train": dataset}, drifting + other, 2)
+    page = (tmp_path / "statistics.html").read_text()
+    assert page.count("<td>numeric_drift</td>") == 300
+    assert "<details><summary>anomalies: numeric_drift (300)</summary>" in page
+    assert "<details open><summary>anomalies: unexpected_value (1)</summary>" in page

@@ -114,16 +114,41 @@ def run_example_validator(
         largest = "; ".join(d.text() for d in found[:4]) or "no feature in common"
         ctx.log(f"drift from span {previous_span} ({split}), largest: {largest}")
         anomalies.custom_properties[f"drift_{split}"] = largest
-    for finding in all_findings:
-        ctx.log(str(finding))
+    page = os.path.join(anomalies.uri, PAGE_FILE)
+    for line in summarized(all_findings, page):
+        ctx.log(line)
     compared = f", compared with span {previous.get('span')}" if previous is not None else ""
     ctx.log(f"{len(blocking)} anomalies, {len(all_findings) - len(blocking)} warnings{compared}")
     if blocking:
-        listed = "\n  ".join(str(f) for f in blocking)
+        listed = "\n  ".join(summarized(blocking, page))
         ctx.block_run(
             f"{len(blocking)} data anomalies; fix the data or the schema "
             f"(or list the kind in warn_only):\n  {listed}"
         )
+
+
+SHOWN_PER_KIND = 3
+
+
+def summarized(findings: list, page: str) -> list[str]:
+    """One line per finding, but for a kind with more than SHOWN_PER_KIND + 2 of them (wide data:
+    hundreds of columns drifting at once) the first few and one line counting the rest, with the
+    features they are about; the page lists every one."""
+    groups: dict[tuple, list] = {}
+    for finding in findings:
+        groups.setdefault((finding.warning, finding.kind), []).append(finding)
+    lines = []
+    for (warning, kind), found in groups.items():
+        if len(found) <= SHOWN_PER_KIND + 2:
+            lines += [str(f) for f in found]
+            continue
+        lines += [str(f) for f in found[:SHOWN_PER_KIND]]
+        rest = found[SHOWN_PER_KIND:]
+        names = ", ".join(sorted({f.feature for f in rest})[:8])
+        more = ", ..." if len({f.feature for f in rest}) > 8 else ""
+        level = "warning" if warning else "anomaly"
+        lines.append(f"[{level}] {kind}: {len(rest)} more ({names}{more}); every one on {page}")
+    return lines
 
 
 def _write_split(anomalies: ExampleAnomalies, split: str, proto) -> None:
