@@ -114,7 +114,12 @@ def run_example_validator(
         largest = "; ".join(d.text() for d in found[:4]) or "no feature in common"
         ctx.log(f"drift from span {previous_span} ({split}), largest: {largest}")
         anomalies.custom_properties[f"drift_{split}"] = largest
-    page = os.path.join(anomalies.uri, PAGE_FILE)
+    from pipeline.launcher import output_uri
+
+    # Where the page will be once the step's output is published (it is staged until then).
+    page = os.path.join(
+        output_uri(ctx.pipeline_root, ctx.component_id, "anomalies", ctx.execution_id), PAGE_FILE
+    )
     for line in summarized(all_findings, page):
         ctx.log(line)
     compared = f", compared with span {previous.get('span')}" if previous is not None else ""
