@@ -151,8 +151,10 @@ class SplitAccumulator:
     def add_batch(self, batch: pa.RecordBatch) -> None:
         self.num_examples += batch.num_rows
         for name, column in zip(batch.schema.names, batch.columns):
-            kind = _kind_of(column.type)
-            self.features.setdefault(name, FeatureAccumulator(kind)).add(column)
+            accumulator = self.features.get(name)
+            if accumulator is None:  # its sketches once per feature, not once per batch
+                accumulator = self.features[name] = FeatureAccumulator(_kind_of(column.type))
+            accumulator.add(column)
 
     def merge(self, other: SplitAccumulator) -> SplitAccumulator:
         self.num_examples += other.num_examples
