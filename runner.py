@@ -118,7 +118,16 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the pipeline", parents=common)
     run.add_argument("--span", type=int, help="the span to ingest (default: the latest)")
     run.add_argument(
-        "--data", help="input pattern with {SPAN}, e.g. 'data/span-{SPAN}/*.csv' (default: the pipeline's)"
+        "--date",
+        type=_date_span,
+        dest="span",
+        metavar="YYYY-MM-DD",
+        help="the span of this date, for a pattern with {YYYY}, {MM} (and {DD}): its day number",
+    )
+    run.add_argument(
+        "--data",
+        help="input pattern with {SPAN}, e.g. 'data/span-{SPAN}/*.csv', or a date, 'exports/{YYYY}-{MM}/*.csv' "
+        "(default: the pipeline's)",
     )
     run.add_argument("--no-cache", action="store_true", help="run every step, even if unchanged")
     run.add_argument(
@@ -167,6 +176,9 @@ def _parser() -> argparse.ArgumentParser:
     step.add_argument("node", metavar="STEP", help="the step's node id, such as Trainer")
     step.add_argument("--run-id", required=True, help="the run this step belongs to (the scheduler's run id)")
     step.add_argument("--span", type=int, help="the span to ingest (default: the latest)")
+    step.add_argument(
+        "--date", type=_date_span, dest="span", metavar="YYYY-MM-DD", help="the span of this date"
+    )
     step.add_argument("--data", help="input pattern with {SPAN} (default: the pipeline's)")
     step.add_argument("--no-cache", action="store_true", help="run the step even if unchanged")
     step.add_argument(
@@ -376,6 +388,18 @@ def cmd_run(args) -> int:
                 f"nothing new: unchanged since run {run_id}, whose {node_id} held back: {reason.splitlines()[0]}"
             )
     return EXIT_HELD_BACK if result.held_back else 0
+
+
+def _date_span(text: str) -> int:
+    """`--date 2024-03-01` as the span a dated pattern gives that day (days since 1970-01-01)."""
+    import datetime
+
+    from components.example_gen.component import span_of_date
+
+    try:
+        return span_of_date(datetime.date.fromisoformat(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: give YYYY-MM-DD") from None
 
 
 def _overridden(args):

@@ -521,3 +521,34 @@ def test_a_huge_cell_is_reported_with_its_file_and_line_and_cut(tmp_path):
     message = failure(run_gen(tmp_path))
     assert "part.csv, line 8: column 'bill_length_mm' is float, but the value is '111" in message
     assert "... (2,000,000 characters)" in message and len(message) < 1000
+
+
+def test_date_spans_as_tfx_numbers_them_shown_as_dates(tmp_path):
+    """`{YYYY}-{MM}` folders: the span is the first day's number of days since 1970-01-01 (TFX's
+    ExampleGen numbering), read and recorded as a date; a given date with no files fails naming
+    what was looked for and the dates there are; a folder that is no date is not a span."""
+    import datetime
+
+    from components.example_gen.component import ExampleGenParams, span_of_date
+    from pipeline import DefinitionError
+
+    for month in ("2024-01", "2024-02", "2024-03", "2024-13"):
+        write_csv(tmp_path / "exports" / month / "part.csv", HEADER + "\n".join(ROWS) + "\n")
+    pattern = str(tmp_path / "exports" / "{YYYY}-{MM}" / "*.csv")
+
+    def run(span=None):
+        return quiet_run(Pipeline("eg", [ExampleGen(input_pattern=pattern, span=span)]), tmp_path / "root")
+
+    latest = run()
+    assert latest.ok, latest.error
+    examples = latest.step("ExampleGen").outputs["examples"]
+    march = span_of_date(datetime.date(2024, 3, 1))
+    assert march == 19783 and examples.get("span") == march and examples.get("span_date") == "2024-03-01"
+    assert any(f"span 2024-03-01 (span {march}), version 0: 1 file(s)" in line for line in latest.log)
+    february = run(span=span_of_date(datetime.date(2024, 2, 1)))
+    assert february.step("ExampleGen").outputs["examples"].get("span_date") == "2024-02-01"
+    missing = failure(run(span=span_of_date(datetime.date(2024, 4, 1))))
+    assert "for span 2024-04-01" in missing and "exports/2024-04/*.csv" in missing
+    assert "spans found: 2024-01-01, 2024-02-01, 2024-03-01" in missing
+    with pytest.raises(DefinitionError, match=r"a dated pattern has \{YYYY\} and \{MM\}"):
+        ExampleGenParams(input_pattern=str(tmp_path / "{YYYY}" / "*.csv"))

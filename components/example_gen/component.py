@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime
 import functools
 import glob
 import hashlib
@@ -51,10 +52,17 @@ class ExampleGenParams:
     drop_rows_missing: tuple | list = ()
 
     def __post_init__(self):
-        if "{SPAN}" not in self.input_pattern:
+        pattern = self.input_pattern
+        if "{SPAN}" not in pattern and not is_dated(pattern):
             raise DefinitionError(
-                f"ExampleGen: input pattern {self.input_pattern!r} needs a {{SPAN}} placeholder, e.g. "
-                "data/span-{SPAN}/*.csv (one folder per span; a single span is span-1)"
+                f"ExampleGen: input pattern {pattern!r} needs a {{SPAN}} placeholder, e.g. "
+                "data/span-{SPAN}/*.csv (one folder per span; a single span is span-1), or a date: "
+                "data/{YYYY}-{MM}-{DD}/*.csv (or {YYYY}-{MM} for months)"
+            )
+        if is_dated(pattern) and ("{SPAN}" in pattern or "{MM}" not in pattern):
+            raise DefinitionError(
+                f"ExampleGen: input pattern {pattern!r}: a dated pattern has {{YYYY}} and {{MM}} (and "
+                "{DD} for days), and no {SPAN}"
             )
 
 
@@ -67,13 +75,13 @@ def resolve_span(ctx: ExecutionContext, params: ExampleGenParams, schema: Schema
     skipped = [s for s in empty_span_folders(params.input_pattern) if params.span is None and s > span]
     for broken, path in broken_span_folders(params.input_pattern):
         ctx.warn(
-            f"span {broken}'s folder {path} is a symbolic link to nothing readable (a loop, or its "
+            f"span {span_text(broken, params.input_pattern)}'s folder {path} is a symbolic link to nothing readable (a loop, or its "
             "target is gone); it is skipped: fix or remove the link"
         )
     for empty in skipped:
         ctx.warn(
-            f"span {empty}'s folder holds no file matching {params.input_pattern!r}; "
-            f"span {span}, the latest with files, is used"
+            f"span {span_text(empty, params.input_pattern)}'s folder holds no file matching "
+            f"{params.input_pattern!r}; span {span_text(span, params.input_pattern)}, the latest with files, is used"
         )
     files: list[dict[str, Any]] = []
     header: list[str] | None = None
@@ -92,7 +100,9 @@ def resolve_span(ctx: ExecutionContext, params: ExampleGenParams, schema: Schema
     assert header is not None, "a resolved span has at least one file"
     features = feature_names(header, first)
     ctx.log(
-        f"span {span}, version {version}: {len(files)} file(s), "
+        f"span {span_text(span, params.input_pattern)}"
+        + (f" (span {span})" if is_dated(params.input_pattern) else "")
+        + f", version {version}: {len(files)} file(s), "
         f"{sum(f['bytes'] for f in files) / 1e6:.1f} MB, columns {', '.join(header)}"
     )
     renamed = {c: f for c, f in zip(header, features) if c != f}
@@ -115,16 +125,18 @@ def resolve_span(ctx: ExecutionContext, params: ExampleGenParams, schema: Schema
 
 def find_span(pattern: str, span: int | None, version: int | None) -> tuple[int, int, list[str]]:
     """(span, version, sorted file paths) for the requested or latest span and version."""
-    if "{SPAN}" not in pattern:
+    if "{SPAN}" not in pattern and not is_dated(pattern):
         raise UserInputError(
-            f"input pattern {pattern!r} needs a {{SPAN}} placeholder, e.g. data/span-{{SPAN}}/*.csv"
+            f"input pattern {pattern!r} needs a {{SPAN}} placeholder, e.g. data/span-{{SPAN}}/*.csv, "
+            "or a date: {YYYY}, {MM} and {DD}"
         )
     regex = re.compile(_pattern_regex(pattern))
     found: dict[tuple[int, int], list[str]] = {}
-    for path in glob.glob(pattern.replace("{SPAN}", "*").replace("{VERSION}", "*")):
+    for path in glob.glob(_glob_of(pattern)):
         match = regex.fullmatch(path)
-        if match and os.path.isfile(path):
-            key = (int(match["span"]), int(match.groupdict().get("version") or 0))
+        number = _span_of(match, path) if match else None
+        if number is not None and os.path.isfile(path):
+            key = (number, int(match.groupdict().get("version") or 0))  # type: ignore[union-attr]
             found.setdefault(key, []).append(path)
     if not found:
         raise UserInputError(
@@ -134,8 +146,10 @@ def find_span(pattern: str, span: int | None, version: int | None) -> tuple[int,
     chosen_span = spans[-1] if span is None else span
     versions = sorted(v for s, v in found if s == chosen_span)
     if not versions:
+        asked = _glob_of(pattern) if span is None else _pattern_for(pattern, span)
         raise UserInputError(
-            f"no file matches input pattern {pattern!r} for span {span}; spans found: {', '.join(map(str, spans))}"
+            f"no file matches input pattern {pattern!r} for span {span_text(chosen_span, pattern)} "
+            f"({asked}); spans found: {', '.join(span_text(s, pattern) for s in spans)}"
         )
     chosen_version = versions[-1] if version is None else version
     if (chosen_span, chosen_version) not in found:
@@ -143,20 +157,31 @@ def find_span(pattern: str, span: int | None, version: int | None) -> tuple[int,
     return chosen_span, chosen_version, sorted(found[(chosen_span, chosen_version)])
 
 
+def _pattern_for(pattern: str, span: int) -> str:
+    """The pattern with one span's placeholders filled in, to name what was looked for."""
+    if not is_dated(pattern):
+        return pattern.replace("{SPAN}", str(span)).replace("{VERSION}", "*")
+    day = EPOCH + datetime.timedelta(days=span)
+    return (
+        pattern.replace("{YYYY}", f"{day.year:04d}")
+        .replace("{MM}", f"{day.month:02d}")
+        .replace("{DD}", f"{day.day:02d}")
+        .replace("{VERSION}", "*")
+    )
+
+
 def empty_span_folders(pattern: str) -> list[int]:
     """Spans whose folder exists (the pattern's part up to `{SPAN}`'s path component) but holds no
     file matching the pattern: a new span still being copied, or one left empty by mistake."""
-    parts = pattern.split(os.sep)
-    index = next((i for i, part in enumerate(parts) if "{SPAN}" in part), None)
-    if index is None or index == len(parts) - 1:
+    folder = _span_folder(pattern)
+    if folder is None:
         return []
-    folder = os.sep.join(parts[: index + 1])
     regex, file_regex = re.compile(_pattern_regex(folder)), re.compile(_pattern_regex(pattern))
     with_files = set()
-    for path in glob.glob(pattern.replace("{SPAN}", "*").replace("{VERSION}", "*")):
+    for path in glob.glob(_glob_of(pattern)):
         match = file_regex.fullmatch(path)
         if match and os.path.isfile(path):
-            with_files.add(int(match["span"]))
+            with_files.add(_span_of(match, path))
     spans = set()
     for span, path in _span_folders(folder, regex):
         if os.path.isdir(path) and span not in with_files:
@@ -167,11 +192,9 @@ def empty_span_folders(pattern: str) -> list[int]:
 def broken_span_folders(pattern: str) -> list[tuple[int, str]]:
     """(span, path) of span folders that are symbolic links to nothing readable: a loop, or a
     target that is gone. Globbing skips them without a word; ExampleGen says so."""
-    parts = pattern.split(os.sep)
-    index = next((i for i, part in enumerate(parts) if "{SPAN}" in part), None)
-    if index is None or index == len(parts) - 1:
+    folder = _span_folder(pattern)
+    if folder is None:
         return []
-    folder = os.sep.join(parts[: index + 1])
     return sorted(
         (span, path)
         for span, path in _span_folders(folder, re.compile(_pattern_regex(folder)))
@@ -179,25 +202,80 @@ def broken_span_folders(pattern: str) -> list[tuple[int, str]]:
     )
 
 
+def _span_folder(pattern: str) -> str | None:
+    """The pattern up to the path component of its last span placeholder, when files sit in span
+    folders (`data/span-{SPAN}` of `data/span-{SPAN}/*.csv`), else None."""
+    parts = pattern.split(os.sep)
+    marks = [
+        i for i, part in enumerate(parts) if any(p in part for p in ("{SPAN}", "{YYYY}", "{MM}", "{DD}"))
+    ]
+    if not marks or marks[-1] == len(parts) - 1:
+        return None
+    return os.sep.join(parts[: marks[-1] + 1])
+
+
 def _span_folders(folder: str, regex) -> list[tuple[int, str]]:
     found = []
-    for path in glob.glob(folder.replace("{SPAN}", "*").replace("{VERSION}", "*")):
+    for path in glob.glob(_glob_of(folder)):
         match = regex.fullmatch(path)
-        if match:
-            found.append((int(match["span"]), path))
+        number = _span_of(match, path) if match else None
+        if number is not None:
+            found.append((number, path))
     return found
 
 
 def _pattern_regex(pattern: str) -> str:
-    parts = re.split(r"(\{SPAN\}|\{VERSION\}|\*\*|\*|\?)", pattern)
+    parts = re.split(r"(\{SPAN\}|\{VERSION\}|\{YYYY\}|\{MM\}|\{DD\}|\*\*|\*|\?)", pattern)
     table = {
         "{SPAN}": r"(?P<span>\d+)",
         "{VERSION}": r"(?P<version>\d+)",
+        "{YYYY}": r"(?P<yyyy>\d{4})",
+        "{MM}": r"(?P<mm>\d{2})",
+        "{DD}": r"(?P<dd>\d{2})",
         "**": ".*",
         "*": "[^/]*",
         "?": "[^/]",
     }
     return "".join(table.get(part, re.escape(part)) for part in parts)
+
+
+EPOCH = datetime.date(1970, 1, 1)
+
+
+def is_dated(pattern: str) -> bool:
+    """Whether spans are dates (`{YYYY}`, `{MM}`, optionally `{DD}`) rather than `{SPAN}` numbers."""
+    return "{YYYY}" in pattern
+
+
+def span_of_date(day: datetime.date) -> int:
+    """A date's span, as TFX's ExampleGen numbers them: days since 1970-01-01."""
+    return (day - EPOCH).days
+
+
+def span_text(span: int, pattern: str) -> str:
+    """A span as a person reads it: the date for a dated pattern (`2024-03-01`), else the number."""
+    if not is_dated(pattern):
+        return str(span)
+    return (EPOCH + datetime.timedelta(days=span)).isoformat()
+
+
+def _glob_of(pattern: str) -> str:
+    for placeholder in ("{SPAN}", "{VERSION}", "{YYYY}", "{MM}", "{DD}"):
+        pattern = pattern.replace(placeholder, "*")
+    return pattern
+
+
+def _span_of(match: re.Match, path: str) -> int | None:
+    """The span a matched path names: its {SPAN} number, or its date's day number (None for a
+    name that is no calendar date, such as month 13)."""
+    groups = match.groupdict()
+    if groups.get("span") is not None:
+        return int(groups["span"])
+    try:
+        day = datetime.date(int(groups["yyyy"]), int(groups["mm"]), int(groups.get("dd") or 1))
+    except ValueError:
+        return None
+    return span_of_date(day)
 
 
 def _header_of(path: str, data: bytes) -> list[str]:
@@ -357,6 +435,8 @@ def run_example_gen(
     examples.set("version", resolved["version"])
     # TFX's ExampleGen writes both as custom properties too, where its span resolvers read them.
     examples.custom_properties.update(span=resolved["span"], version=resolved["version"])
+    if is_dated(params.input_pattern):
+        examples.custom_properties["span_date"] = span_text(resolved["span"], params.input_pattern)
     examples.split_names = list(params.splits)
     for split in params.splits:
         examples.custom_properties[f"row_count_{split}"] = report.counts.get(split, 0)
