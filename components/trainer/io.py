@@ -32,10 +32,13 @@ def input_fn(
             if sum(os.path.getsize(f) for f in files) * CACHE_EXPANSION <= CACHE_BYTES:
                 dataset = dataset.cache()
             dataset = dataset.shuffle(10_000, seed=0, reshuffle_each_iteration=True).repeat()
+        # In order, training too: the same data and seed give the same model whatever the load
+        # on the machine (out of order, a busy machine changed the batches' order, and with it
+        # where early stopping stopped).
         dataset = dataset.batch(batch_size).map(
             lambda records: _split_label(tf.io.parse_example(records, feature_spec), label_key),
             num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=not train,
+            deterministic=True,
         )
         return dataset.prefetch(tf.data.AUTOTUNE)
 
