@@ -23,31 +23,45 @@ def runner(*args, check=True, env=None):
     return done
 
 
-@pytest.fixture
-def small_data(tmp_path):
+def _small_data(base) -> str:
     """Every other row of spans 2007 and 2008 (55 and 57 rows), in the layout of data/: enough for
     the penguin pipeline to bless its model (fewer leave an eval split of nine examples, where one
     mistake misses its 0.9 accuracy threshold)."""
     for span in ("2007", "2008"):
         src = os.path.join(REPO, "data", "penguins", f"span-{span}", "penguins.csv")
-        os.makedirs(tmp_path / "data" / f"span-{span}")
+        os.makedirs(base / "data" / f"span-{span}")
         with open(src) as f:
             header, *rows = f.readlines()
             lines = [header, *rows[::2]]
-        with open(tmp_path / "data" / f"span-{span}" / "penguins.csv", "w") as f:
+        with open(base / "data" / f"span-{span}" / "penguins.csv", "w") as f:
             f.writelines(lines)
-    return str(tmp_path / "data" / "span-{SPAN}" / "*.csv")
+    return str(base / "data" / "span-{SPAN}" / "*.csv")
 
 
-def test_run_records_examples_and_a_second_run_is_cached(tmp_path, small_data):
-    root = str(tmp_path / "root")
+@pytest.fixture
+def small_data(tmp_path):
+    return _small_data(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    """One cold run of the penguin pipeline on the small data, shared by the tests that read it:
+    (root, data pattern, its output, the TMPDIR it was given)."""
+    base = tmp_path_factory.mktemp("first-run")
+    data = _small_data(base)
+    root = str(base / "root")
     # Every temporary file of the run (Beam's, TensorFlow's, its child processes') stays under the
     # root and goes with the run: the system's temporary folder is left as it was.
-    system_tmp = tmp_path / "system-tmp"
+    system_tmp = base / "system-tmp"
     os.makedirs(system_tmp)
-    first = runner(
-        "--pipeline-root", root, "run", "--data", small_data, env={**os.environ, "TMPDIR": str(system_tmp)}
+    done = runner(
+        "--pipeline-root", root, "run", "--data", data, env={**os.environ, "TMPDIR": str(system_tmp)}
     )
+    return root, data, done, system_tmp
+
+
+def test_run_records_examples_and_a_second_run_is_cached(first_run):
+    root, small_data, first, system_tmp = first_run
     assert os.listdir(system_tmp) == [] and os.listdir(os.path.join(root, ".tmp")) == []
     # Transform, the Trainer and the Evaluator executed in the worker process.
     assert len(re.findall(r"COMPLETE in [0-9.]+ s \(execution \d+; worker memory", first.stdout)) == 3
@@ -151,13 +165,13 @@ def test_infer_schema_prints_a_schema_to_start_a_curated_one(tmp_path, small_dat
     assert "SchemaGen" in done.stderr
 
 
-def test_run_report_renders_in_a_browser(tmp_path, small_data):
+def test_run_report_renders_in_a_browser(first_run):
     from tests.browser import charts_rendered, chromium, rendered_dom
 
     browser = chromium()
     if browser is None:
         pytest.skip("chromium is not installed and cannot be installed here (needs root and apt-get)")
-    done = runner("--pipeline-root", str(tmp_path / "root"), "run", "--data", small_data)
+    _, _, done, _ = first_run
     report = re.search(r"run report: (\S+)", done.stdout).group(1)
     dom = rendered_dom(browser, report)
     decoded, total = charts_rendered(dom)

@@ -211,9 +211,11 @@ def test_the_step_command_exit_codes(tmp_path):
     assert done.returncode == 0 and "ImportSchemaGen: COMPLETE" in done.stdout
 
 
-def test_a_step_task_stopped_by_sigterm_is_recorded_and_closes_the_run(tmp_path):
-    """A scheduler stopping a task (Airflow's and Kubernetes' SIGTERM): exit 143 with one line,
-    the execution FAILED 'interrupted by SIGTERM', nothing staged left, the run INTERRUPTED."""
+@pytest.mark.parametrize("name, code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_step_task_stopped_by_a_signal_is_recorded_and_closes_the_run(tmp_path, name, code):
+    """A scheduler stopping a task (Airflow's and Kubernetes' SIGTERM) or Ctrl-C: exit 128 + the
+    signal with one line, the execution FAILED 'interrupted by SIG...', nothing staged left, the
+    run INTERRUPTED."""
     import signal
     import time
 
@@ -244,13 +246,13 @@ def test_a_step_task_stopped_by_sigterm_is_recorded_and_closes_the_run(tmp_path)
     while not started.exists() and time.monotonic() < deadline and child.poll() is None:
         time.sleep(0.1)
     assert started.exists(), child.stderr.read() if child.poll() is not None else "Write did not start"
-    child.send_signal(signal.SIGTERM)
+    child.send_signal(getattr(signal, name))
     error = child.communicate(timeout=60)[1]
-    assert child.returncode == 143, error
+    assert child.returncode == code, error
     assert sum("INTERRUPTED" in line for line in error.splitlines()) == 1, error
-    assert "run r1 INTERRUPTED by SIGTERM: Write stopped (execution" in error and "Traceback" not in error
+    assert f"run r1 INTERRUPTED by {name}: Write stopped (execution" in error and "Traceback" not in error
     store = MetadataStore(os.path.join(root, "metadata.sqlite"))
     [execution] = [e for e in store.mlmd.get_executions() if custom(e, "node_id") == "Write"]
-    assert state_name(execution) == "FAILED" and custom(execution, "error") == "interrupted by SIGTERM"
+    assert state_name(execution) == "FAILED" and custom(execution, "error") == f"interrupted by {name}"
     assert custom(store.pipeline_runs("toy")[0], "status") == "INTERRUPTED"
     assert os.listdir(root / "Write" / "examples") == []  # what it staged is gone
