@@ -273,13 +273,15 @@ def heatmap(
     """A grid of counts, shaded by each cell's share of its row (so a rare class's row reads as
     clearly as a common one's), with the count written in every cell."""
     n_rows, n_columns = len(row_labels), len(column_labels)
+    # Wide enough for a column label of up to 10 characters.
+    cell = max(cell, 8 + _CHAR_WIDTH * min(max((len(str(c)) for c in column_labels), default=1), 10))
     left = 14 + _CHAR_WIDTH * min(max((len(str(r)) for r in row_labels), default=1), LABEL_CHARS)
     top = 44
     notes = max(len(row_name), len(column_name))
     width, height = max(left + cell * n_columns + 10, 10 + _CHAR_WIDTH * notes), top + cell * n_rows + 20
     parts = [label(column_name, 4, 28, anchor="start", limit=60)] if column_name else []
     for j, name in enumerate(column_labels):
-        parts.append(label(name, left + (j + 0.5) * cell, top - 4, anchor="middle", limit=6))
+        parts.append(label(name, left + (j + 0.5) * cell, top - 4, anchor="middle", limit=10))
     for i, name in enumerate(row_labels):
         total = sum(matrix[i]) or 1
         parts.append(label(name, left - 4, top + (i + 0.5) * cell + 3))
