@@ -71,7 +71,7 @@ class ModelRecord:
     model: Artifact
     run_id: str
     created: float  # seconds since the epoch
-    span: int | None
+    span: int | str | None  # the number, or the date of a dated span (`2024-03-01`)
     blessing: Artifact | None
     pushed: Artifact | None
 
@@ -103,15 +103,15 @@ def models(store: MetadataStore, pipeline_name: str) -> list[ModelRecord]:
     return records
 
 
-def _span_of(store: MetadataStore, artifact: Artifact) -> int | None:
-    """The span of the raw examples upstream of `artifact`."""
+def _span_of(store: MetadataStore, artifact: Artifact) -> int | str | None:
+    """The span of the raw examples upstream of `artifact`: its date for a dated pattern."""
     from pipeline.lineage import lineage
 
     stack = [lineage(store, artifact)]
     while stack:
         node = stack.pop()
         if node.artifact.TYPE_NAME == "Examples" and node.component == "ExampleGen":
-            return node.artifact.get("span")
+            return node.artifact.get("span_date") or node.artifact.get("span")
         stack.extend(node.inputs.values())
     return None
 

@@ -193,6 +193,7 @@ def facts(node: LineageNode, prefix: str = "") -> dict[str, Any]:
     here = prefix or a.TYPE_NAME
     for name in (
         "span",
+        "span_date",
         "version",
         "input_fingerprint",
         "source",
