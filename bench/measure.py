@@ -7,24 +7,7 @@ import subprocess
 import threading
 import time
 
-
-def _tree_pids(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    tree, stack = [], [pid]
-    while stack:
-        current = stack.pop()
-        tree.append(current)
-        stack.extend(children.get(current, []))
-    return tree
+from pipeline.signals import descendants
 
 
 def _rss(pid: int) -> int:
@@ -69,7 +52,7 @@ def run_measured(
     reader.start()
     samples = 0
     while process.poll() is None:
-        pids = _tree_pids(process.pid)
+        pids = [process.pid, *descendants(process.pid)]
         rss = [_rss(pid) for pid in pids]
         peak, peak_process = max(peak, sum(rss)), max(peak_process, *rss, 0)
         if memory is not None and samples % 5 == 0:  # PSS walks the page tables: not every time

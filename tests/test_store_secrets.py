@@ -38,24 +38,28 @@ def runner(*args, env=None, cwd=REPO):
     return done
 
 
-def databases(server) -> set[str]:
-    done = subprocess.run(
-        [
-            os.path.join(server.bin_dir, "psql"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(server.port),
-            "-U",
-            "postgres",
-            "-lqtA",
-        ],
+def server_tool(server, tool: str, *args: str) -> str:
+    """The output of one of the server's own client tools (psql, pg_dump), logged in."""
+    command = [
+        os.path.join(server.bin_dir, tool),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(server.port),
+        "-U",
+        "postgres",
+    ]
+    return subprocess.run(
+        [*command, *args],
         capture_output=True,
         text=True,
         env={**os.environ, "PGPASSWORD": PASSWORD},
         check=True,
-    )
-    return {line.split("|")[0] for line in done.stdout.splitlines() if line}
+    ).stdout
+
+
+def databases(server) -> set[str]:
+    return {line.split("|")[0] for line in server_tool(server, "psql", "-lqtA").splitlines() if line}
 
 
 def test_read_commands_never_create_a_database_nor_show_the_password(server):
@@ -83,22 +87,7 @@ def test_the_password_from_the_environment_or_a_file_and_a_run_that_records_none
     listed = runner("runs", "--metadata", url, env={"PIPELINE_METADATA_PASSWORD_FILE": str(password_file)})
     assert listed.returncode == 0 and "COMPLETE" in listed.stdout
     # Nothing the run wrote holds the password: not the store, not the report, not any file.
-    dump = subprocess.run(
-        [
-            os.path.join(server.bin_dir, "pg_dump"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(server.port),
-            "-U",
-            "postgres",
-            "shared",
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PGPASSWORD": PASSWORD},
-        check=True,
-    ).stdout
+    dump = server_tool(server, "pg_dump", "shared")
     assert "Write" in dump and PASSWORD not in dump
     for directory, _, files in os.walk(root):
         for name in files:
