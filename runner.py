@@ -364,17 +364,16 @@ def cmd_run(args) -> int:
     except Interrupted as stop:
         return _interrupted(stop)
     print()
-    print(f"{'step':<20} {'status':<9} {'execution':>9} {'seconds':>8}  note")
+    width = max([20, *(len(step.name) + 1 for step in result.steps)])
+    print(f"{'step':<{width}} {'status':<9} {'execution':>9} {'seconds':>8}  note")
     for step in result.steps:
         execution = "" if step.execution_id is None else str(step.execution_id)
         note = (step.held_back or step.note).splitlines()[0] if step.held_back or step.note else ""
-        print(f"{step.node_id:<20} {step.status:<9} {execution:>9} {step.seconds:>8.1f}  {note[:60]}")
+        print(f"{step.name:<{width}} {step.status:<9} {execution:>9} {step.seconds:>8.1f}  {note[:60]}")
     for step in result.steps:
         for artifact in step.outputs.values():
             if artifact.custom_properties.get("page"):
-                print(
-                    f"{step.node_id} page: {os.path.join(artifact.uri, artifact.custom_properties['page'])}"
-                )
+                print(f"{step.name} page: {os.path.join(artifact.uri, artifact.custom_properties['page'])}")
     print(f"run report: {result.report}")
     print(f"run {result.run_id}: {result.status} in {result.seconds:.1f} s")
     if not result.ok:
@@ -571,7 +570,7 @@ def cmd_runs(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from pipeline.history import models
+    from pipeline.history import models, spans_text
 
     found = _reading(args)
     if found is None:
@@ -592,7 +591,8 @@ def cmd_models(args) -> int:
             if r.pushed and r.pushed.get("pushed")
             else "not pushed"
         )
-        print(f"model #{r.model.id}  {created}  run {r.run_id}  span {r.span}  {metric}  {verdict}  {pushed}")
+        spans = f"span {r.spans[0]}" if len(r.spans) == 1 else f"spans {spans_text(r.spans)}"
+        print(f"model #{r.model.id}  {created}  run {r.run_id}  {spans}  {metric}  {verdict}  {pushed}")
         reason = r.blessing.get("reason") if r.blessing is not None else None
         if reason:
             print("    " + "\n    ".join(str(reason).splitlines()))

@@ -16,19 +16,24 @@ def cache_key(
     component_name: str,
     code_version: str,
     params: Any,
-    inputs: dict[str, Artifact | None],
+    inputs: dict[str, Artifact | list[Artifact] | None],
     resolved: dict[str, Any],
 ) -> str:
     """sha256 over the component and its code version, the parameters (a module file or a
-    callable counts by its source), the input artifacts (id and content fingerprint), and what
-    the component resolved before running (for ExampleGen: span and input file fingerprints)."""
+    callable counts by its source), the input artifacts (id and content fingerprint; a list
+    input, each in order), and what the component resolved before running (for ExampleGen: span
+    and input file fingerprints)."""
+
+    def identity(a: Artifact | list[Artifact] | None) -> Any:
+        if isinstance(a, list):
+            return [identity(one) for one in a]
+        return None if a is None else [a.id, a.get("fingerprint")]
+
     material = {
         "component": component_name,
         "version": code_version,
         "params": params_fingerprint(params),
-        "inputs": {
-            key: None if a is None else [a.id, a.get("fingerprint")] for key, a in sorted(inputs.items())
-        },
+        "inputs": {key: identity(a) for key, a in sorted(inputs.items())},
         "resolved": resolved,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()

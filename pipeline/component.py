@@ -70,15 +70,51 @@ class Input:
 
     With a `resolver` (see `pipeline.resolvers`) the input is not wired to another node: the
     runner finds it in the store before the step executes (the latest blessed model, the previous
-    span's statistics) and records it as an INPUT event like any other; None when nothing matches."""
+    span's statistics) and records it as an INPUT event like any other; None when nothing matches.
+
+    `many` (annotated `InputArtifact[list[T]]`): the step takes every artifact of the channel at
+    once, in order (Transform takes the examples of every span of a window); a channel of one
+    artifact arrives as a list of one. A single input wired to a channel of several artifacts
+    instead runs the step once per artifact (see `FanOut`)."""
 
     type: type[Artifact]
     optional: bool = False
     resolver: Any = None
+    many: bool = False
 
     @property
     def wired(self) -> bool:
         return self.resolver is None
+
+
+@dataclass(frozen=True)
+class Item:
+    """One execution of a node that runs once per item: its key (recorded on the execution as
+    `map_key`, such as the span number), how a person reads it (`span 2024-03-01`) and the
+    parameters it runs with."""
+
+    key: str
+    label: str
+    params: Any
+    index: int = 0  # its place among the node's items in the run
+    keys: tuple = ()  # the keys of all of the node's items in the run
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """How a component runs once per item rather than once per run: ExampleGen with a window of
+    spans ingests each span in an execution of its own, so that a span already ingested is a
+    CACHED execution, not read again. `applies(params)` says whether the node's parameters ask for
+    it (a definition-time check); `items(params)` lists the items when the run gets to the node
+    (ExampleGen lists the span folders then) and a line saying what was chosen; it raises a
+    UserInputError when there is nothing to run.
+
+    A node fed by such a node through a single input (`InputArtifact[T]`) runs once per item too,
+    with the item's artifact (StatisticsGen and ExampleValidator check each span); one that
+    declares `InputArtifact[list[T]]` runs once with all of them (Transform, the Evaluator)."""
+
+    applies: Callable[[Any], bool]
+    items: Callable[[Any], tuple[list[Item], str]]
 
 
 @dataclass(frozen=True)
@@ -105,7 +141,8 @@ class Component:
     it execute (see `pipeline.step_worker`); its run function and parameters must then pickle.
     `check(node)`, when given, is called as a pipeline is validated, its inputs' producers wired:
     it raises a DefinitionError for what would only fail once the step ran (the Evaluator's
-    thresholds on metrics the model will not produce)."""
+    thresholds on metrics the model will not produce). `fan_out`, when given, runs a node of the
+    component once per item its parameters name (see `FanOut`)."""
 
     def __init__(
         self,
@@ -118,8 +155,10 @@ class Component:
         warm_up: Callable[[], Callable[[], None]] | None = None,
         preload: tuple[str, ...] = (),
         check: Callable[[Node], None] | None = None,
+        fan_out: FanOut | None = None,
     ):
         self.name = name
+        self.fan_out = fan_out
         self.check = check
         self.warm_up = warm_up
         self.preload = tuple(preload)
@@ -192,16 +231,20 @@ def _declared_artifacts(
                 f"{where}: argument {argument!r} must be annotated InputArtifact[T], OutputArtifact[T] "
                 f"or Annotated[T | None, a resolver] with T an artifact type; it is {hint!r}"
             )
-        kind, optional = _artifact_type(typing.get_args(hint)[0])
+        kind, optional, many = _artifact_type(typing.get_args(hint)[0])
         if kind is None:
             raise DefinitionError(f"{where}: argument {argument!r} must hold an artifact type, not {hint!r}")
         if role is OUTPUT:
-            if optional:
-                raise DefinitionError(f"{where}: output {argument!r} cannot be optional")
+            if optional or many:
+                raise DefinitionError(
+                    f"{where}: output {argument!r} must be one artifact, not optional or a list"
+                )
             outputs[argument] = kind
         elif role is INPUT:
-            inputs[argument] = Input(kind, optional=optional)
+            inputs[argument] = Input(kind, optional=optional, many=many)
         else:
+            if many:
+                raise DefinitionError(f"{where}: input {argument!r} found by {role!r} must be one artifact")
             if not optional:
                 raise DefinitionError(
                     f"{where}: input {argument!r} is found by {role!r}, which may find nothing; "
@@ -211,8 +254,12 @@ def _declared_artifacts(
     return inputs, outputs
 
 
-def _artifact_type(annotation: Any) -> tuple[type[Artifact] | None, bool]:
-    """(the artifact class, whether None is allowed) of `T` or `T | None`."""
+def _artifact_type(annotation: Any) -> tuple[type[Artifact] | None, bool, bool]:
+    """(the artifact class, whether None is allowed, whether it is a list) of `T`, `T | None`
+    or `list[T]`."""
+    if typing.get_origin(annotation) is list:
+        kind, optional, _ = _artifact_type(typing.get_args(annotation)[0])
+        return (None, False, False) if optional else (kind, False, kind is not None)
     options = (
         typing.get_args(annotation)
         if typing.get_origin(annotation) in (typing.Union, types.UnionType)
@@ -220,8 +267,8 @@ def _artifact_type(annotation: Any) -> tuple[type[Artifact] | None, bool]:
     )
     kinds = [o for o in options if o is not type(None)]
     if len(kinds) != 1 or not (isinstance(kinds[0], type) and issubclass(kinds[0], Artifact)):
-        return None, False
-    return kinds[0], len(options) > 1
+        return None, False, False
+    return kinds[0], len(options) > 1, False
 
 
 def _make_params(node_id: str, cls: type, values: dict[str, Any]) -> Any:
@@ -275,6 +322,9 @@ class Node:
         self.params = params
         self.inputs: dict[str, Channel | None] = {}
         self.outputs = {key: Channel(self, key, t) for key, t in component.outputs.items()}
+        # Whether the node runs once per item (set by Pipeline.validate: it fans out, or a single
+        # input takes the outputs of a node that does).
+        self.mapped = False
         for key, channel in inputs.items():
             self.connect(key, channel)
 
@@ -371,6 +421,7 @@ class ExecutionContext:
     forward: Callable[[int, str], None] | None = (
         None  # set in the worker process: (level, message) to the runner
     )
+    item: str = ""  # for a node that runs once per item (a span of a window): which one
 
     @property
     def logger(self) -> logging.Logger:

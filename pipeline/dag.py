@@ -80,10 +80,13 @@ class Pipeline:
                         f"{node.id}: input {key!r} comes from {channel.producer.id}, which is not in "
                         f"pipeline {self.name!r}; add it to the pipeline's nodes"
                     )
+        order = _topological_order(self.nodes)
+        for node in order:
+            node.mapped = _runs_per_item(node)
         for node in self.nodes:
             if node.component.check is not None:
                 node.component.check(node)
-        return _topological_order(self.nodes)
+        return order
 
     def node(self, node_id: str) -> Node:
         for node in self.nodes:
@@ -104,6 +107,23 @@ class Pipeline:
             if any(up.id in found for up in node.upstream):
                 found.add(node.id)
         return found
+
+
+def _runs_per_item(node: Node) -> bool:
+    """Whether `node` runs once per item: its component fans out with these parameters, or a
+    single input of it is wired to a node that runs per item (its producers are decided first)."""
+    fans_out = node.component.fan_out is not None and node.component.fan_out.applies(node.params)
+    mapped = [
+        key
+        for key, channel in node.inputs.items()
+        if channel is not None and channel.producer.mapped and not node.component.inputs[key].many
+    ]
+    if fans_out and mapped:
+        raise DefinitionError(
+            f"{node.id}: it runs once per item of its own parameters, and its input {mapped[0]!r} "
+            f"comes once per item from {node.inputs[mapped[0]].producer.id}; one or the other"
+        )
+    return fans_out or bool(mapped)
 
 
 def _topological_order(nodes: list[Node]) -> list[Node]:

@@ -34,7 +34,7 @@ def runs(store: MetadataStore, pipeline_name: str, limit: int = 20) -> list[RunR
         executions = sorted(store.mlmd.get_executions_by_context(run.id), key=lambda e: e.id)
         steps = [
             StepRecord(
-                custom(e, "node_id", "?"),
+                _step_name(e),
                 e.id,
                 state_name(e),
                 (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000,
@@ -55,6 +55,12 @@ def runs(store: MetadataStore, pipeline_name: str, limit: int = 20) -> list[RunR
     return records
 
 
+def _step_name(execution) -> str:
+    """The node id, with the item for a node that runs once per item: `ExampleGen[span 2008]`."""
+    node, item = custom(execution, "node_id", "?"), custom(execution, "map_label", "")
+    return f"{node}[{item}]" if item else node
+
+
 def _status(run) -> str:
     """The run's recorded status; RUNNING only while its process lives (a killed run stays
     RUNNING in the store until the next run on its root closes it)."""
@@ -71,7 +77,7 @@ class ModelRecord:
     model: Artifact
     run_id: str
     created: float  # seconds since the epoch
-    span: int | str | None  # the number, or the date of a dated span (`2024-03-01`)
+    spans: list  # every span the model saw: numbers, or the dates of dated spans (`2024-03-01`)
     blessing: Artifact | None
     pushed: Artifact | None
 
@@ -95,7 +101,7 @@ def models(store: MetadataStore, pipeline_name: str) -> list[ModelRecord]:
                 model,
                 custom(producer, "run_id", "?") if producer else "?",
                 producer.create_time_since_epoch / 1000 if producer else 0.0,
-                _span_of(store, model),
+                spans_of(store, model),
                 blessings.get(model.id),
                 pushes.get(model.id),
             )
@@ -103,17 +109,24 @@ def models(store: MetadataStore, pipeline_name: str) -> list[ModelRecord]:
     return records
 
 
-def _span_of(store: MetadataStore, artifact: Artifact) -> int | str | None:
-    """The span of the raw examples upstream of `artifact`: its date for a dated pattern."""
-    from pipeline.lineage import lineage
+def spans_of(store: MetadataStore, artifact: Artifact) -> list:
+    """Every span of raw examples upstream of `artifact`, oldest first: each one's date for a
+    dated pattern, else its number."""
+    from pipeline.lineage import lineage, raw_spans
 
-    stack = [lineage(store, artifact)]
-    while stack:
-        node = stack.pop()
-        if node.artifact.TYPE_NAME == "Examples" and node.component == "ExampleGen":
-            return node.artifact.get("span_date") or node.artifact.get("span")
-        stack.extend(node.inputs.values())
-    return None
+    return raw_spans(lineage(store, artifact))
+
+
+def spans_text(spans: list) -> str:
+    """`2007`, `2007-2009` (consecutive numbers), `2007, 2009`, or dates joined the same way."""
+    if not spans:
+        return "?"
+    numbers = all(isinstance(s, int) for s in spans)
+    if numbers and len(spans) > 2 and spans == list(range(spans[0], spans[-1] + 1)):
+        return f"{spans[0]}-{spans[-1]}"
+    if len(spans) > 3:
+        return f"{spans[0]} ... {spans[-1]} ({len(spans)} spans)"
+    return ", ".join(map(str, spans))
 
 
 def latest_pushed(store: MetadataStore, pipeline_name: str, version: int | None = None) -> Artifact:

@@ -19,6 +19,7 @@ through `launch`, so the two paths cannot drift apart.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import shutil
@@ -31,10 +32,11 @@ from typing import Any
 
 from pipeline.artifacts import STAGING_PREFIX, Artifact
 from pipeline.cache import cache_key, directory_fingerprint, fingerprint_changed, params_fingerprint
-from pipeline.component import ExecutionContext, Node, Outcome
+from pipeline.component import ExecutionContext, Item, Node, Outcome
 from pipeline.dag import Pipeline
 from pipeline.errors import ExecutionError, Interrupted, UserInputError, describe_error
-from pipeline.metadata import Contexts, MetadataStore, custom
+from pipeline.metadata import Contexts, MetadataStore, custom, flat
+from pipeline.resolvers import Query
 
 HOST = socket.gethostname()
 
@@ -70,6 +72,12 @@ class StepResult:
     # A CACHED step that repeats a result held back earlier: the run that held it back. Not a new
     # decision, so it does not hold this run back (an idle run after a held-back one exits 0).
     held_back_in: str = ""
+    item: str = ""  # for a node that runs once per item: which one, as a person reads it (`span 2008`)
+
+    @property
+    def name(self) -> str:
+        """The node id, and the item for a node that runs once per item: `ExampleGen[span 2008]`."""
+        return f"{self.node_id}[{self.item}]" if self.item else self.node_id
 
 
 @dataclass
@@ -79,8 +87,9 @@ class Prepared:
     node: Node
     contexts: Contexts
     execution: Any  # the registered MLMD execution proto
-    inputs: dict[str, Artifact | None]
+    inputs: dict[str, Any]  # an artifact, None, or a list of artifacts for a list input
     ctx: ExecutionContext
+    params: Any = None  # the node's parameters, or its item's
     final_uris: dict[str, str] = field(default_factory=dict)
     staging: dict[str, str] = field(default_factory=dict)
     cached: StepResult | None = None
@@ -91,12 +100,18 @@ class Prepared:
         return self.execution.id
 
 
+# What steps before a node published in the run: (producer id, output key) -> its artifact, or
+# the list of them, in item order, for a producer that runs once per item.
+Upstream = dict[tuple[str, str], Any]
+
+
 def launch(
-    scope: RunScope, node: Node, upstream: dict[tuple[str, str], Artifact], executor: Executor
+    scope: RunScope, node: Node, upstream: Upstream, executor: Executor, item: Item | None = None
 ) -> StepResult:
-    """Prepares, executes and publishes one step. Raises ExecutionError (recorded FAILED, its files
-    removed) when it fails; KeyboardInterrupt and SystemExit are recorded, then re-raised."""
-    prepared = prepare(scope, node, upstream)
+    """Prepares, executes and publishes one step (one `item` of a node that runs per item).
+    Raises ExecutionError (recorded FAILED, its files removed) when it fails; KeyboardInterrupt
+    and SystemExit are recorded, then re-raised."""
+    prepared = prepare(scope, node, upstream, item)
     if prepared.cached is not None:
         return prepared.cached
     try:
@@ -107,10 +122,74 @@ def launch(
         raise  # unreachable: fail raises
 
 
-def prepare(scope: RunScope, node: Node, upstream: dict[tuple[str, str], Artifact]) -> Prepared:
+def items_of(scope: RunScope, node: Node, upstream_items: dict[str, list[Item]]) -> list[Item] | None:
+    """The items a node runs once each in this run, or None for a node that runs once: what its
+    component's fan-out lists (ExampleGen's window of spans, found on disk now), or the items of
+    the node that feeds its single input. Listing nothing is an ExecutionError, recorded FAILED
+    like a step that failed before it ran."""
+    if not node.mapped:
+        return None
+    fan_out = node.component.fan_out
+    try:
+        if fan_out is not None and fan_out.applies(node.params):
+            found, note = fan_out.items(node.params)
+            scope.log(f"      {note}")
+        else:
+            producers = {
+                channel.producer.id
+                for key, channel in node.inputs.items()
+                if channel is not None and channel.producer.mapped and not node.component.inputs[key].many
+            }
+            keyed = {p: [i.key for i in upstream_items[p]] for p in sorted(producers)}
+            if len({tuple(keys) for keys in keyed.values()}) > 1:
+                raise UserInputError(
+                    f"its inputs come once per item from nodes with different items: {keyed}; feed it "
+                    "from nodes that run over the same items"
+                )
+            found = [Item(i.key, i.label, node.params) for i in upstream_items[sorted(producers)[0]]]
+    except (UserInputError, OSError) as error:
+        execution = scope.store.register_execution(
+            node.component.name,
+            Contexts(
+                scope.pipeline_ctx, scope.run_ctx, scope.store.node_context(scope.pipeline.name, node.id)
+            ),
+            {},
+            state="FAILED",
+            error=describe_error(error),
+            node_id=node.id,
+            run_id=scope.run_id,
+            code_version=node.component.version,
+            pipeline_root=scope.root,
+            host=HOST,
+            pid=os.getpid(),
+        )
+        scope.log(f"      FAILED before it ran: {describe_error(error)}")
+        raise ExecutionError(node.id, execution.id, error) from error
+    keys = tuple(i.key for i in found)
+    return [dataclasses.replace(item, index=n, keys=keys) for n, item in enumerate(found)]
+
+
+def wired_input(node: Node, key: str, upstream: Upstream, item: Item | None) -> Any:
+    """What input `key` of `node` takes from `upstream`: the producer's artifact; for a producer
+    that ran once per item, the list of them (a list input) or the item's own (a single input)."""
+    channel = node.inputs.get(key)
+    if channel is None:
+        return None
+    value = upstream[(channel.producer.id, channel.key)]
+    if node.component.inputs[key].many:
+        return value if isinstance(value, list) else [value]
+    if isinstance(value, list):
+        if item is None or item.index >= len(value):
+            raise UserInputError(f"{node.id}: input {key!r} has {len(value)} artifacts and no item to pick")
+        return value[item.index]
+    return value
+
+
+def prepare(scope: RunScope, node: Node, upstream: Upstream, item: Item | None = None) -> Prepared:
     store, log = scope.store, scope.log
     contexts = Contexts(scope.pipeline_ctx, scope.run_ctx, store.node_context(scope.pipeline.name, node.id))
-    inputs: dict[str, Artifact | None] = {}
+    params = item.params if item is not None else node.params
+    inputs: dict[str, Any] = {}
     ctx = ExecutionContext(
         pipeline_name=scope.pipeline.name,
         pipeline_root=scope.root,
@@ -131,31 +210,39 @@ def prepare(scope: RunScope, node: Node, upstream: dict[tuple[str, str], Artifac
         "pid": os.getpid(),
         # Inputs found in the store, not produced upstream in this run: lineage shows them as
         # leaves (the baseline model's own history is its own lineage, not this one's).
-        "resolver_inputs": [key for key, declared in node.component.inputs.items() if not declared.wired],
+        "resolver_inputs": [
+            key
+            for key, declared in node.component.inputs.items()
+            if not declared.wired and not declared.resolver.follows_lineage
+        ],
     }
+    if item is not None:
+        ctx.item = item.label
+        props.update(map_key=item.key, map_label=item.label, map_index=item.index, map_keys=list(item.keys))
     try:
         for key, declared in node.component.inputs.items():
-            channel = node.inputs.get(key)
             if declared.wired:
-                inputs[key] = None if channel is None else upstream[(channel.producer.id, channel.key)]
+                inputs[key] = wired_input(node, key, upstream, item)
         for key, declared in node.component.inputs.items():
             if not declared.wired:
-                inputs[key] = declared.resolver.resolve(store, scope.pipeline.name, inputs)
+                query = Query(store, scope.pipeline.name, node.id, scope.root, params, declared.type)
+                inputs[key] = declared.resolver.resolve(query, inputs)
         if node.component.resolve is not None:
-            ctx.resolved = node.component.resolve(ctx, node.params, **inputs)
-        ctx.cache_key = cache_key(
-            node.component.name, node.component.version, node.params, inputs, ctx.resolved
-        )
-        props.update(
-            cache_key=ctx.cache_key, resolved=ctx.resolved, parameters=params_fingerprint(node.params)
-        )
+            ctx.resolved = node.component.resolve(ctx, params, **inputs)
+        keyed = {
+            key: value
+            for key, value in inputs.items()
+            if node.component.inputs[key].wired or node.component.inputs[key].resolver.in_cache_key
+        }
+        ctx.cache_key = cache_key(node.component.name, node.component.version, params, keyed, ctx.resolved)
+        props.update(cache_key=ctx.cache_key, resolved=ctx.resolved, parameters=params_fingerprint(params))
         cached = _lookup_cache(scope, node, ctx.cache_key)
     except BaseException as error:  # noqa: BLE001 - recorded FAILED, then raised
         detail = "" if isinstance(error, UserInputError) else traceback.format_exc()
         execution = store.register_execution(
             node.component.name,
             contexts,
-            {k: a for k, a in inputs.items() if a is not None and a.id is not None},
+            {k: a for k, a in inputs.items() if a and all(one.id is not None for one in flat([a]))},
             state="FAILED",
             error=describe_error(error),
             traceback=detail,
@@ -179,7 +266,7 @@ def prepare(scope: RunScope, node: Node, upstream: dict[tuple[str, str], Artifac
             held_back=held_back,
             **props,
         )
-        prepared = Prepared(node, contexts, execution, inputs, ctx)
+        prepared = Prepared(node, contexts, execution, inputs, ctx, params)
         seconds = time.monotonic() - prepared.started
         log(f"      CACHED: reused the outputs of execution {earlier.id} ({seconds:.1f} s)")
         held_back_in = store.deciding_run(earlier) if held_back else ""
@@ -187,19 +274,19 @@ def prepare(scope: RunScope, node: Node, upstream: dict[tuple[str, str], Artifac
             log(f"      unchanged since run {held_back_in}, which held back: {held_back.splitlines()[0]}")
         status, note = ("BLOCKED", blocked) if blocked else ("CACHED", f"from {earlier.id}")
         prepared.cached = StepResult(
-            node.id, status, execution.id, seconds, outputs, note, held_back, held_back_in
+            node.id, status, execution.id, seconds, outputs, note, held_back, held_back_in, ctx.item
         )
         return prepared
     execution = store.register_execution(node.component.name, contexts, inputs, **props)
     ctx.execution_id = execution.id
-    prepared = Prepared(node, contexts, execution, inputs, ctx)
+    prepared = Prepared(node, contexts, execution, inputs, ctx, params)
     prepared.final_uris = {
         key: output_uri(scope.root, node.id, key, execution.id) for key in node.component.outputs
     }
     prepared.staging = {key: staging_uri(uri) for key, uri in prepared.final_uris.items()}
     try:
-        for name, artifact in inputs.items():
-            if artifact is not None and (problem := damage(artifact)):
+        for name, artifact in [(k, a) for k, v in inputs.items() if v for a in flat([v])]:
+            if problem := damage(artifact):
                 raise UserInputError(
                     f"input {name!r} ({artifact.TYPE_NAME} #{artifact.id}) {problem}; "
                     "run again with --no-cache to rebuild it"
@@ -213,9 +300,8 @@ def prepare(scope: RunScope, node: Node, upstream: dict[tuple[str, str], Artifac
 
 def execute_here(prepared: Prepared) -> Outcome:
     """Runs the component in this process."""
-    node = prepared.node
     outputs = new_outputs(prepared)
-    node.component.run(prepared.ctx, node.params, **prepared.inputs, **outputs)
+    prepared.node.component.run(prepared.ctx, prepared.params, **prepared.inputs, **outputs)
     return prepared.ctx.outcome(outputs)
 
 
@@ -241,10 +327,12 @@ def publish(scope: RunScope, prepared: Prepared, outcome: Outcome) -> StepResult
     )
     where = f"; {outcome.where}" if outcome.where else ""
     scope.log(f"      COMPLETE in {seconds:.1f} s (execution {prepared.execution_id}{where})")
-    node_id, execution_id = prepared.node.id, prepared.execution_id
+    node_id, execution_id, item = prepared.node.id, prepared.execution_id, prepared.ctx.item
     if outcome.blocked:
-        return StepResult(node_id, "BLOCKED", execution_id, seconds, outputs, outcome.blocked)
-    return StepResult(node_id, "COMPLETE", execution_id, seconds, outputs, held_back=outcome.held_back or "")
+        return StepResult(node_id, "BLOCKED", execution_id, seconds, outputs, outcome.blocked, item=item)
+    return StepResult(
+        node_id, "COMPLETE", execution_id, seconds, outputs, held_back=outcome.held_back or "", item=item
+    )
 
 
 def fail(scope: RunScope, prepared: Prepared, error: BaseException) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from pipeline.artifacts import Artifact
-from pipeline.metadata import MetadataStore, custom, get_value, state_name
+from pipeline.metadata import MetadataStore, custom, event_index, get_value, state_name
 from pipeline.text import shorten
 
 MAX_HOPS = 40
@@ -66,7 +66,10 @@ def lineage(store: MetadataStore, artifact: Artifact) -> LineageNode:
                 producer.get(event.artifact_id, event.execution_id), event.execution_id
             )
         elif event.type == pb.Event.INPUT:
-            inputs.setdefault(event.execution_id, []).append((event.path.steps[0].key, event.artifact_id))
+            key, index = event.path.steps[0].key, event_index(event)
+            # One of a list input (a window's spans): keyed by its place, `examples[0]`, ...
+            label = key if index is None else f"{key}[{index}]"
+            inputs.setdefault(event.execution_id, []).append((label, event.artifact_id))
 
     def build(artifact_id: int, leaf: bool = False) -> LineageNode:
         node = LineageNode(artifacts.get(artifact_id) or store.artifacts_by_id([artifact_id])[0])
@@ -77,13 +80,33 @@ def lineage(store: MetadataStore, artifact: Artifact) -> LineageNode:
         node.component = custom(execution, "node_id") or types.get(execution.type_id, "?")
         # Resolver inputs (the baseline model, the previous statistics) are shown, not followed.
         resolved = set(json.loads(custom(execution, "resolver_inputs", "[]") or "[]"))
-        for key, parent in sorted(inputs.get(execution.id, [])):
-            node.inputs[key] = build(parent, leaf=key in resolved)
+        for key, parent in sorted(inputs.get(execution.id, []), key=lambda pair: _input_order(pair[0])):
+            node.inputs[key] = build(parent, leaf=key.split("[")[0] in resolved)
         if node.component and node.artifact.TYPE_NAME == "Examples" and "span" in node.artifact.properties:
             node.checks = validations_of(store, node.artifact)
         return node
 
     return build(artifact.stored_id)
+
+
+def raw_spans(node: LineageNode) -> list:
+    """The spans of the raw examples (ExampleGen's outputs) in a lineage tree, oldest first, each
+    its date where the span is dated."""
+    found: dict[int, Any] = {}
+    stack = [node]
+    while stack:
+        here = stack.pop()
+        a = here.artifact
+        if a.TYPE_NAME == "Examples" and here.component == "ExampleGen" and a.get("span") is not None:
+            found[a.get("span")] = a.get("span_date") or a.get("span")
+        stack.extend(here.inputs.values())
+    return [found[span] for span in sorted(found)]
+
+
+def _input_order(label: str) -> tuple[str, int]:
+    """`examples[10]` after `examples[9]`: the key, then the index as a number."""
+    key, _, index = label.partition("[")
+    return key, int(index.rstrip("]") or -1)
 
 
 def validations_of(store: MetadataStore, examples: Artifact) -> list[Artifact]:

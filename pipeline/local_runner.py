@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 from pipeline import step_worker
 from pipeline.artifacts import STAGING_PREFIX, Artifact
-from pipeline.component import Node, Outcome
+from pipeline.component import Item, Node, Outcome
 from pipeline.dag import Pipeline
 from pipeline.errors import ExecutionError, Interrupted, RunBlocked
-from pipeline.launcher import Prepared, StepResult, damage, launch, new_outputs
+from pipeline.launcher import Prepared, StepResult, Upstream, damage, items_of, launch, new_outputs
 from pipeline.lock import RootLock
 from pipeline.memory import peak_rss_mb, release_free_memory, rss_mb, settle_heap
 from pipeline.metadata import MetadataStore
@@ -85,41 +85,76 @@ def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
         options.log(f"run {run_id} of pipeline {pipeline.name} (root {root})")
         steps = _Steps(options)
         results: list[StepResult] = []
-        published: dict[tuple[str, str], Artifact] = {}
+        published: Upstream = {}
+        items_by_node: dict[str, list[Item]] = {}
         error: ExecutionError | RunBlocked | None = None
         interrupted: Interrupted | None = None
         try:
             for index, node in enumerate(order, 1):
-                if interrupted is not None:
-                    results.append(StepResult(node.id, "SKIPPED", note=f"the run was {interrupted}"))
-                    continue
-                if error is not None:
-                    results.append(
-                        StepResult(node.id, "SKIPPED", note=f"{error.component_id} stopped the run")
-                    )
+                if interrupted is not None or error is not None:
+                    why = (
+                        f"the run was {interrupted}"
+                        if interrupted
+                        else f"{error.component_id} stopped the run"
+                    )  # type: ignore[union-attr]
+                    results.append(StepResult(node.id, "SKIPPED", note=why))
                     continue
                 options.log(f"[{index}/{len(order)}] {node.id}")
                 steps.next_nodes = order[index : index + WARM_UP_AHEAD]
                 steps.remaining = order[index - 1 :]
-                step_started = time.monotonic()
                 try:
-                    step = launch(scope, node, published, steps.execute)
-                except Interrupted as stop:
-                    interrupted = stop
-                    spent = time.monotonic() - step_started
-                    results.append(StepResult(node.id, "FAILED", stop.execution_id, spent, note=str(stop)))
-                    continue
+                    items = items_of(scope, node, items_by_node)
                 except ExecutionError as failure:
                     error = failure
-                    spent = time.monotonic() - step_started
                     results.append(
-                        StepResult(node.id, "FAILED", failure.execution_id, spent, note=str(failure.cause))
+                        StepResult(node.id, "FAILED", failure.execution_id, note=str(failure.cause))
                     )
                     continue
-                results.append(step)
-                published.update({(node.id, key): artifact for key, artifact in step.outputs.items()})
-                if step.status == "BLOCKED":
-                    error = RunBlocked(node.id, step.execution_id, step.note)
+                outputs: dict[str, list[Artifact]] = {}
+                for item in items or [None]:
+                    if item is not None:
+                        options.log(f"    {node.id} {item.label} ({item.index + 1} of {len(items or [])})")
+                    step_started = time.monotonic()
+                    try:
+                        step = launch(scope, node, published, steps.execute, item)
+                    except Interrupted as stop:
+                        interrupted = stop
+                        spent = time.monotonic() - step_started
+                        label = item.label if item else ""
+                        results.append(
+                            StepResult(
+                                node.id, "FAILED", stop.execution_id, spent, note=str(stop), item=label
+                            )
+                        )
+                        break
+                    except ExecutionError as failure:
+                        error = failure
+                        spent = time.monotonic() - step_started
+                        results.append(
+                            StepResult(
+                                node.id,
+                                "FAILED",
+                                failure.execution_id,
+                                spent,
+                                note=str(failure.cause),
+                                item=item.label if item else "",
+                            )
+                        )
+                        break
+                    results.append(step)
+                    for key, artifact in step.outputs.items():
+                        outputs.setdefault(key, []).append(artifact)
+                    if step.status == "BLOCKED":
+                        error = RunBlocked(node.id, step.execution_id, step.note)
+                        break
+                if items is not None:
+                    items_by_node[node.id] = items
+                published.update(
+                    {
+                        (node.id, key): found if items is not None else found[0]
+                        for key, found in outputs.items()
+                    }
+                )
         finally:
             steps.release()
         result = RunResult(run_id, results, time.monotonic() - started, error)
@@ -179,8 +214,8 @@ class _Steps:
         node, ctx = prepared.node, prepared.ctx
         outputs = new_outputs(prepared)
         if self.worker is not None and node.component.preload:
-            return self.worker.execute(node.component.run, ctx, node.params, prepared.inputs, outputs)
-        node.component.run(ctx, node.params, **prepared.inputs, **outputs)
+            return self.worker.execute(node.component.run, ctx, prepared.params, prepared.inputs, outputs)
+        node.component.run(ctx, prepared.params, **prepared.inputs, **outputs)
         settle_heap()
         release_free_memory()
         return ctx.outcome(outputs, f"memory {rss_mb()} MB, peak so far {peak_rss_mb()} MB")

@@ -258,7 +258,7 @@ class MetadataStore:
         self,
         component: str,
         contexts: Contexts,
-        inputs: dict[str, Artifact | None],
+        inputs: dict[str, Artifact | list[Artifact] | None],
         *,
         state: str = "RUNNING",
         outputs: dict[str, Artifact] | None = None,
@@ -266,16 +266,21 @@ class MetadataStore:
     ) -> pb.Execution:
         """Puts a new execution in one call: its properties, an INPUT event for every input found
         (resolver inputs included) and, for a CACHED one, OUTPUT events to the earlier outputs it
-        reuses. `state` is RUNNING, CACHED or FAILED (a step that failed before it ran). Returns
-        the execution as stored, id included, for `publish_execution` or `fail_execution`."""
+        reuses. An input that is a list (a window of spans) gets one event per artifact, its path
+        the key and the artifact's index, as TFX records them. `state` is RUNNING, CACHED or FAILED
+        (a step that failed before it ran). Returns the execution as stored, id included, for
+        `publish_execution` or `fail_execution`."""
         execution = pb.Execution(
             type_id=self.execution_type_id(component),
             last_known_state=pb.Execution.State.Value(state),
         )
         _set_all(execution, props)
-        pairs = [
-            (None, artifact, _event(pb.Event.INPUT, key)) for key, artifact in inputs.items() if artifact
-        ]
+        pairs = []
+        for key, value in inputs.items():
+            if isinstance(value, list):
+                pairs += [(None, a, _event(pb.Event.INPUT, key, i)) for i, a in enumerate(value)]
+            elif value:
+                pairs.append((None, value, _event(pb.Event.INPUT, key)))
         pairs += [(None, a, _event(pb.Event.OUTPUT, key)) for key, a in (outputs or {}).items()]
         execution.id, _ = self._put_execution(execution, pairs, contexts)
         return execution
@@ -404,15 +409,24 @@ class MetadataStore:
         return [a for a in self.artifacts_by_id(sorted(a.id for a in found)) if isinstance(a, cls)]
 
     def outputs_of(self, execution_id: int) -> dict[str, Artifact]:
-        return self._artifacts_of(execution_id, pb.Event.OUTPUT)
+        return self._artifacts_of(execution_id, pb.Event.OUTPUT)  # type: ignore[return-value]
 
-    def inputs_of(self, execution_id: int) -> dict[str, Artifact]:
+    def inputs_of(self, execution_id: int) -> dict[str, Artifact | list[Artifact]]:
+        """An execution's inputs by key: an artifact, or for an input that took several (a window
+        of spans) the list of them in order."""
         return self._artifacts_of(execution_id, pb.Event.INPUT)
 
-    def _artifacts_of(self, execution_id: int, kind: int) -> dict[str, Artifact]:
+    def _artifacts_of(self, execution_id: int, kind: int) -> dict[str, Artifact | list[Artifact]]:
         events = [e for e in self.mlmd.get_events_by_execution_ids([execution_id]) if e.type == kind]
         artifacts = {a.id: a for a in self.artifacts_by_id([e.artifact_id for e in events])}
-        return {e.path.steps[0].key: artifacts[e.artifact_id] for e in events}
+        found: dict[str, Any] = {}
+        for event in sorted(events, key=lambda e: event_index(e) or 0):
+            key, index = event.path.steps[0].key, event_index(event)
+            if index is None:
+                found[key] = artifacts[event.artifact_id]
+            else:
+                found.setdefault(key, []).append(artifacts[event.artifact_id])
+        return found
 
     def producer_of(self, artifact_id: int) -> pb.Execution | None:
         """The execution that first output this artifact (COMPLETE; later CACHED ones reuse it)."""
@@ -570,8 +584,24 @@ def _set_all(proto: Any, props: dict[str, Any]) -> None:
         set_value(proto.custom_properties[key], value)
 
 
-def _event(kind: int, key: str) -> pb.Event:
+def _event(kind: int, key: str, index: int | None = None) -> pb.Event:
     event = pb.Event(type=kind)
     step = event.path.steps.add()
     step.key = key
+    if index is not None:
+        event.path.steps.add().index = index
     return event
+
+
+def event_index(event: pb.Event) -> int | None:
+    """The index in an event's path (one artifact of a list input), or None for a single one."""
+    steps = event.path.steps
+    return steps[1].index if len(steps) > 1 and steps[1].HasField("index") else None
+
+
+def flat(values) -> list[Artifact]:
+    """The artifacts of an `inputs_of` / `outputs_of` dict's values, lists opened."""
+    found: list[Artifact] = []
+    for value in values:
+        found += value if isinstance(value, list) else [value]
+    return found

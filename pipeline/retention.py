@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pipeline.metadata import MetadataStore, custom
+from pipeline.metadata import MetadataStore, custom, flat
 
 REPORTS_DIR = "reports"
 
@@ -79,10 +79,9 @@ def collect(
     needed: set[int] = set()
     for run in kept_runs:
         for execution in store.mlmd.get_executions_by_context(run.id):
-            for artifact in [
-                *store.inputs_of(execution.id).values(),
-                *store.outputs_of(execution.id).values(),
-            ]:
+            for artifact in flat(
+                [*store.inputs_of(execution.id).values(), *store.outputs_of(execution.id).values()]
+            ):
                 needed |= _upstream(store, artifact)
     pushes = sorted(
         (

@@ -61,7 +61,12 @@ class RunResult:
         return "HELD_BACK" if self.held_back else "COMPLETE"
 
     def step(self, node_id: str) -> StepResult:
-        return next(s for s in self.steps if s.node_id == node_id)
+        """The node's step (its last item's, for a node that ran once per item)."""
+        return [s for s in self.steps if s.node_id == node_id][-1]
+
+    def steps_of(self, node_id: str) -> list[StepResult]:
+        """Every step of a node: one per item for a node that ran once per item."""
+        return [s for s in self.steps if s.node_id == node_id]
 
 
 def new_run_id() -> str:
@@ -180,23 +185,27 @@ def close_interrupted(store: MetadataStore, execution, root: str, by: str, log) 
 
 def result_from_store(store: MetadataStore, run_ctx, order, seconds: float) -> RunResult:
     """The run's result as its executions in the store say (for a run made of step tasks): per
-    node the newest execution; a node never started is SKIPPED after a failure or a block."""
-    newest = {}
-    for execution in store.executions_in(run_ctx):
-        newest[custom(execution, "node_id")] = execution  # ascending ids: the last one wins
+    node (per item of a node that runs once per item) the newest execution; a node never started
+    is SKIPPED after a failure or a block."""
+    from pipeline.step import recorded_executions
+
+    recorded = recorded_executions(store, run_ctx)
     steps: list[StepResult] = []
     error: ExecutionError | RunBlocked | None = None
     for node in order:
-        execution = newest.get(node.id)
-        if execution is None:
+        executions = sorted(
+            recorded.get(node.id, {}).values(), key=lambda e: (custom(e, "map_index", 0), e.id)
+        )
+        if not executions:
             steps.append(StepResult(node.id, "SKIPPED", note="not run"))
             continue
-        step = step_from_execution(store, execution)
-        steps.append(step)
-        if error is None and step.status == "FAILED":
-            error = ExecutionError(node.id, execution.id, RuntimeError(step.note))
-        elif error is None and step.status == "BLOCKED":
-            error = RunBlocked(node.id, execution.id, step.note)
+        for execution in executions:
+            step = step_from_execution(store, execution)
+            steps.append(step)
+            if error is None and step.status == "FAILED":
+                error = ExecutionError(node.id, execution.id, RuntimeError(step.note))
+            elif error is None and step.status == "BLOCKED":
+                error = RunBlocked(node.id, execution.id, step.note)
     return RunResult(run_ctx.name, steps, seconds, error)
 
 
@@ -213,7 +222,8 @@ def step_from_execution(store: MetadataStore, execution) -> StepResult:
     )
     seconds = custom(execution, "seconds", 0.0)
     held_back_in = store.deciding_run(execution) if held_back and state == "CACHED" else ""
-    return StepResult(node_id, status, execution.id, seconds, outputs, note, held_back, held_back_in)
+    item = custom(execution, "map_label", "")
+    return StepResult(node_id, status, execution.id, seconds, outputs, note, held_back, held_back_in, item)
 
 
 @contextlib.contextmanager

@@ -11,16 +11,17 @@ run. A failed run's retried task opens it again.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.artifacts import Artifact
+from pipeline.component import Item
 from pipeline.dag import Pipeline
 from pipeline.errors import DefinitionError, ExecutionError, Interrupted, PipelineError
-from pipeline.launcher import HOST, StepResult, execute_here, launch
+from pipeline.launcher import HOST, StepResult, Upstream, execute_here, items_of, launch
 from pipeline.lease import process_alive
 from pipeline.metadata import PIPELINE_RUN, MetadataStore, custom, state_name
 from pipeline.runs import (
@@ -70,9 +71,10 @@ class TaskResult:
 
 
 def run_step(pipeline: Pipeline, node_id: str, options: StepOptions) -> TaskResult:
-    """Runs node `node_id` of run `options.run_id`. Raises DefinitionError (unknown node, a run
-    id of another pipeline), UpstreamNotDone, StepBusy or LockHeldError before anything runs;
-    a failing step is a TaskResult whose step is FAILED (recorded, and the run closed)."""
+    """Runs node `node_id` of run `options.run_id` (every item of a node that runs once per item,
+    skipping those already done). Raises DefinitionError (unknown node, a run id of another
+    pipeline), UpstreamNotDone, StepBusy or LockHeldError before anything runs; a failing step is
+    a TaskResult whose step is FAILED (recorded, and the run closed)."""
     order = pipeline.validate()
     never_world_writable()
     by_id = {n.id: n for n in order}
@@ -87,18 +89,21 @@ def run_step(pipeline: Pipeline, node_id: str, options: StepOptions) -> TaskResu
     run_id, log = options.run_id, options.log
     check_same_run(store, pipeline.name, root, run_id)
     run_ctx = store.mlmd.get_context_by_type_and_name(PIPELINE_RUN, run_id)
-    newest = _newest_by_node(store, run_ctx)
-    earlier = newest.get(node_id)
-    if earlier is not None and state_name(earlier) in DONE:
-        log(f"{node_id} is already {state_name(earlier)} in run {run_id} (execution {earlier.id})")
-        return TaskResult(step_from_execution(store, earlier), already_done=True)
-    if earlier is not None and state_name(earlier) == "RUNNING":
-        if custom(earlier, "host") != HOST or process_alive(custom(earlier, "pid")):
+    recorded = recorded_executions(store, run_ctx)
+    earlier = recorded.get(node_id, {})
+    if earlier and _all_done(earlier):
+        last = max(earlier.values(), key=lambda e: e.id)
+        log(f"{node_id} is already {state_name(last)} in run {run_id} (execution {last.id})")
+        return TaskResult(step_from_execution(store, last), already_done=True)
+    for execution in earlier.values():
+        if state_name(execution) == "RUNNING" and (
+            custom(execution, "host") != HOST or process_alive(custom(execution, "pid"))
+        ):
             raise StepBusy(
-                f"{node_id} of run {run_id} is running (execution {earlier.id}, pid "
-                f"{custom(earlier, 'pid')} on {custom(earlier, 'host')}); try again when it ends"
+                f"{node_id} of run {run_id} is running (execution {execution.id}, pid "
+                f"{custom(execution, 'pid')} on {custom(execution, 'host')}); try again when it ends"
             )
-    upstream = _upstream_outputs(store, node, newest, run_id)
+    upstream, upstream_items = _upstream_outputs(store, node, recorded, run_id)
     scope = open_run(
         store,
         pipeline,
@@ -111,18 +116,36 @@ def run_step(pipeline: Pipeline, node_id: str, options: StepOptions) -> TaskResu
     )
     if options.run_properties:
         store.update_context(scope.run_ctx, **options.run_properties)
-    if earlier is not None and state_name(earlier) == "RUNNING":
-        close_interrupted(
-            store, earlier, root, f"found and closed by a retry of {node_id} in run {run_id}", log
-        )
+    for execution in earlier.values():
+        if state_name(execution) == "RUNNING":
+            close_interrupted(
+                store, execution, root, f"found and closed by a retry of {node_id} in run {run_id}", log
+            )
     started = time.monotonic()
     log(f"run {run_id} of pipeline {pipeline.name}: step {node_id} (root {root})")
+    steps: list[StepResult] = []
     with run_temp_dir(root, f"{run_id}.{node_id}", clean_others=False):
         try:
-            step = launch(scope, node, upstream, execute_here)
+            items = items_of(scope, node, upstream_items)
+            for item in items or [None]:
+                done = earlier.get(item.key if item else "")
+                if done is not None and state_name(done) in DONE:
+                    steps.append(step_from_execution(store, done))
+                    continue
+                if item is not None:
+                    log(f"    {node_id} {item.label} ({item.index + 1} of {len(items or [])})")
+                steps.append(launch(scope, node, upstream, execute_here, item))
+                if steps[-1].status == "BLOCKED":
+                    break
         except ExecutionError as failure:
-            step = StepResult(
-                node_id, "FAILED", failure.execution_id, time.monotonic() - started, note=str(failure.cause)
+            steps.append(
+                StepResult(
+                    node_id,
+                    "FAILED",
+                    failure.execution_id,
+                    time.monotonic() - started,
+                    note=str(failure.cause),
+                )
             )
         except Interrupted as stop:
             # Recorded FAILED ("interrupted by SIGTERM") and its staging removed by the launcher;
@@ -132,9 +155,10 @@ def run_step(pipeline: Pipeline, node_id: str, options: StepOptions) -> TaskResu
             run.interrupted = stop.signal_name
             stop.result = close_run(scope, run, None)
             raise
+    step = next((s for s in steps if s.status in ("FAILED", "BLOCKED")), steps[-1])
     result = TaskResult(step)
-    newest = _newest_by_node(store, scope.run_ctx)
-    finished = all(n.id in newest and state_name(newest[n.id]) in DONE for n in order)
+    recorded = recorded_executions(store, scope.run_ctx)
+    finished = all(n.id in recorded and _all_done(recorded[n.id]) for n in order)
     if step.status in ("FAILED", "BLOCKED") or finished:
         seconds = time.time() - custom(scope.run_ctx, "start_time", time.time())
         run = result_from_store(store, scope.run_ctx, order, seconds)
@@ -142,26 +166,56 @@ def run_step(pipeline: Pipeline, node_id: str, options: StepOptions) -> TaskResu
     return result
 
 
-def _newest_by_node(store: MetadataStore, run_ctx) -> dict[str, Any]:
-    if run_ctx is None:
-        return {}
-    return {custom(e, "node_id"): e for e in store.executions_in(run_ctx)}
+def _all_done(by_key: dict[str, Any]) -> bool:
+    """Whether a node's executions in a run cover all its items, each COMPLETE or CACHED (an
+    execution of an item records the keys of all its node's items)."""
+    if not by_key:
+        return False
+    expected = set(json.loads(custom(next(iter(by_key.values())), "map_keys", "[]") or "[]")) or {""}
+    return all(key in by_key and state_name(by_key[key]) in DONE for key in expected)
 
 
 def _upstream_outputs(
-    store: MetadataStore, node, newest: dict, run_id: str
-) -> dict[tuple[str, str], Artifact]:
-    found: dict[tuple[str, str], Artifact] = {}
+    store: MetadataStore, node, recorded: dict[str, dict[str, Any]], run_id: str
+) -> tuple[Upstream, dict[str, list[Item]]]:
+    """What the node's producers published in the run (a list in item order for a producer that
+    ran once per item), and the items of those producers."""
+    found: Upstream = {}
+    items: dict[str, list[Item]] = {}
     for producer in {up.id: up for up in node.upstream}.values():
-        execution = newest.get(producer.id)
-        state = state_name(execution) if execution is not None else None
-        if execution is None or state not in DONE or custom(execution, "blocked"):
-            why = {None: "has not run", "RUNNING": "is still running"}.get(state, f"is {state}")
-            why = "stopped the run" if state in DONE else why
+        executions = sorted(recorded.get(producer.id, {}).values(), key=lambda e: custom(e, "map_index", 0))
+        for execution in executions or [None]:
+            state = state_name(execution) if execution is not None else None
+            if execution is None or state not in DONE or custom(execution, "blocked"):
+                why = {None: "has not run", "RUNNING": "is still running"}.get(state, f"is {state}")
+                why = "stopped the run" if state in DONE else why
+                raise UpstreamNotDone(
+                    f"{node.id} needs the outputs of {producer.id}, which {why} in run {run_id}; "
+                    f"run `step {producer.id} --run-id {run_id}` first"
+                )
+        if not _all_done(recorded[producer.id]):
             raise UpstreamNotDone(
-                f"{node.id} needs the outputs of {producer.id}, which {why} in run {run_id}; "
-                f"run `step {producer.id} --run-id {run_id}` first"
+                f"{node.id} needs the outputs of {producer.id}, which has not run all its items in "
+                f"run {run_id}; run `step {producer.id} --run-id {run_id}` first"
             )
-        for key, artifact in store.outputs_of(execution.id).items():
-            found[(producer.id, key)] = artifact
+        for execution in executions:
+            for key, artifact in store.outputs_of(execution.id).items():
+                if producer.mapped:
+                    found.setdefault((producer.id, key), []).append(artifact)
+                else:
+                    found[(producer.id, key)] = artifact
+        if producer.mapped:
+            items[producer.id] = [
+                Item(custom(e, "map_key", ""), custom(e, "map_label", ""), None) for e in executions
+            ]
+    return found, items
+
+
+def recorded_executions(store: MetadataStore, run_ctx) -> dict[str, dict[str, Any]]:
+    """node id -> item key ("" for a node that runs once) -> its newest execution in the run."""
+    found: dict[str, dict[str, Any]] = {}
+    if run_ctx is None:
+        return found
+    for execution in store.executions_in(run_ctx):  # ascending ids: the newest wins
+        found.setdefault(custom(execution, "node_id"), {})[custom(execution, "map_key", "")] = execution
     return found

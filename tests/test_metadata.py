@@ -120,7 +120,7 @@ def test_a_store_of_the_earlier_layout_keeps_working(tmp_path):
     are read, the latest blessed model is found in either, and new artifacts are written as TFX's."""
     from pipeline.artifacts import Model, ModelBlessing, PushedModel
     from pipeline.metadata import Contexts
-    from pipeline.resolvers import LatestBlessedModel
+    from pipeline.resolvers import LatestBlessedModel, Query
 
     path = str(tmp_path / "old.sqlite")
     old = metadata_store.MetadataStore(connection_config(path))
@@ -159,8 +159,9 @@ def test_a_store_of_the_earlier_layout_keeps_working(tmp_path):
         [(old_blessing, pb.Event(type=pb.Event.OUTPUT)), (old_push, pb.Event(type=pb.Event.OUTPUT))],
         contexts.all(),
     )
-    assert LatestBlessedModel().resolve(store, "p", {"model": None}).id == model.id
-    assert LatestBlessedModel().resolve(store, "p", {"model": model}) is None
+    query = Query(store, "p")
+    assert LatestBlessedModel().resolve(query, {"model": None}).id == model.id
+    assert LatestBlessedModel().resolve(query, {"model": model}) is None
     [push] = store.live_artifacts(PushedModel, "p")
     assert push.pushed_version() == 3 and push.get("pushed") == 1
 

@@ -7,6 +7,6 @@ Modules:
 - `csv_to_examples`: CSV rows to tf.Example in Arrow batches.
 """
 
-from components.example_gen.component import ExampleGen, ExampleGenParams
+from components.example_gen.component import ExampleGen, ExampleGenParams, RollingWindow, SpanRange
 
-__all__ = ["ExampleGen", "ExampleGenParams"]
+__all__ = ["ExampleGen", "ExampleGenParams", "RollingWindow", "SpanRange"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime
 import functools
 import glob
@@ -24,10 +25,67 @@ from pipeline import (
     UserInputError,
 )
 from pipeline.artifacts import Examples, Schema
+from pipeline.component import FanOut, Item
 
 CODE_VERSION = "1"
 GZIP_MAGIC = b"\x1f\x8b"
 COLUMN_TYPES = ("int", "float", "string")
+
+
+@dataclass(frozen=True)
+class RollingWindow:
+    """The last `spans` spans that have files, ending at the run's span (the latest, or the one
+    `run --span` / `--date` names): TFX's RollingRange. A window moving by one span ingests only
+    the new span; the others are CACHED executions that reuse what was ingested before."""
+
+    spans: int
+
+    def __post_init__(self):
+        if not isinstance(self.spans, int) or isinstance(self.spans, bool) or self.spans < 1:
+            raise DefinitionError(
+                f"RollingWindow: spans must be a whole number of at least 1, got {self.spans!r}"
+            )
+
+    def describe(self) -> str:
+        return f"a rolling window of the last {self.spans} span(s)"
+
+
+@dataclass(frozen=True)
+class SpanRange:
+    """Every span with files from `first` to `last` (None: no end), TFX's StaticRange: span
+    numbers, or dates (`"2024-01-01"`) for a dated pattern. A run for a given span (`--span`,
+    `--date`, a backfill) takes the range's spans up to it, as a schedule would have then."""
+
+    first: int | str
+    last: int | str | None = None
+
+    def __post_init__(self):
+        for value in (self.first, self.last):
+            if value is not None and _bound(value) is None:
+                raise DefinitionError(
+                    f"SpanRange: {value!r} is neither a span number nor a date (YYYY-MM-DD)"
+                )
+        last = _bound(self.last) if self.last is not None else None
+        if last is not None and last < _bound(self.first):  # type: ignore[operator]
+            raise DefinitionError(f"SpanRange: first {self.first!r} comes after last {self.last!r}")
+
+    def bounds(self) -> tuple[int, int | None]:
+        return _bound(self.first), (_bound(self.last) if self.last is not None else None)  # type: ignore[return-value]
+
+    def describe(self) -> str:
+        return f"spans {self.first} to {self.last if self.last is not None else 'the latest'}"
+
+
+def _bound(value: int | str) -> int | None:
+    """A span number, or a date's span (days since 1970-01-01); None for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return span_of_date(datetime.date.fromisoformat(value))
+        except ValueError:
+            return None
+    return None
 
 
 @dataclass(frozen=True)
@@ -50,6 +108,7 @@ class ExampleGenParams:
     column_types: dict = field(default_factory=dict)
     null_values: tuple = ("NA",)
     drop_rows_missing: tuple | list = ()
+    window: RollingWindow | SpanRange | None = None
 
     def __post_init__(self):
         pattern = self.input_pattern
@@ -64,6 +123,61 @@ class ExampleGenParams:
                 f"ExampleGen: input pattern {pattern!r}: a dated pattern has {{YYYY}} and {{MM}} (and "
                 "{DD} for days), and no {SPAN}"
             )
+
+
+def window_items(params: ExampleGenParams) -> tuple[list[Item], str]:
+    """The spans of the params' window that have files, oldest first, each an item of its own
+    (the params with that span and no window), and a line saying which were chosen. Nothing in
+    the window, or a requested span without files, is a UserInputError naming where it looked."""
+    window, pattern = params.window, params.input_pattern
+    available = available_spans(pattern)
+    if params.span is not None and params.span not in available:
+        find_span(pattern, params.span, None)  # raises, naming the folder looked for and the spans found
+    if isinstance(window, RollingWindow):
+        end = params.span if params.span is not None else (available[-1] if available else None)
+        chosen = [s for s in available if end is not None and s <= end][-window.spans :]
+    else:
+        assert isinstance(window, SpanRange)
+        first, last = window.bounds()
+        if params.span is not None and not (first <= params.span and (last is None or params.span <= last)):
+            raise UserInputError(
+                f"span {span_text(params.span, pattern)} is outside the pipeline's window, {window.describe()}"
+            )
+        end = params.span if params.span is not None else last
+        chosen = [s for s in available if first <= s and (end is None or s <= end)]
+    if not chosen:
+        found = ", ".join(span_text(s, pattern) for s in available) or "none"
+        raise UserInputError(
+            f"no span of {window.describe()} has files matching {pattern!r} (spans found: {found})"  # type: ignore[union-attr]
+        )
+    texts = [span_text(s, pattern) for s in chosen]
+    short = texts if len(texts) <= 6 else [*texts[:2], "...", *texts[-2:]]
+    note = f"window: {len(chosen)} span(s), {', '.join(short)} ({window.describe()})"  # type: ignore[union-attr]
+    if isinstance(window, RollingWindow) and len(chosen) < window.spans:
+        note += f"; only {len(chosen)} of {window.spans} have files so far"
+    waiting = [s for s in empty_span_folders(pattern) if params.span is None and s > chosen[-1]]
+    if waiting:
+        note += (
+            f"; span folder(s) {', '.join(span_text(s, pattern) for s in waiting)} hold no file matching "
+            "the pattern yet, and are left out"
+        )
+    items = [
+        Item(str(s), f"span {span_text(s, pattern)}", dataclasses.replace(params, span=s, window=None))
+        for s in chosen
+    ]
+    return items, note
+
+
+def available_spans(pattern: str) -> list[int]:
+    """Every span with at least one file matching `pattern`, in order."""
+    regex = re.compile(_pattern_regex(pattern))
+    found = set()
+    for path in glob.glob(_glob_of(pattern)):
+        match = regex.fullmatch(path)
+        number = _span_of(match, path) if match else None
+        if number is not None and os.path.isfile(path):
+            found.add(number)
+    return sorted(found)
 
 
 def resolve_span(ctx: ExecutionContext, params: ExampleGenParams, schema: Schema | None) -> dict:
@@ -460,4 +574,5 @@ ExampleGen = Component(
     parameters=ExampleGenParams,
     version=CODE_VERSION,
     resolve=resolve_span,
+    fan_out=FanOut(applies=lambda params: params.window is not None, items=window_items),
 )
