@@ -35,8 +35,9 @@ import time
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_PIPELINE_FILE = os.path.join(REPO_ROOT, "penguin", "pipeline.py")
+DEFAULT_SCORING_FILE = os.path.join(REPO_ROOT, "penguin", "scoring.py")
 
-EXIT_FAILED, EXIT_DEFINITION, EXIT_HELD_BACK, EXIT_STORE, EXIT_LOCKED = 1, 2, 3, 69, 75
+EXIT_FAILED, EXIT_DEFINITION, EXIT_HELD_BACK, EXIT_NO_MODEL, EXIT_STORE, EXIT_LOCKED = 1, 2, 3, 4, 69, 75
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,13 +117,20 @@ def _parser() -> argparse.ArgumentParser:
     common = [_common_flags(suppress=True)]
 
     run = commands.add_parser("run", help="run the pipeline", parents=common)
-    run.add_argument("--span", type=int, help="the span to ingest (default: the latest)")
+    run.add_argument(
+        "--span", type=int, help="the span to ingest, or the last of the window (default: the latest)"
+    )
     run.add_argument(
         "--date",
-        type=_date_span,
-        dest="span",
+        type=_date,
         metavar="YYYY-MM-DD",
-        help="the span of this date, for a pattern with {YYYY}, {MM} (and {DD}): its day number",
+        help="the span of this date, for a pattern with {YYYY}, {MM} (and {DD}); for monthly "
+        "spans, the month it falls in",
+    )
+    run.add_argument(
+        "--push-older-spans",
+        action="store_true",
+        help="let a model of spans older than the served model's replace it (a rerun of old data)",
     )
     run.add_argument(
         "--data",
@@ -177,8 +185,12 @@ def _parser() -> argparse.ArgumentParser:
     step.add_argument("--run-id", required=True, help="the run this step belongs to (the scheduler's run id)")
     step.add_argument("--span", type=int, help="the span to ingest (default: the latest)")
     step.add_argument(
-        "--date", type=_date_span, dest="span", metavar="YYYY-MM-DD", help="the span of this date"
+        "--date",
+        type=_date,
+        metavar="YYYY-MM-DD",
+        help="the span of this date (a scheduler's logical date; empty: the latest)",
     )
+    step.add_argument("--push-older-spans", action="store_true", help="see run --push-older-spans")
     step.add_argument("--data", help="input pattern with {SPAN} (default: the pipeline's)")
     step.add_argument("--no-cache", action="store_true", help="run the step even if unchanged")
     step.add_argument(
@@ -230,6 +242,61 @@ def _parser() -> argparse.ArgumentParser:
     )
     init.add_argument("--name", help="the pipeline's name (default: the folder's name)")
     init.set_defaults(command=cmd_init)
+
+    score = commands.add_parser(
+        "score",
+        help="score a span of rows with the served model (a scoring pipeline: default penguin/scoring.py)",
+        parents=common,
+    )
+    score.add_argument(
+        "--data", help="the rows to score: a pattern with {SPAN} or a date (default: the pipeline's)"
+    )
+    score.add_argument("--span", type=int, help="the span to score (default: the latest)")
+    score.add_argument("--date", type=_date, metavar="YYYY-MM-DD", help="the span of this date")
+    score.add_argument(
+        "--model",
+        metavar="served|blessed|VERSION",
+        help="the model to score with: the served one (default), the newest blessed one, or a push version",
+    )
+    score.add_argument(
+        "--id-column", action="append", default=[], metavar="COLUMN", help="a column copied to each CSV line"
+    )
+    score.add_argument("--no-cache", action="store_true", help="score again even if nothing changed")
+    score.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another run on the root",
+    )
+    score.set_defaults(command=cmd_score)
+
+    backfill = commands.add_parser(
+        "backfill",
+        help="run a range of spans in order, each its own run, as the schedule would have",
+        parents=common,
+    )
+    backfill.add_argument(
+        "--from",
+        dest="first",
+        required=True,
+        metavar="SPAN_OR_DATE",
+        help="the first span (a number, or YYYY-MM-DD)",
+    )
+    backfill.add_argument(
+        "--to", dest="last", metavar="SPAN_OR_DATE", help="the last span (default: the latest with files)"
+    )
+    backfill.add_argument("--data", help="input pattern (default: the pipeline's)")
+    backfill.add_argument(
+        "--push-older-spans",
+        action="store_true",
+        help="let the model of an older span replace the served one (by default it is evaluated, not pushed)",
+    )
+    backfill.add_argument("--no-cache", action="store_true", help="run every step of every run")
+    backfill.add_argument(
+        "--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for another run's lock"
+    )
+    backfill.set_defaults(command=cmd_backfill)
 
     listing = commands.add_parser("runs", help="list past runs and their steps", parents=common)
     listing.add_argument("--limit", type=int, default=10)
@@ -293,8 +360,10 @@ def _pipeline_root(args, pipeline) -> str:
     return os.path.join(os.path.dirname(pipeline.source_file or DEFAULT_PIPELINE_FILE), "runs", pipeline.name)
 
 
-def _metadata_spec(args, root: str) -> str:
-    return args.metadata or os.path.join(root, "metadata.sqlite")
+def _metadata_spec(args, root: str, pipeline=None) -> str:
+    """--metadata, else the pipeline's own store (a scoring pipeline's is its training pipeline's),
+    else <root>/metadata.sqlite."""
+    return args.metadata or getattr(pipeline, "metadata", None) or os.path.join(root, "metadata.sqlite")
 
 
 def _store_and_pipeline_name(args):
@@ -308,7 +377,7 @@ def _store_and_pipeline_name(args):
     if args.pipeline or not args.pipeline_root:
         pipeline = _load_pipeline(args)
     root = args.pipeline_root or _pipeline_root(args, pipeline)
-    spec = _metadata_spec(args, root)
+    spec = _metadata_spec(args, root, pipeline)
     kind = connection_config(spec).WhichOneof("config")
     if kind == "sqlite" and not os.path.exists(connection_config(spec).sqlite.filename_uri):
         raise LookupError(f"no runs recorded in {spec}")
@@ -328,9 +397,6 @@ def _store_and_pipeline_name(args):
 
 
 def cmd_run(args) -> int:
-    from pipeline.errors import LockHeldError
-    from pipeline.local_runner import RunOptions, run_pipeline
-
     pipeline = _overridden(args)
     beam_args = list(args.beam_arg)
     if args.job_server:
@@ -342,27 +408,39 @@ def cmd_run(args) -> int:
             "--workers needs --job-server: the worker pool serves a portable runner's jobs", file=sys.stderr
         )
         return EXIT_DEFINITION
-    options = RunOptions(
-        pipeline_root=_pipeline_root(args, pipeline),
-        metadata=args.metadata,
+    code, _ = _run_and_report(
+        pipeline,
+        args,
         enable_cache=not args.no_cache,
         rerun_from=args.rerun_from,
         step_worker=not args.one_process,
         beam_args=beam_args,
-        lock_wait_seconds=args.wait,
-        log=_log,
     )
-    from pipeline.errors import Interrupted
+    return code
+
+
+def _run_and_report(pipeline, args, **options):
+    """Runs `pipeline` as `run` does and prints its summary: (exit code, the RunResult or None)."""
+    from pipeline.errors import NO_MODEL_PREFIX, Interrupted, LockHeldError
+    from pipeline.local_runner import RunOptions, run_pipeline
     from pipeline.signals import stop_on_signals
 
+    root = _pipeline_root(args, pipeline)
+    run_options = RunOptions(
+        pipeline_root=root,
+        metadata=_metadata_spec(args, root, pipeline),
+        lock_wait_seconds=args.wait,
+        log=_log,
+        **options,
+    )
     try:
         with stop_on_signals():
-            result = run_pipeline(pipeline, options)
+            result = run_pipeline(pipeline, run_options)
     except LockHeldError as error:
         print(f"not started: {error}", file=sys.stderr)
-        return EXIT_LOCKED
+        return EXIT_LOCKED, None
     except Interrupted as stop:
-        return _interrupted(stop)
+        return _interrupted(stop), None
     print()
     width = max([20, *(len(step.name) + 1 for step in result.steps)])
     print(f"{'step':<{width}} {'status':<9} {'execution':>9} {'seconds':>8}  note")
@@ -377,8 +455,13 @@ def cmd_run(args) -> int:
     print(f"run report: {result.report}")
     print(f"run {result.run_id}: {result.status} in {result.seconds:.1f} s")
     if not result.ok:
+        if NO_MODEL_PREFIX in str(result.error):
+            print(
+                f"\nno model: {str(result.error).split(NO_MODEL_PREFIX, 1)[1].lstrip(': ')}", file=sys.stderr
+            )
+            return EXIT_NO_MODEL, result
         print(f"\nerror: {result.error}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_FAILED, result
     for node_id, reason in result.held_back:
         print(f"held back by {node_id}: {reason.splitlines()[0]}")
     if not result.held_back:
@@ -386,28 +469,226 @@ def cmd_run(args) -> int:
             print(
                 f"nothing new: unchanged since run {run_id}, whose {node_id} held back: {reason.splitlines()[0]}"
             )
-    return EXIT_HELD_BACK if result.held_back else 0
+    return (EXIT_HELD_BACK if result.held_back else 0), result
 
 
-def _date_span(text: str) -> int:
-    """`--date 2024-03-01` as the span a dated pattern gives that day (days since 1970-01-01)."""
+def cmd_score(args) -> int:
+    """Runs a scoring pipeline (default: penguin/scoring.py): the rows of a span through the data
+    gate, scored by the training pipeline's served model (or --model); prints where the CSV is."""
+    from pipeline.errors import DefinitionError
+
+    if not args.pipeline:
+        args.pipeline = DEFAULT_SCORING_FILE
+    pipeline = _overridden(args)
+    scorers = [n for n in pipeline.nodes if n.component.name == "BulkInferrer"]
+    if not scorers:
+        raise DefinitionError(
+            f"pipeline {pipeline.name!r} ({pipeline.source_file}) scores nothing: it has no BulkInferrer; "
+            "give the scoring pipeline (`init` writes scoring.py beside pipeline.py)"
+        )
+    overrides: dict = {}
+    if args.model is not None:
+        overrides["which_model"] = _model_choice(args.model)
+    if args.id_column:
+        overrides["id_columns"] = tuple(args.id_column)
+    pipeline.override(**overrides)
+    code, result = _run_and_report(pipeline, args, enable_cache=not args.no_cache)
+    if result is not None and result.ok:
+        for step in result.steps_of(scorers[0].id):
+            scored = step.outputs.get("inference_result")
+            if scored is not None:
+                print(
+                    f"predictions: {os.path.join(scored.uri, scored.get('predictions_csv'))} "
+                    f"({scored.get('row_count'):,} rows, span {scored.get('span_date') or scored.get('span')}, "
+                    f"{scored.get('training_pipeline')!r} model version {scored.get('model_version')})"
+                )
+    return code
+
+
+def _model_choice(text: str):
+    """--model served|blessed|N|vN."""
+    from pipeline.errors import DefinitionError
+
+    if text in ("served", "blessed"):
+        return text
+    number = text[1:] if text[:1] == "v" else text
+    if not number.isdigit():
+        raise DefinitionError(f"--model {text!r}: give served, blessed, or a push version number")
+    return int(number)
+
+
+def cmd_backfill(args) -> int:
+    """Runs every span with files from --from to --to, oldest first, each its own run of the
+    pipeline for that span (`run --span S`), as a schedule would have run them: a line per span
+    as it ends, then a table. The runs' own output goes to a log file under the root."""
+    from components.example_gen.component import available_spans, span_text
+    from pipeline.errors import Interrupted, LockHeldError
+    from pipeline.local_runner import RunOptions, run_pipeline
+    from pipeline.signals import stop_on_signals
+
+    pipeline = _load_pipeline(args)
+    pattern = _input_pattern(pipeline, args.data)
+    first, last = _span_bound(pipeline, args.data, args.first), None
+    if args.last is not None:
+        last = _span_bound(pipeline, args.data, args.last)
+    spans = [s for s in available_spans(pattern) if s >= first and (last is None or s <= last)]
+    if not spans:
+        print(
+            f"error: no span from {args.first} to {args.last or 'the latest'} has files matching {pattern!r}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    root = _pipeline_root(args, pipeline)
+    os.makedirs(root, exist_ok=True)
+    log_path = os.path.join(root, f"backfill-{time.strftime('%Y%m%dT%H%M%S')}.log")
+    print(
+        f"backfill of pipeline {pipeline.name!r}: {len(spans)} span(s), {span_text(spans[0], pattern)} to "
+        f"{span_text(spans[-1], pattern)}; each run's output in {log_path}"
+    )
+    rows, codes = [], []
+    with open(log_path, "a") as log_file, stop_on_signals():
+
+        def log(message: str) -> None:
+            log_file.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+            log_file.flush()
+
+        for number, span in enumerate(spans, 1):
+            text = span_text(span, pattern)
+            run_pipeline_for_span = _load_pipeline(args)
+            overrides: dict = {"span": span, **({"input_pattern": args.data} if args.data else {})}
+            if args.push_older_spans:
+                overrides["push_older_spans"] = True
+            run_pipeline_for_span.override(**overrides)
+            options = RunOptions(
+                pipeline_root=root,
+                metadata=_metadata_spec(args, root, run_pipeline_for_span),
+                enable_cache=not args.no_cache,
+                lock_wait_seconds=args.wait,
+                log=log,
+            )
+            print(f"[{number}/{len(spans)}] span {text} ...", end="", flush=True)
+            try:
+                result = run_pipeline(run_pipeline_for_span, options)
+            except LockHeldError as error:
+                print(f" not started: {error}")
+                return EXIT_LOCKED
+            except Interrupted as stop:
+                print()
+                return _interrupted(stop)
+            row = _backfill_row(text, result)
+            rows.append(row)
+            codes.append(
+                0
+                if result.status == "COMPLETE"
+                else EXIT_HELD_BACK
+                if result.status == "HELD_BACK"
+                else EXIT_FAILED
+            )
+            print(f" {row['outcome']} in {result.seconds:.1f} s, run {result.run_id}: {row['note']}")
+    print()
+    columns = ("span", "run", "outcome", "seconds", "model", "pushed", "note")
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns[:-1]}
+    print("  ".join(f"{c:<{widths[c]}}" for c in columns[:-1]) + "  note")
+    for row in rows:
+        print("  ".join(f"{str(row[c]):<{widths[c]}}" for c in columns[:-1]) + f"  {row['note'][:80]}")
+    failed = sum(code == EXIT_FAILED for code in codes)
+    held = sum(code == EXIT_HELD_BACK for code in codes)
+    print(
+        f"{len(rows)} run(s): {len(rows) - failed - held} complete, {held} held back, {failed} failed or blocked"
+    )
+    return EXIT_FAILED if failed else EXIT_HELD_BACK if held else 0
+
+
+def _span_bound(pipeline, data: str | None, text: str) -> int:
+    """A --from / --to value: a span number, or a date of the pipeline's dated pattern."""
     import datetime
 
-    from components.example_gen.component import span_of_date
+    from pipeline.errors import DefinitionError
 
+    if text.isdigit():
+        return int(text)
     try:
-        return span_of_date(datetime.date.fromisoformat(text))
+        day = datetime.date.fromisoformat(text)
+    except ValueError:
+        raise DefinitionError(f"{text!r} is neither a span number nor a date (YYYY-MM-DD)") from None
+    return _span_of_date(pipeline, data, day)
+
+
+def _backfill_row(span: str, result) -> dict:
+    """One line of the backfill's table: the run's outcome, its model and what became of it."""
+    model = next((a for s in result.steps for k, a in s.outputs.items() if k == "model"), None)
+    blessing = next((a for s in result.steps for k, a in s.outputs.items() if k == "blessing"), None)
+    pushed = next((a for s in result.steps for k, a in s.outputs.items() if k == "pushed_model"), None)
+    if result.error is not None:
+        note = str(result.error).splitlines()[0]
+    elif result.held_back:
+        note = result.held_back[0][1].splitlines()[0]
+    elif result.unchanged_since:
+        note = f"nothing new since run {result.unchanged_since[0][2]}"
+    else:
+        note = (blessing.get("reason") or "").splitlines()[0] if blessing is not None else ""
+    version = pushed.get("pushed_version") if pushed is not None and pushed.get("pushed") else None
+    return {
+        "span": span,
+        "run": result.run_id,
+        "outcome": result.status,
+        "seconds": f"{result.seconds:.1f}",
+        "model": f"#{model.id}" if model is not None else "-",
+        "pushed": f"v{version}" if version else "-",
+        "note": note,
+    }
+
+
+def _date(text: str):
+    """`--date 2024-03-01` as a date; "" (a scheduler's run without a logical date) as None."""
+    import datetime
+
+    if not text.strip():
+        return None
+    try:
+        return datetime.date.fromisoformat(text.strip()[:10])
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date: give YYYY-MM-DD") from None
 
 
 def _overridden(args):
+    """The pipeline with --data, --span / --date and --push-older-spans applied."""
     pipeline = _load_pipeline(args)
     overrides = {"input_pattern": args.data} if args.data else {}
-    if args.span is not None:
+    if getattr(args, "date", None) is not None:
+        overrides["span"] = _span_of_date(pipeline, args.data, args.date)
+    elif args.span is not None:
         overrides["span"] = args.span
+    if getattr(args, "push_older_spans", False):
+        overrides["push_older_spans"] = True
     pipeline.override(**overrides)
     return pipeline
+
+
+def _input_pattern(pipeline, data: str | None) -> str:
+    """--data, else the input pattern of the pipeline's ExampleGen; a DefinitionError without."""
+    from pipeline.errors import DefinitionError
+
+    if data:
+        return data
+    patterns = [n.params.input_pattern for n in pipeline.nodes if hasattr(n.params, "input_pattern")]
+    if not patterns:
+        raise DefinitionError(f"pipeline {pipeline.name!r} reads no input pattern; give --data PATTERN")
+    return patterns[0]
+
+
+def _span_of_date(pipeline, data: str | None, day) -> int:
+    """The span a date names in the pipeline's dated pattern (the month's for a monthly one)."""
+    from components.example_gen.component import is_dated, span_for_date
+    from pipeline.errors import DefinitionError
+
+    pattern = _input_pattern(pipeline, data)
+    if not is_dated(pattern):
+        raise DefinitionError(
+            f"--date needs a dated input pattern ({{YYYY}}, {{MM}}, {{DD}}); {pattern!r} numbers its "
+            "spans: give --span N"
+        )
+    return span_for_date(pattern, day)
 
 
 def cmd_step(args) -> int:
@@ -424,7 +705,7 @@ def cmd_step(args) -> int:
     options = StepOptions(
         pipeline_root=_pipeline_root(args, pipeline),
         run_id=args.run_id,
-        metadata=args.metadata,
+        metadata=_metadata_spec(args, _pipeline_root(args, pipeline), pipeline),
         enable_cache=not args.no_cache,
         beam_args=list(args.beam_arg),
         wait_seconds=args.wait,
@@ -447,6 +728,11 @@ def cmd_step(args) -> int:
         print(f"run report: {task.run.report}")
         print(f"run {task.run.run_id}: {task.run.status}")
     if step.status == "FAILED":
+        from pipeline.errors import NO_MODEL_PREFIX
+
+        if NO_MODEL_PREFIX in step.note:
+            print(f"\nno model: {step.note.split(NO_MODEL_PREFIX, 1)[1].lstrip(': ')}", file=sys.stderr)
+            return EXIT_NO_MODEL
         print(f"\nerror: {step.node_id} failed (execution {step.execution_id}): {step.note}", file=sys.stderr)
         return EXIT_FAILED
     if step.status == "BLOCKED":
@@ -526,6 +812,7 @@ def cmd_infer_schema(args) -> int:
         return EXIT_DEFINITION
     settings = dict(vars(example_gen.params)) if example_gen else {}
     settings.update({k: v for k, v in (("input_pattern", args.data), ("span", args.span)) if v is not None})
+    settings["window"] = None  # the one span: inference reads that span's every split
     root = os.path.join(_pipeline_root(args, pipeline), "infer-schema")
     try:
         inferred = infer_schema_for(settings, root, log=_log_err)

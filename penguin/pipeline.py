@@ -6,7 +6,7 @@ import os
 
 import schemas
 from components.evaluator import Evaluator
-from components.example_gen import ExampleGen
+from components.example_gen import ExampleGen, RollingWindow
 from components.example_validator import ExampleValidator
 from components.pusher import Pusher
 from components.schema_gen import ImportSchemaGen
@@ -21,6 +21,7 @@ PIPELINE_ROOT = os.path.join(REPO_ROOT, "runs", PIPELINE_NAME)
 DATA_PATTERN = os.path.join(REPO_ROOT, "data", "penguins", "span-{SPAN}", "*.csv")
 PREPROCESSING_MODULE = os.path.join(REPO_ROOT, "penguin", "module.py")
 MODEL_MODULE = os.path.join(REPO_ROOT, "penguin", "model.py")
+WINDOW = RollingWindow(3)  # the last three spans: every year the embedded data has
 
 
 def create_pipeline(
@@ -30,11 +31,15 @@ def create_pipeline(
     beam_args: list[str] | None = None,
     schema_file: str = schemas.PENGUIN_SCHEMA,
     train_steps: int = 1000,
+    window: RollingWindow | None = WINDOW,
 ) -> Pipeline:
-    """The penguin pipeline over the CSV files of `input_pattern` (latest span unless `span`),
-    typed and validated by the curated schema in `schema_file`."""
+    """The penguin pipeline over the CSV files of `input_pattern`, typed and validated by the
+    curated schema in `schema_file`: trained on a rolling window of the last three spans (every
+    year the embedded data has), ending at the latest span unless `span`."""
     schema_gen = ImportSchemaGen(schema_file=schema_file)
-    example_gen = ExampleGen(input_pattern=input_pattern, span=span, schema=schema_gen.outputs["schema"])
+    example_gen = ExampleGen(
+        input_pattern=input_pattern, span=span, window=window, schema=schema_gen.outputs["schema"]
+    )
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
     example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
@@ -61,7 +66,8 @@ def create_pipeline(
         early_stopping_min_delta=0.001,
         early_stopping_patience=3,
     )
-    # The Evaluator and the Pusher read the label from the Model the Trainer wrote.
+    # The Evaluator and the Pusher read the label from the Model the Trainer wrote. The candidate
+    # and the baseline are evaluated on the newest span's eval split (spans="window": every span's).
     evaluator = Evaluator(
         model=trainer.outputs["model"],
         examples=example_gen.outputs["examples"],

@@ -133,6 +133,14 @@ class TransformGraph(Artifact):
     TYPE_NAME = "TransformGraph"
 
 
+class TransformCache(Artifact):
+    """tensorflow-transform's analyzer cache after a Transform: per span analyzed, the analyzers'
+    accumulated state, so that a window moving by one span analyzes only the new span (TFX's
+    `updated_analyzer_cache`, which its next Transform takes as `analyzer_cache`)."""
+
+    TYPE_NAME = "TransformCache"
+
+
 class Model(Artifact):
     """A trained model: `Format-Serving/` (the SavedModel export, inference only) and
     `run/` (checkpoints, early-stopping state, TensorBoard events)."""
@@ -173,6 +181,15 @@ class PushedModel(Artifact):
         return int(self.get("pushed_version") or 0)
 
 
+class InferenceResult(Artifact):
+    """Batch predictions (the BulkInferrer's): `prediction_logs-*.gz`, gzipped TFRecord files of
+    TF Serving's PredictionLog, one per example, as TFX's BulkInferrer writes them; and
+    `predictions.csv`, the same predictions for a person: the id columns, the prediction, the
+    model version. Custom properties: `span`, `model_id`, `model_version`, `row_count`."""
+
+    TYPE_NAME = "InferenceResult"
+
+
 ARTIFACT_TYPES: dict[str, type[Artifact]] = {
     cls.TYPE_NAME: cls
     for cls in (
@@ -181,9 +198,11 @@ ARTIFACT_TYPES: dict[str, type[Artifact]] = {
         Schema,
         ExampleAnomalies,
         TransformGraph,
+        TransformCache,
         Model,
         ModelEvaluation,
         ModelBlessing,
         PushedModel,
+        InferenceResult,
     )
 }

@@ -142,7 +142,9 @@ class Component:
     `check(node)`, when given, is called as a pipeline is validated, its inputs' producers wired:
     it raises a DefinitionError for what would only fail once the step ran (the Evaluator's
     thresholds on metrics the model will not produce). `fan_out`, when given, runs a node of the
-    component once per item its parameters name (see `FanOut`)."""
+    component once per item its parameters name (see `FanOut`). `gate`: its step may stop the run
+    (`ctx.block_run`, the data gate): every node that takes data it checks waits for it, in a local
+    run and as a scheduler's task alike."""
 
     def __init__(
         self,
@@ -156,9 +158,11 @@ class Component:
         preload: tuple[str, ...] = (),
         check: Callable[[Node], None] | None = None,
         fan_out: FanOut | None = None,
+        gate: bool = False,
     ):
         self.name = name
         self.fan_out = fan_out
+        self.gate = gate
         self.check = check
         self.warm_up = warm_up
         self.preload = tuple(preload)
@@ -325,6 +329,8 @@ class Node:
         # Whether the node runs once per item (set by Pipeline.validate: it fans out, or a single
         # input takes the outputs of a node that does).
         self.mapped = False
+        # Gates this node waits for though it takes none of their outputs (set by Pipeline.validate).
+        self.after: list[Node] = []
         for key, channel in inputs.items():
             self.connect(key, channel)
 
@@ -355,7 +361,9 @@ class Node:
 
     @property
     def upstream(self) -> list[Node]:
-        return [channel.producer for channel in self.inputs.values() if channel is not None]
+        """The nodes this one waits for: its inputs' producers, and the gates that check its data."""
+        producers = [channel.producer for channel in self.inputs.values() if channel is not None]
+        return [*producers, *(gate for gate in self.after if gate not in producers)]
 
     def __repr__(self) -> str:
         return f"Node({self.id})"

@@ -22,15 +22,17 @@ class Pipeline:
     input fed by a node that is not in the pipeline, a cycle. Each message names the node and the fix.
 
     `pipeline_root` is where the pipeline's artifacts and metadata go unless the runner is told
-    otherwise; `source_file` is the file that defined the pipeline (set when it is loaded from one),
-    which errors name; `retention` (a `pipeline.retention.Retention`), when given, is applied at the
-    end of every run.
+    otherwise; `metadata`, its metadata store when not `<root>/metadata.sqlite` (a scoring
+    pipeline names its training pipeline's, where it finds the model to score with); `source_file`
+    is the file that defined the pipeline (set when it is loaded from one), which errors name;
+    `retention` (a `pipeline.retention.Retention`), when given, is applied at the end of every run.
     """
 
     name: str
     nodes: list[Node]
     beam_args: list[str] = field(default_factory=list)
     pipeline_root: str | None = None
+    metadata: str | None = None
     source_file: str | None = None
     retention: Any = None  # a pipeline.retention.Retention: applied after each run
 
@@ -80,6 +82,9 @@ class Pipeline:
                         f"{node.id}: input {key!r} comes from {channel.producer.id}, which is not in "
                         f"pipeline {self.name!r}; add it to the pipeline's nodes"
                     )
+        for node in self.nodes:
+            node.after = []
+        _wait_for_gates(self.nodes)
         order = _topological_order(self.nodes)
         for node in order:
             node.mapped = _runs_per_item(node)
@@ -107,6 +112,29 @@ class Pipeline:
             if any(up.id in found for up in node.upstream):
                 found.add(node.id)
         return found
+
+
+def _wait_for_gates(nodes: list[Node]) -> None:
+    """Makes every node that takes data a gate checks wait for that gate (`Node.after`): a node
+    that shares an ancestor with the gate and is neither the gate nor one of its ancestors
+    (Transform and what follows it wait for the ExampleValidator, which checks ExampleGen's
+    examples, as a BulkInferrer does)."""
+
+    def ancestors(node: Node) -> set[str]:
+        found: set[str] = set()
+        stack = [c.producer for c in node.inputs.values() if c is not None]
+        while stack:
+            up = stack.pop()
+            if up.id not in found:
+                found.add(up.id)
+                stack.extend(c.producer for c in up.inputs.values() if c is not None)
+        return found
+
+    for gate in (n for n in nodes if n.component.gate):
+        checked = ancestors(gate)
+        for node in nodes:
+            if node is not gate and node.id not in checked and ancestors(node) & checked:
+                node.after.append(gate)
 
 
 def _runs_per_item(node: Node) -> bool:

@@ -20,6 +20,15 @@ class UserInputError(PipelineError):
     """
 
 
+class NoModel(UserInputError):
+    """There is no model to do what was asked with (score rows: nothing pushed or blessed yet).
+    Not a failure of the data or the code: `runner.py score` and `run` say so on one line and exit
+    4 (EXIT_NO_MODEL), so that a schedule tells it from a failure."""
+
+
+NO_MODEL_PREFIX = "no model to score with"
+
+
 class ExecutionError(PipelineError):
     """A component failed while running; carries the component id, execution id and cause."""
 

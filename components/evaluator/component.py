@@ -72,7 +72,11 @@ class EvaluatorParams:
     be at most (1 - floor_margin) times the trivial baseline's. None: no floor (then, with no
     thresholds either, every model is blessed). floor_metric: the metric the floor is on instead of
     the headline (for an imbalanced label, `auc_precision_recall/<positive class>` or
-    `macro_f1`); on a metric where higher is better, 1 - value is the error that must shrink."""
+    `macro_f1`); on a metric where higher is better, 1 - value is the error that must shrink.
+    spans: with a window of spans (`ExampleGen(window=...)`), which spans' `split` is evaluated:
+    "latest" (default: the newest span's held-out rows, those most like what the model will serve)
+    or "window" (every span's). Candidate and baseline are always evaluated on the same examples,
+    and the evaluation records and shows which spans they were."""
 
     label_key: str | None = None
     task: str | None = None
@@ -84,8 +88,13 @@ class EvaluatorParams:
     change_thresholds: dict = field(default_factory=dict)
     floor_margin: float | None = 0.1
     floor_metric: str | None = None
+    spans: str = "latest"
 
     def __post_init__(self):
+        if self.spans not in ("latest", "window"):
+            raise DefinitionError(
+                f"Evaluator: spans must be 'latest' (the newest span's split) or 'window' (every span's), got {self.spans!r}"
+            )
         if self.floor_metric is not None and self.floor_metric.partition("/")[0] not in KNOWN_METRICS:
             raise DefinitionError(
                 f"Evaluator: floor_metric names unknown metric {self.floor_metric!r}; classification: "
@@ -189,7 +198,7 @@ def run_evaluator(
     ctx: ExecutionContext,
     params: EvaluatorParams,
     model: InputArtifact[Model],
-    examples: InputArtifact[Examples],
+    examples: InputArtifact[list[Examples]],
     # TFX's latest-blessed-model resolver, resolved by the runner and recorded as an input.
     baseline: Annotated[Model | None, LatestBlessedModel(exclude="model")],
     evaluation: OutputArtifact[ModelEvaluation],
@@ -203,7 +212,9 @@ def run_evaluator(
 
     models = {tfma_results.CANDIDATE: model, **({tfma_results.BASELINE: baseline} if baseline else {})}
     label_key, task = _label_and_task(ctx, params, model)
-    _check_label_in(examples, label_key, params, ctx)
+    window, examples = examples, _evaluated_spans(examples, params)
+    for evaluated in examples:
+        _check_label_in(evaluated, label_key, params, ctx)
     vocabularies, class_names = {}, None
     if task == "classification":
         vocabularies = {
@@ -219,9 +230,10 @@ def run_evaluator(
     config = tfma_results.eval_config(
         label_key, params.signature_name, slices, class_names, thresholds, baseline is not None
     )
-    split = _split_of(params, examples)
+    split = _split_of(params, examples[-1])
+    where = _where(examples, window)
     files, size = _split_files(examples, split)
-    ctx.log(_describe_start(model, baseline, params, split, thresholds))
+    ctx.log(_describe_start(model, baseline, params, where, split, thresholds))
     started = time.monotonic()
     config = config_util.update_eval_config_with_defaults(config, has_baseline=baseline is not None)
     # TFMA's model names: '' for a lone candidate, else candidate and baseline.
@@ -238,7 +250,7 @@ def run_evaluator(
         accumulator = batched.evaluate(files, job, progress=_progress(ctx, examples, split))
     else:
         accumulator = batched.evaluate_with_beam(ctx.beam_pipeline(input_bytes=size), files, job)
-    batched.write_results(evaluation.uri, config, accumulator, job, examples.split_uri(split))
+    batched.write_results(evaluation.uri, config, accumulator, job, examples[-1].split_uri(split))
     seconds = time.monotonic() - started
     results = tfma_results.read_results(evaluation.uri, class_names, thresholds)
     candidate = next(n for n, ours in names.items() if ours == CANDIDATE)
@@ -246,8 +258,19 @@ def run_evaluator(
     results.metrics[tfma_results.OVERALL, tfma_results.TRIVIAL] = trivial
     _apply_floor(params, task, results, guess)
     _record(
-        evaluation, blessing, params, model, baseline, results, round(seconds, 3), task, class_names, split
+        evaluation,
+        blessing,
+        params,
+        model,
+        baseline,
+        results,
+        round(seconds, 3),
+        task,
+        class_names,
+        split,
+        where,
     )
+    evaluation.custom_properties["eval_spans"] = json.dumps([e.get("span") for e in examples])
     overall = accumulator.state.get((), {})
     write_page(
         os.path.join(evaluation.uri, PAGE_FILE),
@@ -343,9 +366,9 @@ def _apply_floor(params: EvaluatorParams, task: str, results, guess: str) -> Non
     results.validation_ok = results.validation_ok and passed
 
 
-def headline_line(metric: str, results, baseline: Model | None, split: str) -> str:
+def headline_line(metric: str, results, baseline: Model | None, split: str, where: str = "") -> str:
     """`metric` (the headline, or the floor's metric) of the candidate, the baseline model and the
-    trivial baseline, on one line."""
+    trivial baseline, on one line; `where` says which spans the split was of (see `_where`)."""
     from components.evaluator.tfma_results import BASELINE, TRIVIAL
 
     parts = [f"candidate {_figure(results.value(metric))}"]
@@ -354,7 +377,7 @@ def headline_line(metric: str, results, baseline: Model | None, split: str) -> s
     parts.append(f"trivial baseline {_figure(results.value(metric, TRIVIAL))}")
     count = results.value("example_count")
     examples = f" on split {split!r}" if math.isnan(count) else f" on {count:,.0f} {split!r} examples"
-    return f"{metric}{examples}: {', '.join(parts)}"
+    return f"{metric}{examples}{' ' + where if where else ''}: {', '.join(parts)}"
 
 
 def _figure(value: float) -> str:
@@ -377,9 +400,9 @@ def _log_outcome(
     ctx.log(f"{blessing.custom_properties['reason'].splitlines()[0]} (evaluation took {seconds:.1f} s)")
 
 
-def _progress(ctx: ExecutionContext, examples: Examples, split: str):
+def _progress(ctx: ExecutionContext, examples: list[Examples], split: str):
     """Logs the examples evaluated every 100,000 or so (a large split takes a while)."""
-    total = examples.custom_properties.get(f"row_count_{split}") or 0
+    total = sum(e.custom_properties.get(f"row_count_{split}") or 0 for e in examples)
     shown = [0]
 
     def progress(done: int) -> None:
@@ -390,15 +413,39 @@ def _progress(ctx: ExecutionContext, examples: Examples, split: str):
     return progress
 
 
-def _split_files(examples: Examples, split: str) -> tuple[list[str], int]:
-    pattern = os.path.join(examples.split_uri(split), "*.gz")
-    files = sorted(glob.glob(pattern))
-    if not files:
-        raise UserInputError(
-            f"no examples for split {split!r} in {examples.uri} (splits: {', '.join(examples.split_names)}); "
-            "set the Evaluator's split to one of them"
-        )
+def _split_files(examples: list[Examples], split: str) -> tuple[list[str], int]:
+    """The files of `split` of every span evaluated, oldest span first."""
+    files = []
+    for one in examples:
+        found = sorted(glob.glob(os.path.join(one.split_uri(split), "*.gz")))
+        if not found:
+            raise UserInputError(
+                f"no examples for split {split!r} in {one.uri} (splits: {', '.join(one.split_names)}); "
+                "set the Evaluator's split to one of them"
+            )
+        files += found
     return files, sum(os.path.getsize(f) for f in files)
+
+
+def _evaluated_spans(window: list[Examples], params: EvaluatorParams) -> list[Examples]:
+    """The Examples whose split is evaluated: the newest span's, or every span's of the window."""
+    ordered = sorted(window, key=lambda e: (e.get("span") or 0, e.id or 0))
+    return ordered if params.spans == "window" else ordered[-1:]
+
+
+def _where(examples: list[Examples], window: list[Examples]) -> str:
+    """Which spans' rows were evaluated, as a person reads it: `of span 2009 (the newest of the
+    window 2007-2009)`, `of the window's 3 spans, 2007-2009`; "" without a window."""
+    from pipeline.history import spans_text
+
+    def spans(artifacts: list[Examples]) -> list:
+        return [a.get("span_date") or a.get("span") for a in artifacts]
+
+    if len(window) == 1:
+        return ""
+    if len(examples) == 1:
+        return f"of span {spans(examples)[0]} (the newest of the window {spans_text(spans(window))})"
+    return f"of the window's {len(examples)} spans, {spans_text(spans(examples))}"
 
 
 # The split the Trainer's early stopping reads (components/trainer/training.py).
@@ -416,21 +463,32 @@ def _split_of(params: EvaluatorParams, examples: Examples) -> str:
 
 
 def _describe_start(
-    model: Model, baseline: Model | None, params: EvaluatorParams, split: str, thresholds
+    model: Model, baseline: Model | None, params: EvaluatorParams, where: str, split: str, thresholds
 ) -> str:
     against = (
         f"against baseline model {baseline.id}" if baseline else "with no baseline (no blessed model yet)"
     )
     skipped = "" if baseline or not params.change_thresholds else "; change thresholds skipped"
     seen = f" ({OPTIMISTIC})" if split == TRAINER_EVAL_SPLIT else ""
+    spans = f" {where}" if where else ""
     return (
-        f"evaluating model {model.id} {against} on split {split!r}{seen} through {params.signature_name!r}, "
+        f"evaluating model {model.id} {against} on split {split!r}{spans}{seen} through {params.signature_name!r}, "
         f"{len(thresholds)} threshold(s){skipped}"
     )
 
 
 def _record(
-    evaluation, blessing, params, model, baseline, results, seconds: float, task: str, class_names, split: str
+    evaluation,
+    blessing,
+    params,
+    model,
+    baseline,
+    results,
+    seconds: float,
+    task: str,
+    class_names,
+    split: str,
+    where: str = "",
 ) -> None:
     """The BLESSED or NOT_BLESSED file, the blessing's properties and the headline metrics (the
     candidate's, the baseline's and the trivial baseline's)."""
@@ -451,7 +509,7 @@ def _record(
         headline[f"baseline_{metric}"] = results.value(metric, "baseline")
     headline[f"trivial_{metric}"] = results.value(metric, TRIVIAL)
     headline = {k: v for k, v in headline.items() if not math.isnan(v)}
-    line = headline_line(params.floor_metric or metric, results, baseline, split)
+    line = headline_line(params.floor_metric or metric, results, baseline, split, where)
     blessing.custom_properties.update(reason=_reason(blessed, results, baseline), headline=line, **headline)
     evaluation.custom_properties.update(
         page=PAGE_FILE,

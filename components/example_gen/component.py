@@ -366,6 +366,12 @@ def span_of_date(day: datetime.date) -> int:
     return (day - EPOCH).days
 
 
+def span_for_date(pattern: str, day: datetime.date) -> int:
+    """The span a dated pattern gives the files of `day`: that day's, or with no {DD} in the
+    pattern (monthly exports) the first of its month's."""
+    return span_of_date(day if "{DD}" in pattern else day.replace(day=1))
+
+
 def span_text(span: int, pattern: str) -> str:
     """A span as a person reads it: the date for a dated pattern (`2024-03-01`), else the number."""
     if not is_dated(pattern):
@@ -555,6 +561,7 @@ def run_example_gen(
     for split in params.splits:
         examples.custom_properties[f"row_count_{split}"] = report.counts.get(split, 0)
     examples.custom_properties["input_fingerprint"] = resolved["input_fingerprint"]
+    examples.custom_properties["input_files"] = json.dumps(paths)
     examples.custom_properties["input_pattern"] = params.input_pattern
     if resolved.get("skipped_spans"):
         examples.custom_properties["skipped_spans"] = json.dumps(resolved["skipped_spans"])

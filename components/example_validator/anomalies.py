@@ -42,15 +42,28 @@ class Finding:
         )
 
 
-def check_split(split: str, dataset, schema, columns: set[str] | None = None) -> list[Finding]:
-    """Findings for one split's DatasetFeatureStatistics against a Schema."""
+def check_split(
+    split: str,
+    dataset,
+    schema,
+    columns: set[str] | None = None,
+    environment: str | None = None,
+    files: list[str] | None = None,
+) -> list[Finding]:
+    """Findings for one split's DatasetFeatureStatistics against a Schema. With an
+    `environment` (TFDV's: `SERVING` for rows to score), only the features expected in it are
+    checked, and one that is not (the label, when serving) is ignored whether there or not.
+    `files`: the CSV files the split came from, which a missing column's finding names."""
+    from components.schema_gen.schema_io import in_environment
     from components.statistics_gen.statistics import feature_stats
 
     stats = feature_stats(dataset)
     findings = []
-    declared = {f.name: f for f in schema.feature}
+    everything = {f.name for f in schema.feature}
+    declared = {f.name: f for f in schema.feature if in_environment(f, schema, environment)}
+    where = f" in {', '.join(files[:3])}{' ...' if len(files) > 3 else ''}" if files else ""
     domains = {d.name: list(d.value) for d in schema.string_domain}
-    for name in sorted(set(stats) - set(declared)):
+    for name in sorted(set(stats) - everything):
         findings.append(
             Finding(
                 split,
@@ -66,7 +79,7 @@ def check_split(split: str, dataset, schema, columns: set[str] | None = None) ->
             found = (
                 "the column is in the header but empty in every row"
                 if columns is not None and name in columns
-                else "no such column"
+                else f"no such column{where}"
             )
             findings.append(Finding(split, name, "missing_column", "the column to be present", found))
             continue

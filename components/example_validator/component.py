@@ -23,7 +23,12 @@ class ExampleValidatorParams:
     0.20 and 0.6 at most); categorical_drift_warn_linf / numeric_drift_warn_stddevs: the levels
     past which drift is a warning (a feature that was constant and changed is one too).
     drift_splits: the splits compared for drift (train: the largest, so the least noisy).
-    drift_exclude: features not checked for drift (such as the span key itself)."""
+    drift_exclude: features not checked for drift (such as the span key itself).
+    environment: the schema environment the data is checked in, as TFDV's (`default_environment`,
+    `in_environment`, `not_in_environment`): "SERVING" for rows to score, where the label is not
+    expected (a label present is ignored); None checks every feature of the schema.
+    extra_columns: columns the data may have beyond the schema, neither checked nor reported (the
+    ids of rows to score, which the model does not read)."""
 
     warn_only: tuple = ()
     categorical_drift_linf: float = 0.25
@@ -32,6 +37,8 @@ class ExampleValidatorParams:
     numeric_drift_warn_stddevs: float = 0.25
     drift_splits: tuple = ("train",)
     drift_exclude: tuple = ()
+    environment: str | None = None
+    extra_columns: tuple = ()
 
 
 def check_params(
@@ -47,6 +54,16 @@ def check_params(
     unknown = sorted(set(params.warn_only) - set(KINDS))
     if unknown:
         raise UserInputError(f"warn_only: unknown anomaly kind(s) {unknown}; kinds: {', '.join(KINDS)}")
+    if params.environment is not None:
+        from components.schema_gen.schema_io import environments, load_schema
+
+        named = environments(load_schema(schema))
+        if params.environment not in named:
+            raise UserInputError(
+                f"environment {params.environment!r} is not one the schema names ({', '.join(sorted(named)) or 'none'}); "
+                'add default_environment: "TRAINING" and default_environment: "SERVING" to the schema, and '
+                'not_in_environment: "SERVING" to the label'
+            )
     return {}
 
 
@@ -68,9 +85,11 @@ def run_example_validator(
     all_findings, datasets, moves = [], {}, {}
     header = statistics.custom_properties.get("columns")
     columns = set(json.loads(header)) if header else None
+    files = json.loads(statistics.custom_properties.get("input_files") or "[]")
     for split in statistics.split_names:
         datasets[split] = load_statistics(statistics, split)
-        findings = checks.check_split(split, datasets[split], schema_proto, columns)
+        findings = checks.check_split(split, datasets[split], schema_proto, columns, params.environment, files)
+        findings = [f for f in findings if not (f.kind == "new_column" and f.feature in params.extra_columns)]
         if previous is not None and split in previous.split_names and split in params.drift_splits:
             drift, moves[split] = checks.check_drift(
                 split,
@@ -167,6 +186,7 @@ ExampleValidator = Component(
     name="ExampleValidator",
     run=run_example_validator,
     parameters=ExampleValidatorParams,
-    version="1",
+    version="2",
     resolve=check_params,
+    gate=True,
 )

@@ -39,7 +39,10 @@ class PusherParams:
     name). The smoke check feeds `smoke_examples` (at least 1) raw examples of `split`, without
     `label_key` (default: the label the Trainer recorded on the Model), to `serving_default` in
     a fresh process, and gives up after `smoke_timeout_seconds`. A model that fails it is not
-    pushed, and the run ends HELD_BACK."""
+    pushed, and the run ends HELD_BACK.
+    push_older_spans: a model whose newest span is older than the served model's (a backfill,
+    a rerun of an old span) is not pushed unless this is True (`run --push-older-spans`): the run
+    ends HELD_BACK saying so, and the served model stays."""
 
     push_destination: str | None = None
     model_name: str | None = None
@@ -47,6 +50,7 @@ class PusherParams:
     split: str = "eval"
     smoke_examples: int = 8
     smoke_timeout_seconds: float = 300.0
+    push_older_spans: bool = False
 
     def __post_init__(self):
         if self.smoke_examples < 1:
@@ -65,7 +69,7 @@ def run_pusher(
     params: PusherParams,
     model: InputArtifact[Model],
     blessing: InputArtifact[ModelBlessing],
-    examples: InputArtifact[Examples],
+    examples: InputArtifact[list[Examples]],
     pushed_model: OutputArtifact[PushedModel],
 ) -> None:
     if blessing.get("current_model_id") != model.id:
@@ -93,6 +97,17 @@ def run_pusher(
             "numbered after it, and TF Serving serves the highest; remove it if it is not yours"
         )
     latest = latest_version(model_dir)
+    spans = model_spans(model, examples)
+    served_spans = _recorded(model_dir, latest).get("spans") or []
+    if spans and served_spans and max(spans) < max(served_spans) and not params.push_older_spans:
+        why = (
+            f"model {model.id} learned from spans up to {_span_shown(max(spans), examples)}, older than "
+            f"the newest span of the served version {latest} ({_span_shown(max(served_spans), examples)})"
+        )
+        ctx.log(f"not pushed: {why}; {model_dir} left unchanged")
+        _record(pushed_model, "older_than_served", "", 0, reason=why)
+        ctx.hold_back(f"{why}; not pushed (run with --push-older-spans to replace the served model)")
+        return
     if latest and served_fingerprint(model_dir, latest) == fingerprint:
         ctx.log(
             f"model {model.id} is already served as version {latest} ({model_dir}/{latest}); nothing pushed"
@@ -106,7 +121,8 @@ def run_pusher(
         )
         return
     label_key = params.label_key or model.custom_properties.get("label_key", "")
-    passed, detail = smoke_check(serving, examples.split_uri(params.split), label_key, params)
+    newest = max(examples, key=lambda e: (e.get("span") or 0, e.id or 0))
+    passed, detail = smoke_check(serving, newest.split_uri(params.split), label_key, params)
     if not passed:
         ctx.log(
             f"not pushed: the smoke check of model {model.id} failed: {detail}; {model_dir} left unchanged"
@@ -123,6 +139,7 @@ def run_pusher(
         "run_id": ctx.run_id,
         "execution_id": ctx.execution_id,
         "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "spans": spans,
     }
     version = push(serving, model_dir, record)
     with open(os.path.join(pushed_model.uri, RECORD_FILE), "w") as f:
@@ -139,6 +156,32 @@ def _record(pushed_model: PushedModel, action: str, destination: str, version: i
     if pushed:
         pushed_model.custom_properties.update(pushed_destination=destination, pushed_version=str(version))
     pushed_model.custom_properties.update(action=action, **custom)
+
+
+def model_spans(model: Model, examples: list[Examples]) -> list[int]:
+    """The spans the model learned from (the Trainer records them), else those of the examples."""
+    recorded = model.custom_properties.get("spans")
+    if recorded:
+        return sorted(json.loads(recorded))
+    return sorted({e.get("span") for e in examples if e.get("span") is not None})
+
+
+def _span_shown(span: int, examples: list[Examples]) -> str:
+    """A span as a person reads it: its date where the examples' spans are dated."""
+    import datetime
+
+    if any(e.get("span_date") for e in examples):
+        return (datetime.date(1970, 1, 1) + datetime.timedelta(days=span)).isoformat()
+    return str(span)
+
+
+def _recorded(model_dir: str, version: int) -> dict:
+    """The push record of a version, {} when there is none (or no version)."""
+    try:
+        with open(os.path.join(model_dir, str(version), RECORD_FILE)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
 
 
 def latest_version(model_dir: str) -> int:

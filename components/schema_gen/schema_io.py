@@ -48,3 +48,27 @@ def write_schema(schema: Schema, proto) -> None:
 
     with open(os.path.join(schema.uri, SCHEMA_FILE), "w") as f:
         f.write(text_format.MessageToString(proto))
+
+
+TRAINING, SERVING = "TRAINING", "SERVING"
+
+
+def in_environment(feature, schema, environment: str | None) -> bool:
+    """Whether `feature` is expected in `environment`, as TFDV decides it: a feature that names
+    environments (`in_environment`) is in those; any other is in the schema's
+    `default_environment`s (every environment when the schema names none) except those its
+    `not_in_environment` names. No environment: every feature is."""
+    if environment is None:
+        return True
+    if feature.in_environment:
+        return environment in feature.in_environment
+    defaults = list(schema.default_environment)
+    return (not defaults or environment in defaults) and environment not in feature.not_in_environment
+
+
+def environments(schema) -> set[str]:
+    """Every environment the schema names."""
+    named = set(schema.default_environment)
+    for feature in schema.feature:
+        named |= set(feature.in_environment) | set(feature.not_in_environment)
+    return named

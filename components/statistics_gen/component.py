@@ -90,6 +90,10 @@ def run_statistics_gen(
     columns = json.loads(examples.custom_properties.get("column_types") or "{}")
     if columns:
         statistics.custom_properties["columns"] = json.dumps(sorted(columns))
+    if examples.custom_properties.get("input_files"):  # which the data gate names
+        statistics.custom_properties["input_files"] = examples.custom_properties["input_files"]
+    if examples.custom_properties.get("span_date"):
+        statistics.custom_properties["span_date"] = examples.custom_properties["span_date"]
     ctx.log(f"statistics for splits {', '.join(examples.split_names)} of span {examples.get('span')}")
 
 

@@ -177,6 +177,8 @@ def run_trainer(
         page=PAGE_FILE,
         eval_metrics=json.dumps(outcome.best_metrics),
     )
+    spans = examples.custom_properties.get("spans") or json.dumps([examples.get("span")])
+    model.custom_properties["spans"] = spans  # every span it learned from (a window's)
     if outcome.class_weights:
         model.custom_properties["class_weights"] = json.dumps(outcome.class_weights)
     if outcome.decision_threshold:

@@ -1,12 +1,16 @@
 """Transform: a user's `preprocessing_fn` run by tensorflow-transform on Beam, analyzed on the
-train split and applied to every split; its graph is what the exported model embeds for serving."""
+train split of every span of the window and applied to every split; its graph is what the exported
+model embeds for serving. With a window moving by one span, the analysis of the spans it already
+saw comes from tensorflow-transform's analyzer cache (its last `updated_analyzer_cache`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Annotated
 
 from components.schema_gen.schema_io import load_schema
 from pipeline import (
@@ -17,10 +21,11 @@ from pipeline import (
     OutputArtifact,
     UserInputError,
 )
-from pipeline.artifacts import Examples, Schema, TransformGraph
+from pipeline.artifacts import Examples, Schema, TransformCache, TransformGraph
+from pipeline.resolvers import OwnLatestOutput
 from pipeline.usercode import UserFunction, ship_by_value, user_function
 
-CODE_VERSION = "2"
+CODE_VERSION = "3"
 FUNCTION_NAME = "preprocessing_fn"
 TEMP_DIR = ".tft-temp"
 
@@ -38,6 +43,7 @@ class TransformParams:
     preprocessing_fn: Callable | None = None
     analyze_splits: list = field(default_factory=lambda: ["train"])
     custom_config: dict = field(default_factory=dict)
+    analyzer_cache: bool = True
 
     def __post_init__(self):
         if (self.module_file is None) == (self.preprocessing_fn is None):
@@ -90,45 +96,66 @@ def checked_preprocessing_fn(function: UserFunction, custom_config: dict | None 
 def run_transform(
     ctx: ExecutionContext,
     params: TransformParams,
-    examples: InputArtifact[Examples],
+    examples: InputArtifact[list[Examples]],
     schema: InputArtifact[Schema],
+    # The cache its last execution on this root left: speed only, so not part of the cache key.
+    analyzer_cache: Annotated[TransformCache | None, OwnLatestOutput("updated_analyzer_cache")],
     transform_graph: OutputArtifact[TransformGraph],
     transformed_examples: OutputArtifact[Examples],
+    updated_analyzer_cache: OutputArtifact[TransformCache],
 ) -> None:
     function = user_function(FUNCTION_NAME, module_file=params.module_file, function=params.preprocessing_fn)
     ship_by_value(function.function)
-    from components.transform.beam import transform_splits
+    from components.transform.beam import transform_spans
 
-    missing = [s for s in params.analyze_splits if s not in examples.split_names]
-    if missing:
-        raise UserInputError(
-            f"analyze_splits names {missing}, which the examples do not have (splits: {examples.split_names})"
-        )
-    ctx.log(f"{function.name} from {function.source}; analyzing {', '.join(params.analyze_splits)}")
+    window = sorted(examples, key=lambda e: (e.get("span") or 0, e.id or 0))
+    for one in window:
+        missing = [s for s in params.analyze_splits if s not in one.split_names]
+        if missing:
+            raise UserInputError(
+                f"analyze_splits names {missing}, which the examples of span {one.get('span')} do not "
+                f"have (splits: {one.split_names})"
+            )
+    spans = ", ".join(str(e.get("span_date") or e.get("span")) for e in window)
+    ctx.log(
+        f"{function.name} from {function.source}; analyzing {', '.join(params.analyze_splits)} of "
+        f"{'span' if len(window) == 1 else f'{len(window)} spans,'} {spans}"
+    )
     temp_dir = os.path.join(transform_graph.uri, TEMP_DIR)
+    cache_in = analyzer_cache.uri if analyzer_cache is not None and params.analyzer_cache else None
     try:
-        counts = transform_splits(
+        report = transform_spans(
             ctx,
             checked_preprocessing_fn(function, params.custom_config),
             load_schema(schema),
-            examples,
+            window,
             list(params.analyze_splits),
             transform_graph.uri,
             transformed_examples,
             temp_dir,
+            cache_in=cache_in,
+            cache_out=updated_analyzer_cache.uri if params.analyzer_cache else None,
         )
     finally:
         shutil.rmtree(temp_dir, ignore_errors=True)
-    _describe_outputs(examples, transformed_examples, transform_graph, counts, params)
-    summary = ", ".join(f"{s} {counts.get(s, 0)}" for s in examples.split_names)
+    counts = report.counts
+    _describe_outputs(window, transformed_examples, transform_graph, counts, params)
+    transform_graph.custom_properties.update(
+        analyzed_spans=json.dumps(report.analyzed_spans), cached_spans=json.dumps(report.cached_spans)
+    )
+    updated_analyzer_cache.custom_properties["spans"] = json.dumps([e.get("span") for e in window])
+    summary = ", ".join(f"{s} {counts.get(s, 0)}" for s in window[-1].split_names)
     ctx.log(f"transformed {sum(counts.values())} examples ({summary})")
 
 
-def _describe_outputs(examples, transformed_examples, transform_graph, counts, params) -> None:
-    transformed_examples.set("span", examples.properties["span"])
-    transformed_examples.set("version", examples.properties["version"])
-    transformed_examples.split_names = examples.split_names
-    for split in examples.split_names:
+def _describe_outputs(window, transformed_examples, transform_graph, counts, params) -> None:
+    newest = window[-1]
+    transformed_examples.set("span", newest.properties["span"])
+    transformed_examples.set("version", newest.properties["version"])
+    transformed_examples.split_names = newest.split_names
+    # every span of the window, which the Trainer records on the Model
+    transformed_examples.custom_properties["spans"] = json.dumps([e.get("span") for e in window])
+    for split in newest.split_names:
         transformed_examples.custom_properties[f"row_count_{split}"] = counts.get(split, 0)
     transform_graph.custom_properties["analyze_splits"] = ",".join(params.analyze_splits)
 
