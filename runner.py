@@ -201,6 +201,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     step.add_argument("--orchestrator", help="recorded on the run: who scheduled it (airflow, kfp)")
     step.add_argument("--logical-date", help="recorded on the run: the scheduler's logical date")
+    step.add_argument(
+        "--span-of-logical-date",
+        action="store_true",
+        help="ingest the span of --logical-date (a dated pattern); without a logical date, the latest",
+    )
     step.set_defaults(command=cmd_step)
 
     export = commands.add_parser(
@@ -366,10 +371,11 @@ def _metadata_spec(args, root: str, pipeline=None) -> str:
     return args.metadata or getattr(pipeline, "metadata", None) or os.path.join(root, "metadata.sqlite")
 
 
-def _store_and_pipeline_name(args):
+def _store_and_pipeline_name(args, required: bool = True):
     """The store to read and the pipeline in it: --pipeline-name, else the pipeline of an explicit
     --pipeline file, else the store's only pipeline. Several and none chosen: a DefinitionError
-    that lists them."""
+    that lists them, unless the command does not need one (`required=False`: an artifact named by
+    id or URI), when the name is None."""
     from pipeline.errors import DefinitionError
     from pipeline.metadata import MetadataStore, connection_config, masked
 
@@ -391,6 +397,8 @@ def _store_and_pipeline_name(args):
         return store, names[0]
     if not names:
         raise LookupError(f"no runs recorded in {masked(spec)}")
+    if not required:
+        return store, None
     raise DefinitionError(
         f"{masked(spec)} holds {len(names)} pipelines ({', '.join(names)}); choose one with --pipeline-name NAME"
     )
@@ -696,6 +704,9 @@ def cmd_step(args) -> int:
     from pipeline.signals import stop_on_signals
     from pipeline.step import StepBusy, StepOptions, UpstreamNotDone, run_step
 
+    if args.span_of_logical_date and args.date is None and args.logical_date:
+        args.date = _date(args.logical_date)
+
     pipeline = _overridden(args)
     properties = {
         key: value
@@ -950,7 +961,7 @@ def cmd_lineage(args) -> int:
         print("name an artifact id or URI, or --pushed latest|VERSION", file=sys.stderr)
         return EXIT_DEFINITION
     try:
-        store, name = _store_and_pipeline_name(args)
+        store, name = _store_and_pipeline_name(args, required=ref == "latest" or ref.startswith("v"))
         tree = lineage(store, _resolve_ref(store, name, ref))
     except LookupError as error:
         print(error, file=sys.stderr)
@@ -964,7 +975,10 @@ def cmd_diff(args) -> int:
     from pipeline.text import shorten
 
     try:
-        store, name = _store_and_pipeline_name(args)
+        named = any(
+            ref == "latest" or (ref[:1] == "v" and ref[1:].isdigit()) for ref in (args.first, args.second)
+        )
+        store, name = _store_and_pipeline_name(args, required=named)
         first, second = (_resolve_ref(store, name, ref) for ref in (args.first, args.second))
     except LookupError as error:
         print(error, file=sys.stderr)

@@ -212,7 +212,7 @@ def facts(node: LineageNode, prefix: str = "") -> dict[str, Any]:
     """A flat dict of what shaped the artifact: spans, input fingerprints, schema, module source
     hashes, parameters, metrics; keys are paths through the tree (`model <- Trainer.examples ...`)."""
     a = node.artifact
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = {} if prefix else {"spans": raw_spans(node)}
     here = prefix or a.TYPE_NAME
     for name in (
         "span",

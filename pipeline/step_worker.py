@@ -211,6 +211,7 @@ def _picklable(error: BaseException) -> bytes:
 
 def _serve(connection: Connection) -> None:
     from pipeline.memory import peak_rss_mb, release_free_memory, rss_mb, settle_heap
+    from pipeline.quiet import quiet_libraries
 
     sending = threading.Lock()  # a step may log from several threads
 
@@ -227,6 +228,9 @@ def _serve(connection: Connection) -> None:
         try:
             environment, run, ctx, params, inputs, outputs = pickle.loads(request)
             _adopt(environment)
+            # Again for every step: a library may have reset its logger since (a worker kept from
+            # one run to the next printed absl's warnings in the second run's Transform).
+            quiet_libraries()
             ctx.forward = lambda level, message: send(("log", level, message))
             run(ctx, params, **inputs, **outputs)
         except BaseException as error:  # noqa: BLE001 - sent to the runner, which records it

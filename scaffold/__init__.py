@@ -9,6 +9,7 @@ writes a project that runs end to end with no edits:
     DIR/preprocessing.py    preprocessing_fn: z-scores, vocabularies, missing-value flags, the label
     DIR/model.py            build_fn: a small dense network over whatever Transform outputs
     DIR/pipeline.py         create_pipeline(): the whole pipeline, with the label named once
+    DIR/scoring.py          create_pipeline(): rows to score (DIR/to-score/span-N/) scored by the served model
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from components.schema_gen.schema_io import SERVING, TRAINING
 from scaffold import templates
 
 CLASSIFICATION, REGRESSION = "classification", "regression"
@@ -120,11 +122,13 @@ class Project:
             ),
             f"  blessed on: {self.gate}, beating the trivial baseline and the served model"
             + (f" ({self.gate_reason})" if self.gate_reason else ""),
-            "  schema.pbtxt, preprocessing.py, model.py, pipeline.py: edit them, they are yours",
+            "  schema.pbtxt, preprocessing.py, model.py, pipeline.py, scoring.py: edit them, they are yours",
             "what the schema inference decided:",
             *(f"  {line}" for line in self.explanation),
             "run it:",
             f"  .venv/bin/python runner.py run --pipeline {pipeline_file}",
+            f"score new rows (put them in {_shown_path(self.directory, 'to-score/span-1')}/) with the served model:",
+            f"  .venv/bin/python runner.py score --pipeline {_shown_path(self.directory, 'scoring.py')}",
         ]
         return "\n".join(lines)
 
@@ -195,6 +199,12 @@ def _write_project(directory, name, pattern, copies, label, task, inferred) -> P
         feature.ClearField("int_domain")
         feature.ClearField("float_domain")
         inferred.schema.notes[label_feature] += "; read as text: the label of a classification"
+    # Rows to score (the schema's SERVING environment, as TFDV's) need not have the label.
+    inferred.schema.proto.default_environment.extend([TRAINING, SERVING])
+    feature.not_in_environment.append(SERVING)
+    inferred.schema.notes[label_feature] += (
+        "; the label: not expected in rows to score (not_in_environment SERVING)"
+    )
     if unlabeled[0]:
         # ExampleGen drops the rows without a label, so every example it writes has one.
         feature.presence.min_fraction = 1.0
@@ -218,6 +228,7 @@ def _write_project(directory, name, pattern, copies, label, task, inferred) -> P
     if task == CLASSIFICATION:
         gate = gate_metric(_class_counts(label_feature, pattern, copies, inferred))
     os.makedirs(directory, exist_ok=True)
+    ids = [n for n, why in unused.items() if "id" in why.split(":")[0].split()]
     files = {
         "schema.pbtxt": schema_text(inferred.schema, f"the data of {pattern}"),
         "preprocessing.py": templates.preprocessing(name, task, numeric, categorical, unused, dates),
@@ -233,6 +244,7 @@ def _write_project(directory, name, pattern, copies, label, task, inferred) -> P
             gate=gate,
             drop_unlabeled=bool(unlabeled[0]),
         ),
+        "scoring.py": templates.scoring(name, _shown_path(directory, "scoring.py"), ids),
     }
     for file_name, text in files.items():
         with open(os.path.join(directory, file_name), "w") as f:
@@ -484,9 +496,9 @@ def _data_layout(directory: str, data: str) -> tuple[str, list[str]]:
     return os.path.join(directory, "data", "span-{SPAN}", "*.csv"), copies
 
 
-def _shown_path(directory: str) -> str:
-    """The pipeline file's path as a person types it: relative when below the current folder."""
-    path = os.path.join(directory, "pipeline.py")
+def _shown_path(directory: str, name: str = "pipeline.py") -> str:
+    """A project file's path as a person types it: relative when below the current folder."""
+    path = os.path.join(directory, name)
     relative = os.path.relpath(path)
     return path if relative.startswith("..") else relative
 

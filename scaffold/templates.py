@@ -148,14 +148,15 @@ PIPELINE = '''"""The {name} pipeline: a {task} model of {label!r}, from CSV file
     .venv/bin/python runner.py runs --pipeline {path}   # past runs; also models, lineage --pushed latest
 
 Written by `runner.py init`. Each new span is a folder matching DATA (span-2/, span-3/, ...); a
-run picks the latest. Everything here is yours to change: the schema (schema.pbtxt), the
-preprocessing (preprocessing.py), the model (model.py) and the thresholds below.
+run trains on the latest WINDOW of them (each ingested once), and evaluates on the newest. Everything
+here is yours to change: the schema (schema.pbtxt), the preprocessing (preprocessing.py), the model
+(model.py), the window and the thresholds below. scoring.py scores new rows with the served model.
 """
 
 import os
 
 from components.evaluator import Evaluator
-from components.example_gen import ExampleGen
+from components.example_gen import ExampleGen, RollingWindow
 from components.example_validator import ExampleValidator
 from components.pusher import Pusher
 from components.schema_gen import ImportSchemaGen
@@ -169,6 +170,8 @@ NAME = {name!r}
 DATA = {data}
 LABEL = {label!r}  # the label's feature name; the Evaluator and Pusher read it from the model
 TASK = {task!r}
+# Train on the last three spans (RollingWindow(1): the newest alone; SpanRange(first, last): fixed).
+WINDOW = RollingWindow(3)
 
 
 def create_pipeline() -> Pipeline:
@@ -176,6 +179,7 @@ def create_pipeline() -> Pipeline:
     # test: examples the Trainer never sees (its early stopping reads eval); the Evaluator blesses on them.
     example_gen = ExampleGen(
         input_pattern=DATA,
+        window=WINDOW,
         schema=schema_gen.outputs["schema"],
         splits={{"train": 3, "eval": 1, "test": 1}},
 {drop}    )
@@ -223,6 +227,63 @@ def create_pipeline() -> Pipeline:
     nodes = [schema_gen, example_gen, statistics_gen, example_validator, transform, trainer, evaluator, pusher]
     return Pipeline(name=NAME, nodes=nodes, pipeline_root=os.path.join(HERE, "runs"))
 '''
+
+
+SCORING = '''"""Scoring for the {name} pipeline: rows to score (a folder per span under to-score/, with or
+without the label) through the data gate, then scored by the model the {name} pipeline serves.
+
+    .venv/bin/python runner.py score --pipeline {path}                   # the latest span of DATA
+    .venv/bin/python runner.py score --pipeline {path} --model blessed   # or --model 3: push version 3
+
+Written by `runner.py init`. It shares the training pipeline's metadata store, where it finds the
+model and records which version scored which span; its own runs go under runs-scoring/. The
+predictions, `predictions.csv` (ids, prediction, model version) and TFX's PredictionLogs, are in
+the BulkInferrer's output, printed at the end of each run.
+"""
+
+import os
+
+from components.bulk_inferrer import BulkInferrer
+from components.example_gen import ExampleGen
+from components.example_validator import ExampleValidator
+from components.schema_gen import ImportSchemaGen
+from components.statistics_gen import StatisticsGen
+from pipeline import Pipeline
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TRAINING_PIPELINE = {name!r}
+DATA = os.path.join(HERE, "to-score", "span-{{SPAN}}", "*.csv")
+ID_COLUMNS = {ids}  # copied to each line of predictions.csv, to tell whose prediction it is
+
+
+def create_pipeline() -> Pipeline:
+    schema_gen = ImportSchemaGen(schema_file=os.path.join(HERE, "schema.pbtxt"))
+    example_gen = ExampleGen(input_pattern=DATA, schema=schema_gen.outputs["schema"], splits={{"score": 1}})
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+    # The data gate as served: the schema's SERVING environment does not expect the label.
+    example_validator = ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"],
+        environment="SERVING",
+        extra_columns=ID_COLUMNS,
+    )
+    bulk_inferrer = BulkInferrer(
+        examples=example_gen.outputs["examples"],
+        training_pipeline=TRAINING_PIPELINE,
+        which_model="served",  # or "blessed", or a push version number
+        id_columns=ID_COLUMNS,
+    )
+    return Pipeline(
+        name=TRAINING_PIPELINE + "-scoring",
+        nodes=[schema_gen, example_gen, statistics_gen, example_validator, bulk_inferrer],
+        pipeline_root=os.path.join(HERE, "runs-scoring"),
+        metadata=os.path.join(HERE, "runs", "metadata.sqlite"),
+    )
+'''
+
+
+def scoring(name: str, path: str, ids: list[str]) -> str:
+    return SCORING.format(name=name, path=path, ids=repr(tuple(ids)))
 
 
 def preprocessing(

@@ -65,16 +65,22 @@ def test_run_records_examples_and_a_second_run_is_cached(first_run):
     assert os.listdir(system_tmp) == [] and os.listdir(os.path.join(root, ".tmp")) == []
     # Transform, the Trainer and the Evaluator executed in the worker process.
     assert len(re.findall(r"COMPLETE in [0-9.]+ s \(execution \d+; worker memory", first.stdout)) == 3
-    assert re.search(r"ExampleGen\s+COMPLETE", first.stdout)
+    # The penguin pipeline's window takes both spans, each ingested in an execution of its own.
+    assert re.search(r"^ExampleGen\[span 2007\]\s+COMPLETE", first.stdout, re.M)
+    assert re.search(r"^ExampleGen\[span 2008\]\s+COMPLETE", first.stdout, re.M)
     assert "span 2008, version 0: 1 file(s)" in first.stdout
 
-    assert re.search(r"ExampleValidator\s+COMPLETE", first.stdout)
-    assert re.search(r"ExampleValidator page: .*/statistics.html", first.stdout)
+    assert re.search(r"ExampleValidator\[span 2008\]\s+COMPLETE", first.stdout)
+    assert re.search(r"ExampleValidator\[span 2008\] page: .*/statistics.html", first.stdout)
     report = re.search(r"run report: (\S+)", first.stdout).group(1)
     assert report.startswith(os.path.join(root, "reports"))
     store = MetadataStore(os.path.join(root, "metadata.sqlite"))
     types = {t.id: t.name for t in store.mlmd.get_execution_types()}
-    [execution] = [e for e in store.mlmd.get_executions() if types[e.type_id] == "ExampleGen"]
+    [execution] = [
+        e
+        for e in store.mlmd.get_executions()
+        if types[e.type_id] == "ExampleGen" and custom(e, "map_key") == "2008"
+    ]
     examples = store.outputs_of(execution.id)["examples"]
     assert examples.uri == os.path.join(root, "ExampleGen", "examples", str(execution.id))
     assert examples.properties["span"] == 2008
@@ -85,7 +91,7 @@ def test_run_records_examples_and_a_second_run_is_cached(first_run):
     assert {r["year"][0] for r in rows} == {2008}
 
     second = runner("--pipeline-root", root, "run", "--data", small_data)
-    assert re.search(r"ExampleGen\s+CACHED", second.stdout)
+    assert re.search(r"ExampleGen\[span 2008\]\s+CACHED", second.stdout)
     # Nothing new: a few lines pointing to the first run's full report, not another copy of it.
     full = re.search(r"run report: (\S+)", first.stdout).group(1)
     pointer = re.search(r"run report: (\S+)", second.stdout).group(1)
@@ -115,7 +121,7 @@ def test_run_records_examples_and_a_second_run_is_cached(first_run):
 
     runs = runner("--pipeline-root", root, "runs").stdout
     assert len(re.findall(r"^run \S+\s+(COMPLETE|HELD_BACK)\s+started", runs, re.M)) == 3
-    assert re.search(rf"ExampleGen\s+CACHED\s+execution {latest.id}\s", runs)
+    assert re.search(rf"ExampleGen\[span 2008\]\s+CACHED\s+execution {latest.id}\s", runs)
 
     lineage = runner("--pipeline-root", root, "lineage", str(examples.id)).stdout
     assert f"Examples #{examples.id} LIVE {examples.uri}" in lineage
@@ -128,7 +134,9 @@ def test_run_records_examples_and_a_second_run_is_cached(first_run):
 def test_earlier_span_and_no_cache(tmp_path, small_data):
     root = str(tmp_path / "root")
     out = runner("--pipeline-root", root, "run", "--data", small_data, "--span", "2007", "--no-cache").stdout
-    assert "span 2007" in out and re.search(r"ExampleGen\s+COMPLETE", out)
+    # The window ends at the span asked for: 2007 alone.
+    assert "span 2007" in out and re.search(r"^ExampleGen\[span 2007\]\s+COMPLETE", out, re.M)
+    assert "ExampleGen[span 2008]" not in out
 
 
 def test_bad_input_exits_non_zero_with_a_short_message(tmp_path, small_data):
@@ -179,3 +187,148 @@ def test_run_report_renders_in_a_browser(first_run):
     assert decoded == total and total >= 21
     for heading in ("Steps", "Outputs", "Statistics of span 2008", "Training", "Lineage of the run"):
         assert heading in dom
+
+
+# Batch scoring (`runner.py score`, penguin/scoring.py) with the model the first run serves.
+
+PENGUIN_COLUMNS = "island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex,year"
+
+
+def score(first_run, tmp_path, data: str, *args, check=True):
+    root, *_ = first_run
+    return runner(
+        "--metadata",
+        os.path.join(root, "metadata.sqlite"),
+        "--pipeline-root",
+        str(tmp_path / "scoring"),
+        "score",
+        "--data",
+        data,
+        *args,
+        check=check,
+    )
+
+
+def unlabeled_rows(tmp_path, columns: str = PENGUIN_COLUMNS) -> tuple[str, list[str]]:
+    """Every fifth row of the embedded data with `columns` (no species: unlabeled), with ids that
+    a CSV must quote; returns (the pattern of its span folder, the ids in file order)."""
+    wanted = columns.split(",")
+    lines, ids = [f"penguin_id,{columns}"], []
+    for year in (2007, 2008, 2009):
+        with open(os.path.join(REPO, "data", "penguins", f"span-{year}", "penguins.csv")) as f:
+            header, *rows = f.read().splitlines()
+        names = header.split(",")
+        for number, row in enumerate(rows[::5]):
+            cells = dict(zip(names, row.split(",")))
+            ids.append(f"{year}, n°{number}")
+            lines.append(",".join([f'"{ids[-1]}"', *(cells[c] for c in wanted)]))
+    os.makedirs(tmp_path / "to-score" / "span-1")
+    with open(tmp_path / "to-score" / "span-1" / "rows.csv", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return str(tmp_path / "to-score" / "span-{SPAN}" / "*.csv"), ids
+
+
+COMPARE = """
+import csv, glob, json, sys
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+model_dir, examples_dir, result_dir = sys.argv[1:4]
+records = [r.numpy() for r in tf.data.TFRecordDataset(sorted(glob.glob(examples_dir + "/*.gz")), compression_type="GZIP")]
+out = tf.saved_model.load(model_dir).signatures["serving_default"](examples=tf.constant(records))
+logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(
+    sorted(glob.glob(result_dir + "/prediction_logs-*.gz")), compression_type="GZIP")]
+ids = [tf.train.Example.FromString(r).features.feature["penguin_id"].bytes_list.value[0].decode() for r in records]
+print(json.dumps({
+    "ids": ids,
+    "classes": [c.decode() for c in out["classes"].numpy()],
+    "scores": out["scores"].numpy().tolist(),
+    "logged": [log.predict_log.request.inputs["examples"].string_val[0] == r for log, r in zip(logs, records)],
+    "logs": len(logs),
+    "signature": logs[0].predict_log.request.model_spec.signature_name,
+}))
+"""
+
+
+def test_scoring_unlabeled_rows_with_the_served_model(first_run, tmp_path):
+    """The CSV's ids and predictions equal the served model's own answers, asked in a fresh
+    process, row for row; TFX's PredictionLogs parse and hold the rows in order; the predictions'
+    lineage is the served model's whole history."""
+    import csv
+    import json
+
+    root, *_ = first_run
+    pattern, ids = unlabeled_rows(tmp_path)
+    done = score(first_run, tmp_path, pattern)
+    found = re.search(
+        r"^predictions: (\S+) \((\d+) rows, span 1, 'penguin' model version 1\)$", done.stdout, re.M
+    )
+    assert found, done.stdout[-3000:]
+    with open(found.group(1), newline="") as f:
+        header, *rows = list(csv.reader(f))
+    assert header[:2] == ["penguin_id", "predicted_class"] and header[-1] == "model_version", header
+    assert sorted(header[2:-1]) == ["score_Adelie", "score_Chinstrap", "score_Gentoo"], header
+    assert [r[0] for r in rows] == ids and {r[-1] for r in rows} == {"1"}
+    result_dir = os.path.dirname(found.group(1))
+    store = MetadataStore(os.path.join(root, "metadata.sqlite"))
+    [scored] = store.artifacts_by_uri(result_dir)
+    examples = store.inputs_of(store.producer_of(scored.id).id)["examples"]
+    served = os.path.join(root, "serving", "penguin", "1")
+    asked = subprocess.run(
+        [sys.executable, "-c", COMPARE, served, examples.split_uri("score"), result_dir],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert asked.returncode == 0, asked.stderr[-3000:]
+    answers = json.loads(asked.stdout.strip().splitlines()[-1])
+    assert answers["ids"] == ids and [r[1] for r in rows] == answers["classes"]
+    classes = [name.removeprefix("score_") for name in header[2:-1]]
+    for row, scores in zip(rows, answers["scores"]):
+        assert [float(v) for v in row[2:-1]] == pytest.approx(scores, abs=1e-6), (row, scores)
+        assert row[1] == classes[max(range(len(scores)), key=scores.__getitem__)]
+    assert (
+        answers["logs"] == len(ids) and all(answers["logged"]) and answers["signature"] == "serving_default"
+    )
+    # Which model version scored which span, and the model's whole history behind the predictions.
+    assert scored.get("model_version") == "1" and scored.get("span") == 1
+    history = runner("--metadata", os.path.join(root, "metadata.sqlite"), "lineage", result_dir).stdout
+    for step in ("BulkInferrer", "Pusher", "Evaluator", "Trainer", "Transform", "ExampleGen"):
+        assert f"<- {step} execution" in history, history
+
+
+def test_a_label_in_rows_to_score_is_ignored_and_without_a_model_scoring_says_so(first_run, tmp_path):
+    _, small_data, *_ = first_run
+    pattern, ids = unlabeled_rows(tmp_path, "species," + PENGUIN_COLUMNS)
+    labeled = score(first_run, tmp_path, pattern)
+    assert re.search(
+        rf"^predictions: \S+ \({len(ids)} rows, span 1, 'penguin' model version 1\)$", labeled.stdout, re.M
+    )
+    assert "species" not in labeled.stdout.split("[4/5] ExampleValidator")[1].split("[5/5]")[0]
+    # No model pushed (a store with no training run yet): its own exit code and one line.
+    empty = runner(
+        "--metadata",
+        str(tmp_path / "empty.sqlite"),
+        "--pipeline-root",
+        str(tmp_path / "scoring-empty"),
+        "score",
+        "--data",
+        small_data,
+        check=False,
+    )
+    assert empty.returncode == 4, empty.stdout[-2000:] + empty.stderr[-2000:]
+    assert "no model: pipeline 'penguin' has not pushed any model" in empty.stderr
+    assert "Traceback" not in empty.stderr and "predictions:" not in empty.stdout
+
+
+def test_rows_to_score_missing_a_feature_the_model_needs_are_refused_naming_it_and_the_file(
+    first_run, tmp_path
+):
+    pattern, _ = unlabeled_rows(tmp_path, PENGUIN_COLUMNS.replace("bill_length_mm,", ""))
+    done = score(first_run, tmp_path, pattern, check=False)
+    assert done.returncode == 1
+    path = os.path.join(str(tmp_path), "to-score", "span-1", "rows.csv")
+    assert re.search(
+        rf"missing_column: feature 'bill_length_mm', split score: expected the column to be present, found no such column in {re.escape(path)}",
+        done.stderr,
+    ), done.stderr[-3000:]
+    assert "BulkInferrer" in done.stdout and re.search(r"^BulkInferrer\s+SKIPPED", done.stdout, re.M)

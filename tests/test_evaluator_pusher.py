@@ -15,7 +15,7 @@ import pytest
 from components.evaluator.tfma_results import Threshold, eval_config, shared_class_order
 from components.pusher.component import PusherParams, run_pusher
 from pipeline import UserInputError
-from pipeline.artifacts import Model, ModelBlessing, PushedModel
+from pipeline.artifacts import Examples, Model, ModelBlessing, PushedModel
 from pipeline.component import ExecutionContext
 from tests.helpers import decode_examples, quiet_run, read_tfrecords
 
@@ -124,11 +124,16 @@ def test_first_model_is_blessed_without_baseline_and_pushed_as_version_1(first, 
         f"{blessing.get('accuracy'):.4f} (needs >= {1 - 0.9 * (1 - majority):.4f})",
     ]
     assert blessing.get("headline") == (
-        f"accuracy on 38 'eval' examples: candidate {blessing.get('accuracy'):.4g}, trivial baseline {majority:.4g}"
+        f"accuracy on 38 'eval' examples of span 2009, the newest of the window 2007-2009: "
+        f"candidate {blessing.get('accuracy'):.4g}, trivial baseline {majority:.4g}"
     )
     assert any(blessing.get("headline") in line for line in first.log)
     # penguin has no test split: the evaluation says its eval split is the early-stopping one.
-    assert any("on split 'eval' (the Trainer's early stopping also used it" in line for line in first.log)
+    assert any(
+        "on split 'eval' of span 2009, the newest of the window 2007-2009 (the Trainer's early stopping also used it"
+        in line
+        for line in first.log
+    )
     pushed = outputs(first, "Pusher", "pushed_model")
     version_dir = os.path.join(destination, "penguin", "1")
     assert pushed.properties == {}  # TFX's keys and value types, as custom properties
@@ -332,7 +337,7 @@ def test_smoke_check_refuses_a_model_whose_signature_is_broken(tmp_path, first, 
     ctx = ExecutionContext("penguin", str(tmp_path), "Pusher", 1, "test-run", sink=lines.append)
     destination = str(tmp_path / "serving")
     examples = outputs(first, "ExampleGen", "examples")
-    run_pusher(ctx, PusherParams(push_destination=destination), model, blessing, examples, pushed)
+    run_pusher(ctx, PusherParams(push_destination=destination), model, blessing, [examples], pushed)
     assert pushed.get("pushed") == 0 and pushed.get("pushed_version") is None
     assert pushed.get("action") == "smoke_check_failed" and expected in pushed.get("reason")
     assert not os.path.exists(os.path.join(destination, "penguin", "1"))
@@ -376,7 +381,7 @@ def test_a_foreign_version_folder_is_named_and_the_served_model_is_never_pushed_
         os.makedirs(pushed.uri)
         lines = []
         ctx = ExecutionContext("penguin", str(tmp_path), "Pusher", 1, "test-run", sink=lines.append)
-        run_pusher(ctx, PusherParams(push_destination=destination), model, blessing, examples, pushed)
+        run_pusher(ctx, PusherParams(push_destination=destination), model, blessing, [examples], pushed)
         return pushed, lines
 
     pushed, lines = push()
@@ -389,6 +394,43 @@ def test_a_foreign_version_folder_is_named_and_the_served_model_is_never_pushed_
     again, lines = push()
     assert again.get("action") == "already_pushed" and again.get("pushed_version") == "1001", lines
     assert sorted(os.listdir(os.path.join(destination, "penguin"))) == ["1000", "1001", "999"]
+
+
+def test_a_model_of_spans_older_than_the_served_ones_is_not_pushed_unless_asked(tmp_path):
+    """A backfill of an old span trains a model of older data: blessed or not, it does not replace
+    the served model of newer spans, and the run says so; push_older_spans lets it through."""
+    import json
+
+    model = Model(str(tmp_path / "model"), id=20, custom_properties={"spans": "[2007, 2008]"})
+    os.makedirs(os.path.join(model.uri, "Format-Serving"))
+    blessing = ModelBlessing(
+        str(tmp_path / "blessing"), id=21, custom_properties={"blessed": 1, "current_model_id": 20}
+    )
+    served = tmp_path / "serving" / "penguin" / "3"
+    os.makedirs(served)
+    with open(served / "push_record.json", "w") as f:
+        json.dump({"model_id": 9, "fingerprint": "elsewhere", "spans": [2007, 2008, 2009]}, f)
+
+    def push(**params):
+        pushed = PushedModel(str(tmp_path / f"pushed-{len(os.listdir(tmp_path))}"))
+        os.makedirs(pushed.uri)
+        ctx = ExecutionContext("penguin", str(tmp_path), "Pusher", 1, "test-run", sink=lambda line: None)
+        destination = str(tmp_path / "serving")
+        examples = Examples(str(tmp_path / "examples"), properties={"span": 2008})
+        run_pusher(
+            ctx, PusherParams(push_destination=destination, **params), model, blessing, [examples], pushed
+        )
+        return pushed, ctx
+
+    pushed, ctx = push()
+    assert pushed.get("pushed") == 0 and pushed.get("action") == "older_than_served"
+    assert ctx.held_back == (
+        "model 20 learned from spans up to 2008, older than the newest span of the served version 3 "
+        "(2009); not pushed (run with --push-older-spans to replace the served model)"
+    )
+    assert os.listdir(served.parent) == ["3"]
+    pushed, ctx = push(push_older_spans=True)  # let through: on to the smoke check (an empty model fails it)
+    assert pushed.get("action") == "smoke_check_failed", pushed.custom_properties
 
 
 def test_pusher_refuses_a_blessing_of_another_model(tmp_path):

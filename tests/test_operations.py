@@ -1,8 +1,11 @@
-"""A cron-style soak: six runs of the penguin pipeline on one root, each with a new small span (one
-year of the penguin data, about 110 rows), the third killed during training and resumed, then a
-run with nothing new. One model per span; `models`, `runs`, `lineage --pushed` and `diff` answer
-from MLMD as that history says; the last run's report renders in a browser; `gc` bounds the disk
-and keeps the served model and its lineage."""
+"""A cron-style soak on monthly exports: six months of the penguin data, `{YYYY}-{MM}` folders (one
+year of the data each, about 110 rows), the penguin pipeline's rolling window of three spans. A
+backfill of the first two months, the third month's run killed during training, a backfill of the
+rest (the third resumed), then a run with nothing new. One model per month, each trained on its
+window; `models`, `runs`, `lineage --pushed` and `diff` answer from MLMD as that history says; each
+span is ingested once (later runs reuse it, CACHED) and Transform analyzes only the new month; the
+last run's report renders in a browser; `gc` bounds the disk and keeps the served model, its
+window and its lineage."""
 
 import json
 import os
@@ -19,7 +22,7 @@ from tests.helpers import expect_exit
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def cli(root, *args, check=True):
+def cli(root, *args, check=True, allow_held_back=False):
     done = subprocess.run(
         [sys.executable, "runner.py", "--pipeline-root", str(root), *args],
         cwd=REPO,
@@ -28,67 +31,50 @@ def cli(root, *args, check=True):
         timeout=900,
     )
     if check:
-        expect_exit(done.returncode, done.stdout + done.stderr, f"runner.py {' '.join(map(str, args))}")
+        expect_exit(
+            done.returncode,
+            done.stdout + done.stderr,
+            f"runner.py {' '.join(map(str, args))}",
+            allow_held_back,
+        )
     return done
 
 
 SPANS = 6
 KILLED = 3
+MONTHS = [f"2024-{month:02d}-01" for month in range(1, SPANS + 1)]
 
-# Runs spans one after another in one process, as `runner.py run` would in each (the commands'
-# own code, without paying TensorFlow's import ten times); writes what each run printed and the
-# root's size after it. A span of None runs with no new data.
-DRIVER = """
-import contextlib, io, json, os, shutil, sys
-import runner
-root, data, spans, repo, out = json.loads(sys.argv[1])
-def size():
+
+def add_month(data, month: int) -> None:
+    """Month `month` (1-6) of 2024: one year of the penguin data, 2007, 2008, 2009, 2007, ..."""
+    year = 2007 + (month - 1) % 3
+    shutil.copytree(os.path.join(REPO, "data", "penguins", f"span-{year}"), data / f"2024-{month:02d}")
+
+
+def size(root) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(root) for f in files)
-done = []
-for span in spans:
-    if span is not None:
-        add_span = os.path.join(repo, 'data', 'penguins', 'span-%d' % (2007 + (span - 1) % 3))
-        shutil.copytree(add_span, os.path.join(data, 'span-%d' % span))
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        code = runner.main(['--pipeline-root', root, 'run', '--data', os.path.join(data, 'span-{SPAN}', '*.csv')])
-    done.append({'span': span, 'code': code, 'stdout': printed.getvalue(), 'bytes': size()})
-with open(out, 'w') as f:
-    json.dump(done, f)
-"""
 
 
-def drive(root, data, spans: list) -> list[dict]:
-    out = str(root) + ".driver.json"
-    arguments = json.dumps([str(root), str(data), spans, REPO, out])
-    done = subprocess.run(
-        [sys.executable, "-c", DRIVER, arguments], cwd=REPO, capture_output=True, text=True, timeout=900
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    with open(out) as f:
-        runs = json.load(f)
-    # The first run must push a model; a later span may hold its model back (a smaller span can
-    # train a model that does not beat the one in service), and then must say why.
-    for i, run in enumerate(runs):
-        expect_exit(run["code"], run["stdout"], f"run {i + 1} (span {run['span']})", allow_held_back=i > 0)
-    return runs
-
-
-def add_span(data, span: int) -> None:
-    year = 2007 + (span - 1) % 3
-    shutil.copytree(os.path.join(REPO, "data", "penguins", f"span-{year}"), data / f"span-{span}")
+def backfill_log(output: str) -> str:
+    """What the runs of a backfill printed: the log file its first line names."""
+    path = re.search(r"each run's output in (\S+)", output).group(1)
+    with open(path) as f:
+        return f.read()
 
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory):
-    """Runs the cron sequence once; returns (root, data pattern, last full run's stdout, runs)."""
+    """Runs the sequence once; returns (root, data pattern, last full run's stdout, facts)."""
     base = tmp_path_factory.mktemp("cron")
     root, data = base / "root", base / "data"
     os.makedirs(data)
-    pattern = str(data / "span-{SPAN}" / "*.csv")
-    runs = drive(root, data, list(range(1, KILLED)))
+    pattern = str(data / "{YYYY}-{MM}" / "*.csv")
+    for month in range(1, KILLED):
+        add_month(data, month)
+    first = cli(root, "backfill", "--from", MONTHS[0], "--data", pattern, allow_held_back=True)
+    after_first = size(root)
 
-    add_span(data, KILLED)
+    add_month(data, KILLED)
     child = subprocess.Popen(
         [sys.executable, "runner.py", "--pipeline-root", str(root), "run", "--data", pattern],
         cwd=REPO,
@@ -102,25 +88,79 @@ def history(tmp_path_factory):
     child.send_signal(signal.SIGKILL)
     child.wait()
 
-    runs += drive(root, data, [None, *range(KILLED + 1, SPANS + 1), None])
-    resumed, last, nothing_new = runs[KILLED - 1], runs[-2], runs[-1]
-    assert "was interrupted; marked FAILED" in resumed["stdout"]
-    assert set(re.findall(r"^\w+\s+(COMPLETE|CACHED|FAILED)\s", nothing_new["stdout"], re.M)) == {"CACHED"}
-    return root, pattern, last["stdout"], runs
+    for month in range(KILLED + 1, SPANS + 1):
+        add_month(data, month)
+    rest = cli(root, "backfill", "--from", MONTHS[KILLED - 1], "--data", pattern, allow_held_back=True)
+    last = size(root)
+    idle = cli(root, "run", "--data", pattern)
+    facts = {
+        "backfills": [first.stdout, rest.stdout],
+        "logs": backfill_log(first.stdout) + backfill_log(rest.stdout),
+        "bytes": (after_first, last, size(root)),
+    }
+    assert "was interrupted; marked FAILED" in backfill_log(rest.stdout)
+    steps = re.findall(r"^(\S+)\s+(COMPLETE|CACHED|FAILED)\s", idle.stdout, re.M)
+    assert {status for _, status in steps} == {"CACHED"}, idle.stdout
+    report = re.search(r"run report: (\S+)", idle.stdout).group(1)
+    return root, pattern, open(report).read(), facts
+
+
+def test_a_backfill_runs_each_month_in_order_with_a_line_each_and_a_table(history):
+    *_, facts = history
+    first, rest = facts["backfills"]
+    assert re.search(r"\[1/2\] span 2024-01-01 \.\.\. (COMPLETE|HELD_BACK) in [\d.]+ s, run \S+", first)
+    assert re.search(r"\[2/2\] span 2024-02-01 \.\.\. (COMPLETE|HELD_BACK) in", first)
+    assert re.search(r"^span\s+run\s+outcome\s+seconds\s+model\s+pushed\s+note$", rest, re.M)
+    rows = re.findall(r"^(2024-\d\d-01)\s+\S+\s+(COMPLETE|HELD_BACK)\s", rest, re.M)
+    assert [span for span, _ in rows] == MONTHS[KILLED - 1 :]
+    assert "4 run(s)" in rest
+    # The run of the killed month resumed the Trainer from its checkpoint.
+    assert "resumed from the checkpoint at step" in facts["logs"]
 
 
 def test_a_run_with_nothing_new_adds_almost_nothing_to_the_disk(history):
-    *_, runs = history
-    first, last, nothing_new = runs[0]["bytes"], runs[-2]["bytes"], runs[-1]["bytes"]
-    assert last > 3 * first  # six spans' worth of artifacts, until gc
+    *_, facts = history
+    first, last, nothing_new = facts["bytes"]
+    assert last > 2 * first  # six months' worth of artifacts, until gc
     assert nothing_new - last < 64 * 1024  # a pointer report and a few MLMD rows
 
 
-def test_one_model_per_span_newest_first(history):
+def test_each_month_is_ingested_once_and_transform_analyzes_only_the_new_one(history):
+    root, *_ = history
+    runs = cli(root, "runs", "--limit", "20").stdout
+    # Every run after the first reuses the months it has seen: CACHED executions of ExampleGen
+    # that name the execution they reuse.
+    for month in MONTHS[:-1]:
+        assert re.search(
+            rf"ExampleGen\[span {month}\]\s+CACHED\s+execution \d+\s+[\d.]+ s\s+from execution \d+", runs
+        )
+    for month in MONTHS:
+        completed = re.findall(rf"ExampleGen\[span {month}\]\s+COMPLETE", runs)
+        assert len(completed) == 1, (month, runs)
+    from pipeline.artifacts import TransformGraph
+    from pipeline.metadata import MetadataStore
+
+    store = MetadataStore(os.path.join(root, "metadata.sqlite"))
+    graphs = store.live_artifacts(TransformGraph, "penguin")
+    newest = max(graphs, key=lambda g: g.id)
+    assert (
+        len(json.loads(newest.get("cached_spans"))) == 2
+        and len(json.loads(newest.get("analyzed_spans"))) == 1
+    )
+
+
+def window_of(month: int) -> list[str]:
+    """The months a model of month `month` (1-6) learned from: the window of three ending there."""
+    return MONTHS[max(0, month - 3) : month]
+
+
+def test_one_model_per_month_newest_first_each_with_its_window(history):
     root, *_ = history
     listing = cli(root, "models").stdout
-    models = re.findall(r"^model #(\d+) .* span (\d+) ", listing, re.M)
-    assert [int(span) for _, span in models] == list(range(SPANS, 0, -1))
+    models = re.findall(r"^model #(\d+) .*  (spans? [\d, -]+)  ", listing, re.M)
+    assert [spans for _, spans in models] == [
+        ("span " if month == 1 else "spans ") + ", ".join(window_of(month)) for month in range(SPANS, 0, -1)
+    ], listing
     assert "BLESSED" in listing and "pushed as version 1" in listing
 
 
@@ -133,39 +173,57 @@ def test_runs_show_the_interrupted_one(history):
     )
 
 
-def test_lineage_of_the_pushed_model(history):
+def served_months(tree: dict) -> list[str]:
+    """The months of raw examples in a lineage tree (JSON), oldest first."""
+    found = set()
+
+    def walk(node):
+        artifact = node["artifact"]
+        if node.get("execution", {}).get("component") == "ExampleGen":
+            found.add(artifact["custom_properties"]["span_date"])
+        for parent in node.get("inputs", {}).values():
+            walk(parent)
+
+    walk(tree)
+    return sorted(found)
+
+
+def test_lineage_of_the_pushed_model_names_exactly_its_window(history):
     root, *_ = history
     tree = json.loads(cli(root, "lineage", "--pushed", "latest", "--json").stdout)
     # TFX's keys, as custom properties (PushedModel declares no property, as in TFX)
     assert tree["artifact"]["type"] == "PushedModel" and tree["artifact"]["custom_properties"]["pushed"] == 1
-    found = {}
+    found: dict = {}
 
     def walk(node):
-        found.setdefault(node["execution"]["component"] if "execution" in node else "-", node)
+        found.setdefault(node["execution"]["component"] if "execution" in node else "-", []).append(node)
         for parent in node.get("inputs", {}).values():
             walk(parent)
 
     walk(tree)
     assert {"Pusher", "Evaluator", "Trainer", "Transform", "ExampleGen", "ImportSchemaGen"} <= set(found)
-    examples = found["ExampleGen"]
-    span = examples["artifact"]["properties"]["span"]
-    resolved = json.loads(examples["execution"]["custom_properties"]["resolved"])
-    assert [os.path.basename(os.path.dirname(f["path"])) for f in resolved["files"]] == [f"span-{span}"]
-    assert examples["validations"][0]["decision"] == "PASSED"
+    # The model served learned from the three months ending at its newest: exactly those.
+    months = served_months(tree)
+    newest = MONTHS.index(months[-1]) + 1
+    assert months == window_of(newest)
+    for examples in found["ExampleGen"]:
+        span_date = examples["artifact"]["custom_properties"]["span_date"]
+        resolved = json.loads(examples["execution"]["custom_properties"]["resolved"])
+        assert [os.path.basename(os.path.dirname(f["path"])) for f in resolved["files"]] == [span_date[:7]]
+        assert examples["validations"][0]["decision"] == "PASSED"
     text = cli(root, "lineage", "--pushed", "latest").stdout
     assert "file " in text and "sha256" in text and "module_file: " in text and "reason=" in text
+    assert "examples[0]: Examples" in text and "examples[2]: Examples" in text
 
 
 def test_diff_of_the_first_and_the_latest_model(history):
-    root, *_, runs = history
+    root, *_ = history
     latest = json.loads(cli(root, "lineage", "--pushed", "latest", "--json").stdout)
     version = int(latest["artifact"]["custom_properties"]["pushed_version"])  # a string, as TFX writes it
-    outcomes = [(run["span"], run["code"]) for run in runs]
-    assert version > 1, (
-        f"six spans of real data pushed only version 1; (span, exit code) of each run: {outcomes}"
-    )
+    assert version > 1, "six months of real data pushed only version 1"
     out = cli(root, "diff", "v1", f"v{version}").stdout
-    assert re.search(r"\w+\.examples: span\n\s+1\n\s+\d+", out), out
+    newest = MONTHS.index(served_months(latest)[-1]) + 1
+    assert re.search(rf"spans\n\s+\['2024-01-01'\]\n\s+{re.escape(str(window_of(newest)))}", out), out
     assert "input_fingerprint" in out
     assert "module_file sha256" not in out  # same preprocessing and model code
 
@@ -173,42 +231,40 @@ def test_diff_of_the_first_and_the_latest_model(history):
 def test_the_last_report_renders_in_a_browser(history):
     from tests.browser import charts_rendered, chromium, rendered_dom
 
-    _, _, stdout, _ = history
+    root, _, report, _ = history
     browser = chromium()
     if browser is None:
         pytest.skip("chromium is not installed and cannot be installed here (needs root and apt-get)")
-    dom = rendered_dom(browser, re.search(r"run report: (\S+)", stdout).group(1))
+    full = re.search(r'href="([^"]+\.html)"', report)  # the idle run's pointer names the last full report
+    path = os.path.join(root, "reports", os.path.basename(full.group(1))) if full else None
+    assert path and os.path.exists(path), report[:2000]
+    dom = rendered_dom(browser, path)
     decoded, total = charts_rendered(dom)
     assert decoded == total >= 10
-    for text in (f"Statistics of span {SPANS}", "Training", "BLESSED", "Lineage of the run"):
+    for text in (f"Statistics of span {MONTHS[-1]}", "Training", "BLESSED", "Lineage of the run"):
         assert text in dom
 
 
 def test_gc_is_a_dry_run_until_applied_and_keeps_the_served_model_and_its_lineage(history):
     """Runs last in this module: it removes what the other tests looked at."""
-    root, *_, runs = history
-
-    def size():
-        return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(root) for f in files)
-
-    before = size()
+    root, pattern, _, facts = history
+    first_runs = facts["bytes"][0]
+    before = size(root)
     dry = cli(root, "gc", "--keep-runs", "1", "--keep-pushed", "1").stdout
-    assert "would remove" in dry and "a dry run: nothing was removed" in dry and size() == before
+    assert "would remove" in dry and "a dry run: nothing was removed" in dry and size(root) == before
     applied = cli(root, "gc", "--keep-runs", "1", "--keep-pushed", "1", "--apply").stdout
     assert re.search(r"removed \d+ artifact\(s\), \d+ report\(s\) and \d+ pushed version\(s\)", applied)
-    # What is left: the last run's lineage, the served model's (perhaps an older span's), the store.
-    first_run = runs[0]["bytes"]
-    assert size() < 3 * first_run < before, (size(), first_run, before)
+    # What is left: the last run's lineage (its window's three months), the served model's, the store.
+    assert size(root) < 2 * first_runs < before, (size(root), first_runs, before)
     served = json.loads(cli(root, "lineage", "--pushed", "latest", "--json").stdout)
     destination = served["artifact"]["custom_properties"]["pushed_destination"]
     assert os.path.exists(os.path.join(destination, "saved_model.pb"))
     assert len([d for d in os.listdir(os.path.dirname(destination)) if d.isdigit()]) == 1
-    assert "ExampleGen" in cli(root, "lineage", "--pushed", "latest").stdout
+    assert served_months(served) == window_of(MONTHS.index(served_months(served)[-1]) + 1)
     again = cli(root, "gc", "--keep-runs", "1", "--keep-pushed", "1").stdout
     assert "would remove 0 artifact(s), 0 report(s) and 0 pushed version(s)" in again
     # The next run with nothing new still finds everything: all CACHED, the same baseline, no push.
-    pattern = history[1]
     idle = cli(root, "run", "--data", pattern)
-    steps = re.findall(r"^(\w+)\s+(COMPLETE|CACHED|FAILED|BLOCKED|SKIPPED)\s", idle.stdout, re.M)
+    steps = re.findall(r"^(\S+)\s+(COMPLETE|CACHED|FAILED|BLOCKED|SKIPPED)\s", idle.stdout, re.M)
     assert steps and {status for _, status in steps} == {"CACHED"}, idle.stdout
     assert len([d for d in os.listdir(os.path.dirname(destination)) if d.isdigit()]) == 1

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from pipeline.artifacts import Examples, Model
-from pipeline.lineage import find_artifact, lineage
+from pipeline.lineage import find_artifact, lineage, raw_spans
 from pipeline.metadata import MetadataStore, custom, state_name
 from tests.postgres import PostgresServer, server_binaries
 
@@ -69,13 +69,14 @@ def test_two_processes_share_one_postgres_store(postgres, tmp_path):
     store = MetadataStore(url)
     assert len(store.pipeline_runs("penguin")) == 2
     examples = sorted(store.live_artifacts(Examples, "penguin"), key=lambda a: a.get("span"))
-    assert [e.get("span") for e in examples if "ExampleGen" in e.uri] == [2007, 2008]
+    # The penguin pipeline's rolling window ends at the span each run was given: 2007, and 2007-2008.
+    assert [e.get("span") for e in examples if "ExampleGen" in e.uri] == [2007, 2007, 2008]
     for span in (2007, 2008):
         root = str(tmp_path / f"root-{span}")
         [model] = [m for m in store.live_artifacts(Model, "penguin") if m.uri.startswith(root)]
         tree = lineage(store, model)
-        gen = _find(tree, "ExampleGen")
-        assert gen.artifact.get("span") == span
+        assert raw_spans(tree) == list(range(2007, span + 1))
+        gen = _find(tree, "ExampleGen", span)
         assert f"span-{span}/penguins.csv" in custom(gen.execution, "resolved")
     runs_seen = {custom(r, "status") for r in store.pipeline_runs("penguin")}
     assert "COMPLETE" in runs_seen and runs_seen <= {"COMPLETE", "HELD_BACK"}
@@ -88,11 +89,11 @@ def test_two_processes_share_one_postgres_store(postgres, tmp_path):
     assert find_artifact(store, str(examples[0].id)).id == examples[0].id
 
 
-def _find(node, component):
-    if node.component == component:
+def _find(node, component, span):
+    if node.component == component and node.artifact.get("span") == span:
         return node
     for parent in node.inputs.values():
-        found = _find(parent, component)
+        found = _find(parent, component, span)
         if found:
             return found
     return None

@@ -499,7 +499,7 @@ def test_pushed_model_predicts_in_a_fresh_process_and_a_rerun_is_cached(projects
 
     rerun = runner("run", "--pipeline", f"{name}/pipeline.py", cwd=str(base))
     assert rerun.returncode == 0, rerun.stdout[-2000:]
-    assert len(re.findall(r"^\w+\s+CACHED", rerun.stdout, re.M)) == 8
+    assert len(re.findall(r"^\w+(\[span \d+\])?\s+CACHED", rerun.stdout, re.M)) == 8
 
 
 def test_init_refuses_a_label_with_one_class_naming_the_column(tmp_path):

@@ -24,20 +24,23 @@ writes in `output_dir`:
         }
       }
 
-  Each output's row is encoded as `tf.make_tensor_proto(row, shape=[1, *row.shape])` encodes it:
-  one value in its typed field (`float_val`, `int64_val`, `string_val`...), several numbers as
-  `tensor_content`, several strings as `string_val`. The example is the input record, byte for byte
-  (TFX re-serializes a parsed copy: the same message). A `[batch]` string output, such as our
-  `classes`, is one `string_val` of shape [1] (TF Serving's split; tfx-bsl stumbles on a Python
-  bytes row there). The bytes equal `PredictionLog.SerializeToString(deterministic=True)`.
+  Each output's row is what `tf.make_tensor_proto(row, shape=[1, *row.shape])` makes of it, as
+  in tfx-bsl: one value in its typed field (`float_val`, `int64_val`, `string_val`...), several
+  numbers as `tensor_content`, several strings as `string_val`. The example is the input record,
+  byte for byte (TFX re-serializes a parsed copy: the same message). A `[batch]` string output,
+  such as our `classes`, gives one `string_val` of shape [1], as TF Serving splits a tensor
+  (tfx-bsl's own code fails there: a row of a 1-D string array is plain bytes, with no dtype).
+  Each record's bytes equal `PredictionLog.SerializeToString(deterministic=True)`; TFRecord
+  framing as `frame` writes it; one gzip member, also when there is no example.
 - `predictions.csv`: a header, then a row per example in input order: the `id_columns` (the
   example's value: text as is, integers, floats as the shortest text that reads back as the same
-  float32, e.g. `0.1`; empty where the example has none), then `predicted_class` (the `classes`
-  output) and `score_<class>` for each of `class_names` (the `scores` output, in that order), or
-  `prediction` for a regression (`outputs`), then `model_version`. Quoting is the csv module's
-  (minimal, `"` doubled), lines end in `\\n`.
+  float32, `0.1` rather than Python's `0.10000000149011612` for the float64; empty where the
+  example has none), then, when `class_names` are given, `predicted_class` (the `classes` output)
+  and `score_<class>` for each class (the `scores` output, in that order), else `prediction` (the
+  `outputs` output, or the only one), then `model_version`; as csv.writer writes rows (minimal
+  quoting, `"` doubled, lines ending in CRLF), text as UTF-8.
 
-How it keeps up: four stages in threads, each a batch ahead of the next (`_ahead`): reading
+How it keeps up: four stages in threads, each a batch ahead of the next (`_Ahead`): reading
 (`read_gzipped`), the model (one `serving_default` call per batch, and the id features parsed by
 TensorFlow's example parser), encoding (the PredictionLog bytes from a few cached prefixes, the
 example bytes and the outputs' bytes, without a proto per row; the CSV by Arrow's writer), and
@@ -55,8 +58,8 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
-from contextlib import ExitStack, closing
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
@@ -64,6 +67,7 @@ from typing import Any
 import google_crc32c
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from components.io.tfrecord import COMPRESS_LEVEL, frame, read_gzipped
 from pipeline.errors import UserInputError
@@ -106,27 +110,29 @@ def score_examples(
     `class_names`: a classification's classes in score order (its label vocabulary); None for a
     regression. `model_version` goes on every CSV row, `model_name` into the logs' model_spec.
     `progress` is called with the number of rows done after each batch. No input row writes a
-    header-only CSV and an empty log file. Raises UserInputError for a model whose signature is
-    missing or does not give the outputs the task needs, an id column that the first batch does
-    not hold or that has several values in an example, and a damaged input file."""
+    header-only CSV and an empty log file. An id column that no example holds is empty. Raises
+    UserInputError for a model whose signature is missing or does not give the outputs the task
+    needs, an id column with several values in an example (or of two types), and a damaged input
+    file."""
     started = time.monotonic()
     header = [*id_columns, *_prediction_columns(class_names), "model_version"]
     if len(set(header)) < len(header):
         raise UserInputError(f"the CSV would have two columns of the same name: {header}")
-    model = _Model(model_dir, signature_name, id_columns)
-    encoder = _Encoder(model, class_names, model_version, model_name, signature_name)
     logs_path = os.path.join(output_dir, PREDICTION_LOGS)
     csv_path = os.path.join(output_dir, PREDICTIONS_CSV)
-    with ExitStack() as stack:
+    with ExitStack() as stack:  # closes the stages last first: each stops once its consumer has
+        reading = (records for path in example_files for records in _read(path, batch_size))
+        batches = _start(stack, reading, depth=4)  # more: a file is decompressed whole first
+        model = _Model(model_dir, signature_name, id_columns)  # loads while the first file is read
+        encoder = _Encoder(model, class_names, model_version, model_name, signature_name)
+        scored = _start(stack, (model.score(records) for records in batches))
+        encoded = _start(stack, (encoder.encode(*batch) for batch in scored))
         raw_logs = stack.enter_context(open(logs_path, "wb"))
         logs = stack.enter_context(
             gzip.GzipFile(fileobj=raw_logs, mode="wb", compresslevel=COMPRESS_LEVEL, mtime=0)
         )
         table = stack.enter_context(open(csv_path, "wb"))
         table.write(_csv_lines([header]))
-        batches = _ahead(records for path in example_files for records in _read(path, batch_size))
-        scored = _ahead(model.score(records) for records in batches)
-        encoded = stack.enter_context(closing(_ahead(encoder.encode(*batch) for batch in scored)))
         done = 0
         for framed_logs, lines, rows in encoded:
             logs.write(framed_logs)
@@ -163,51 +169,66 @@ class _Failure:
         self.error = error
 
 
-def _ahead(items: Iterator, depth: int = 2) -> Generator:
-    """Yields `items`, computed in a thread of their own at most `depth` ahead of the consumer, so
-    that stages which release the GIL overlap. An error in the thread is raised here; closing the
-    generator stops the thread (which closes `items` in turn, so a chain unwinds)."""
-    results: queue.Queue = queue.Queue(depth)
-    stop = threading.Event()
-    done = object()
+_DONE = object()
 
-    def put(item: Any) -> bool:
-        while not stop.is_set():
+
+class _Ahead:
+    """Iterates over `items` in a thread of its own, started at once and at most `depth` items
+    ahead of the consumer, so that stages which release the GIL overlap. An error in the thread
+    is raised to the consumer. `close` stops the thread; close a consumer's stage before its
+    source's (the source then still delivers what the consumer waits for)."""
+
+    def __init__(self, items: Iterable, depth: int = 2):
+        self._results: queue.Queue = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(items,), name="scoring-stage", daemon=True)
+        self._thread.start()
+
+    def _run(self, items: Iterable) -> None:
+        try:
+            for item in items:
+                if not self._put(item):
+                    return
+            self._put(_DONE)
+        except BaseException as error:
+            self._put(_Failure(error))
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
             try:
-                results.put(item, timeout=0.1)
+                self._results.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 pass
         return False
 
-    def run() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-            put(done)
-        except BaseException as error:
-            put(_Failure(error))
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
+    def __iter__(self) -> Iterator:
+        return self
 
-    thread = threading.Thread(target=run, name="scoring-stage", daemon=True)
-    thread.start()
-    try:
-        while (item := results.get()) is not done:
-            if isinstance(item, _Failure):
-                raise item.error
-            yield item
-    finally:
-        stop.set()
-        thread.join()
+    def __next__(self) -> Any:
+        item = self._results.get()
+        if item is _DONE:
+            self._results.put(_DONE)  # for a next call
+            raise StopIteration
+        if isinstance(item, _Failure):
+            raise item.error
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _start(stack: ExitStack, items: Iterable, depth: int = 2) -> _Ahead:
+    stage = _Ahead(items, depth)
+    stack.callback(stage.close)
+    return stage
 
 
 class _Model:
     """The SavedModel's signature, called on a batch of serialized examples; the id features
-    parsed from the same batch by TensorFlow's example parser (types from the first batch)."""
+    parsed from the same batch by TensorFlow's example parser (each typed as the first batch
+    that holds it has it; empty until then)."""
 
     def __init__(self, model_dir: str, signature_name: str, id_columns: Sequence[str]):
         import tensorflow as tf
@@ -227,9 +248,8 @@ class _Model:
                 "bulk scoring calls it with one string tensor of serialized tf.Examples"
             )
         self.input_name = next(iter(inputs))
-        self.output_names = sorted(self.signature.structured_outputs)
         self.id_columns = list(id_columns)
-        self._id_spec: dict | None = None
+        self._id_types: dict = {}  # id column -> its TensorFlow type, once an example holds it
 
     def score(self, records: list[bytes]) -> tuple[list[bytes], dict[str, np.ndarray], dict[str, pa.Array]]:
         import tensorflow as tf
@@ -244,35 +264,33 @@ class _Model:
                 )
         ids: dict[str, pa.Array] = {}
         if self.id_columns:
-            if self._id_spec is None:
-                self._id_spec = _id_spec(records, self.id_columns)
+            unknown = [name for name in self.id_columns if name not in self._id_types]
+            if unknown:
+                self._id_types.update(_feature_types(records, unknown))
+            spec = {name: tf.io.VarLenFeature(dtype) for name, dtype in self._id_types.items()}
             try:
-                parsed = tf.io.parse_example(serialized, self._id_spec)
+                parsed = tf.io.parse_example(serialized, spec) if spec else {}
             except tf.errors.InvalidArgumentError as error:
                 raise UserInputError(f"an id column's values do not parse: {error.message}") from None
-            ids = {name: _id_column(name, parsed[name], len(records)) for name in self.id_columns}
+            for name in self.id_columns:
+                found = name in parsed
+                ids[name] = _id_column(name, parsed[name], len(records)) if found else pa.nulls(len(records))
         return records, outputs, ids
 
 
-def _id_spec(records: list[bytes], id_columns: Sequence[str]) -> dict:
-    """tf.io.parse_example's spec for the id columns, typed as the first batch holds them."""
+def _feature_types(records: list[bytes], names: list[str]) -> dict:
+    """The TensorFlow type of each of `names` that a record holds (int64, float32 or string)."""
     import tensorflow as tf
     from tfx_bsl.coders import example_coder
 
-    batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(records)
-    spec = {}
-    for name in id_columns:
-        if name not in batch.schema.names:
-            raise UserInputError(
-                f"id column {name!r} is in none of the first {len(records)} examples "
-                f"(their features: {', '.join(sorted(batch.schema.names))})"
-            )
-        kind = batch.schema.field(name).type.value_type
-        dtype = (
-            tf.int64 if pa.types.is_integer(kind) else tf.float32 if pa.types.is_floating(kind) else tf.string
-        )
-        spec[name] = tf.io.VarLenFeature(dtype)
-    return spec
+    schema = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(records).schema
+    types = {}
+    for name in names:
+        if name in schema.names:
+            kind = schema.field(name).type.value_type
+            floating = pa.types.is_floating(kind)
+            types[name] = tf.int64 if pa.types.is_integer(kind) else tf.float32 if floating else tf.string
+    return types
 
 
 def _id_column(name: str, sparse, rows: int) -> pa.Array:
@@ -419,6 +437,7 @@ class _Encoder:
         self.id_columns = model.id_columns
         self.class_names = None if class_names is None else list(class_names)
         self.version = model_version
+        self._versions = pa.array([], pa.string())  # model_version, once per row of the largest batch
         self.report = ScoreReport(class_counts=None if class_names is None else dict.fromkeys(class_names, 0))
         self.prediction_sum = 0.0
 
@@ -441,7 +460,9 @@ class _Encoder:
     ) -> tuple[bytes, bytes, int]:
         n = len(records)
         columns = [ids[name] for name in self.id_columns] + self._prediction_columns(outputs, n)
-        columns.append(pa.array(np.full(n, self.version, dtype=object), pa.string()))
+        if len(self._versions) < n:
+            self._versions = pa.array([self.version] * n, pa.string())
+        columns.append(self._versions.slice(0, n))
         lines = _csv_batch(pa.RecordBatch.from_arrays(columns, names=[f"c{i}" for i in range(len(columns))]))
         self.report.rows += n
         return self._framed_logs(records, outputs), lines, n
@@ -502,23 +523,28 @@ class _Encoder:
         predicted = pa.array(classes, pa.binary())
         counts = self.report.class_counts
         assert counts is not None
-        for item in pa.compute.value_counts(predicted).to_pylist():
+        for item in pc.value_counts(predicted).to_pylist():
             name = item["values"].decode("utf-8", "replace")
             counts[name] = counts.get(name, 0) + item["counts"]
         return [predicted, *(pa.array(scores[:, j]) for j in range(k))]
 
 
 def _csv_batch(batch: pa.RecordBatch) -> bytes:
-    """The CSV lines of `batch` (no header): Arrow's writer, or the csv module where a text value
-    needs quotes (Arrow's writer quotes every text value or none)."""
+    """The CSV lines of `batch` as csv.writer writes them (its default dialect): Arrow's writer,
+    its line ends made CRLF (unquoted, it refuses a value with a comma, a quote or a line break,
+    so every LF it writes ends a line), else `_csv_rows`."""
     import pyarrow.csv as pcsv
 
     sink = pa.BufferOutputStream()
     try:
         pcsv.write_csv(batch, sink, pcsv.WriteOptions(include_header=False, quoting_style="none"))
-        return sink.getvalue().to_pybytes()
-    except pa.ArrowInvalid:  # a value holds a comma, a quote or a line break
-        pass
+    except pa.ArrowInvalid:
+        return _csv_rows(batch)
+    return sink.getvalue().to_pybytes().replace(b"\n", b"\r\n")
+
+
+def _csv_rows(batch: pa.RecordBatch) -> bytes:
+    """The CSV lines of `batch` by the csv module, each value as Arrow's writer formats it."""
     columns = []
     for column in batch.columns:
         if pa.types.is_binary(column.type):
@@ -531,5 +557,5 @@ def _csv_batch(batch: pa.RecordBatch) -> bytes:
 
 def _csv_lines(rows) -> bytes:
     text = io.StringIO()
-    csv.writer(text, lineterminator="\n").writerows(rows)
+    csv.writer(text).writerows(rows)
     return text.getvalue().encode("utf-8", "surrogateescape")

@@ -434,8 +434,8 @@ def _evaluated_spans(window: list[Examples], params: EvaluatorParams) -> list[Ex
 
 
 def _where(examples: list[Examples], window: list[Examples]) -> str:
-    """Which spans' rows were evaluated, as a person reads it: `of span 2009 (the newest of the
-    window 2007-2009)`, `of the window's 3 spans, 2007-2009`; "" without a window."""
+    """Which spans' rows were evaluated, as a person reads it: `of span 2009, the newest of the
+    window 2007-2009`, `of the window's 3 spans, 2007-2009`; "" without a window."""
     from pipeline.history import spans_text
 
     def spans(artifacts: list[Examples]) -> list:
@@ -444,7 +444,7 @@ def _where(examples: list[Examples], window: list[Examples]) -> str:
     if len(window) == 1:
         return ""
     if len(examples) == 1:
-        return f"of span {spans(examples)[0]} (the newest of the window {spans_text(spans(window))})"
+        return f"of span {spans(examples)[0]}, the newest of the window {spans_text(spans(window))}"
     return f"of the window's {len(examples)} spans, {spans_text(spans(examples))}"
 
 

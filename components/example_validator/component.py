@@ -88,7 +88,9 @@ def run_example_validator(
     files = json.loads(statistics.custom_properties.get("input_files") or "[]")
     for split in statistics.split_names:
         datasets[split] = load_statistics(statistics, split)
-        findings = checks.check_split(split, datasets[split], schema_proto, columns, params.environment, files)
+        findings = checks.check_split(
+            split, datasets[split], schema_proto, columns, params.environment, files
+        )
         findings = [f for f in findings if not (f.kind == "new_column" and f.feature in params.extra_columns)]
         if previous is not None and split in previous.split_names and split in params.drift_splits:
             drift, moves[split] = checks.check_drift(
@@ -116,12 +118,12 @@ def run_example_validator(
         page=PAGE_FILE,
         previous_span=(previous.get("span") if previous is not None else 0) or 0,
     )
-    previous_span = previous.get("span") if previous is not None else None
+    previous_span = (previous.get("span_date") or previous.get("span")) if previous is not None else None
     write_page(
         os.path.join(anomalies.uri, PAGE_FILE),
         datasets,
         all_findings,
-        statistics.get("span"),
+        statistics.get("span_date") or statistics.get("span"),
         drift={"span": previous_span, "splits": moves},
         previous={
             split: load_statistics(previous, split)
@@ -141,7 +143,7 @@ def run_example_validator(
     )
     for line in summarized(all_findings, page):
         ctx.log(line)
-    compared = f", compared with span {previous.get('span')}" if previous is not None else ""
+    compared = f", compared with span {previous_span}" if previous is not None else ""
     ctx.log(f"{len(blocking)} anomalies, {len(all_findings) - len(blocking)} warnings{compared}")
     if blocking:
         listed = "\n  ".join(summarized(blocking, page))

@@ -123,6 +123,13 @@ def schema_text(inferred: InferredSchema, source: str) -> str:
         "# only strings with few, repeating values get a closed domain. Tighten what you know.",
         "",
     ]
+    if inferred.proto.default_environment:
+        lines += [
+            "# Environments, as TFDV's: every feature is expected in each of these, except where a",
+            "# feature says not_in_environment (the label, in rows to score: SERVING).",
+            *(f'default_environment: "{e}"' for e in inferred.proto.default_environment),
+            "",
+        ]
     for feature in inferred.proto.feature:
         lines.append(f"# {feature.name}: {inferred.notes.get(feature.name, '')}")
         body = text_format.MessageToString(feature, indent=2).rstrip("\n")

@@ -94,7 +94,8 @@ def run_statistics_gen(
         statistics.custom_properties["input_files"] = examples.custom_properties["input_files"]
     if examples.custom_properties.get("span_date"):
         statistics.custom_properties["span_date"] = examples.custom_properties["span_date"]
-    ctx.log(f"statistics for splits {', '.join(examples.split_names)} of span {examples.get('span')}")
+    span = examples.get("span_date") or examples.get("span")
+    ctx.log(f"statistics for splits {', '.join(examples.split_names)} of span {span}")
 
 
 def _write(statistics: ExampleStatistics, split: str, accumulator) -> None:

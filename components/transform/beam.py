@@ -1,34 +1,39 @@
 """Transform's Beam pipeline: tensorflow-transform analyzes some splits of a window of spans and
 transforms every split of every span.
 
-    span s Split-train ─ReadAnalyzed[s][train]─▶ ┐        (or span s's analysis from cache_in)
-                                                 ├─Analyze─▶ transform_fn ─WriteTransformFn─▶ transform_fn/, transformed_metadata/
+    span s Split-train ─ReadAnalyzed[s][train]─▶ ┐  (not read when cache_in covers it)
+                     cache_in ─ReadCache─▶       ├─Analyze─▶ transform_fn ─WriteTransformFn─▶ transform_fn/, transformed_metadata/
                                                  └─▶ accumulators of what was read ─WriteCache─▶ cache_out/<dataset key>/
-    span s Split-<x> ─Read[s][x]─▶ ─Transform[s][x]─▶ ─Encode[s][x]─▶ ─Write[s][x]─▶ Split-<x>/data_tfrecord-span-<s>-*.gz
-                                               └─Count[s][x]─▶ rows per (span, split) ─WriteCounts─▶ JSON lines
+    span s Split-x, every s and x ─Read─▶ batches tagged (s, x) ─Transform─▶ ─BySource─▶ ─Encode[s][x]─▶ ─Write[s][x]─▶
+                                             Split-x/data_tfrecord-span-<s>-*.gz
+                                                          └─Count[s][x]─▶ rows per (span, split) ─WriteCounts─▶ JSON lines
 
 Records travel as Arrow record batches, read a shard at a time and decoded with the raw schema
 (`example_batches`), and stay batches through the transform until they are encoded as tf.Examples
-for writing.
+for writing. Every split of every span goes through one transform (its graph loaded once), each
+batch carrying its (span, split) in a column TFT passes through, SOURCE_COLUMN.
 
-**The analyzer cache** (tensorflow-transform's, as TFX's Transform uses it with its
-`analyzer_cache` input and `updated_analyzer_cache` output). Analysis is split into datasets, one
-per (span, analyzed split); TFT keeps each analyzer's accumulator per dataset, keyed by the
-analyzer's fingerprint (the graph path from the raw features to it), and merges the accumulators
-of the window. A cache directory holds one directory per dataset key:
+**The analyzer cache** is tensorflow-transform's, as TFX's Transform uses it (its `analyzer_cache`
+input and `updated_analyzer_cache` output). Analysis is split into datasets, one per (span,
+analyzed split); TFT keeps each analyzer's accumulator per dataset under a key made of the
+analyzer's fingerprint (its graph path from the raw features), and merges the window's
+accumulators. A cache directory holds a directory per dataset:
 
-    <cache>/span-<span>-<split>-<digest>/MANIFEST         entry key -> entry number (TFT's pickle)
-    <cache>/span-<span>-<split>-<digest>/<n>-*-of-*.gz    one accumulator (gzipped TFRecord)
-    <cache>/span-<span>-<split>-<digest>/METADATA-*-of-*  the dataset's size
+    <cache>/span-<span>-<split>-<digest>/MANIFEST              entry key -> entry number (TFT's)
+    <cache>/span-<span>-<split>-<digest>/<n>-00000-of-00001.gz  one accumulator, gzipped TFRecord
 
 `digest` covers the span, the split, the Examples artifact (its id and its `fingerprint`) and the
-raw schema, so a span whose files changed, or a changed schema (its defaults fill missing values
-before any analyzer sees them, outside the fingerprinted graph), never meets its old entries; a
-changed `preprocessing_fn` misses the entries of every analyzer whose path changed. A dataset
-whose every accumulator is in `cache_in` is not read at all. `cache_out` receives the dataset
-directories of this window found in `cache_in` (copied whole, as TFX does: entries of an earlier
-`preprocessing_fn` may ride along until their span leaves the window, never read) and the
-accumulators computed here; it is complete only when `transform_spans` returns.
+raw schema: a span whose files changed, or a changed schema (whose defaults fill missing values
+before any analyzer, outside the fingerprinted graph), never meets its old entries, and a changed
+`preprocessing_fn` misses the entries of each analyzer whose graph path changed. A dataset whose
+every accumulator is in `cache_in` is not read. `cache_out` gets the window's dataset directories
+from `cache_in`, copied whole as TFX does (entries of an earlier `preprocessing_fn` ride along,
+never read, until their span leaves the window), and the accumulators computed here. TFT writes
+the manifests while the pipeline is built, before any data: `cache_out` is whole only once
+`transform_spans` returns, and must not be `cache_in`. TFT's own entry reader and writer take two
+or three Beam stages per entry, and its METADATA file (a dataset's size, for TFT's counters)
+more to read back: entries are read and written here in one step each, without METADATA (absent
+is fine for TFT), and a cache TFX wrote (`<n>-*-of-*.gz`, METADATA) reads the same.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import apache_beam as beam
+import numpy as np
+import pyarrow as pa
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.beam import analysis_graph_builder, analyzer_cache
@@ -52,13 +59,16 @@ from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx_bsl.coders import example_coder
 from tfx_bsl.public import tfxio
 
-from components.io.example_batches import ReadExampleBatches
-from components.io.tfrecord import COMPRESS_LEVEL, frame
+from components.io.example_batches import BATCH_SIZE, ReadExampleBatches, read_shard, shard_files
+from components.io.tfrecord import COMPRESS_LEVEL, frame, read_gzipped, write_gzipped
 from pipeline import ExecutionContext, UserInputError
 from pipeline.artifacts import Examples
 
 EXAMPLES_GLOB = "data_tfrecord-*.gz"
 EXAMPLES_PREFIX = "data_tfrecord"
+# Which (span, split) a batch being transformed came from: its index, a column TFT passes through.
+SOURCE_COLUMN = "__transform_source__"
+_SOURCE_FIELD = pa.field(SOURCE_COLUMN, pa.list_(pa.int64()))
 
 
 @dataclass(frozen=True)
@@ -139,12 +149,7 @@ def transform_spans(
             _log_cache_use(ctx, datasets, read, cache_in)
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(output_dir)
         if transformed_examples is not None:
-            counts = [
-                _transform_split(
-                    p, span, split, pattern, raw_schema, transform_fn, transformed_examples.split_uri(split)
-                )
-                for (span, split), pattern in inputs.items()
-            ]
+            counts = _transform_all(p, inputs, raw_schema, adapter_config, transform_fn, transformed_examples)
             _ = (
                 counts
                 | "AllSplits" >> beam.Flatten()
@@ -224,7 +229,7 @@ def _analyze_with_cache(
             preprocessing_fn, specs, keys, use_tf_compat_v1
         )
         input_cache = p | "ReadCache" >> analyzer_cache.ReadAnalysisCacheFromFS(
-            cache_in, keys, cache_entry_keys=entry_keys
+            cache_in, keys, cache_entry_keys=entry_keys, source=_ReadCacheEntry
         )
     needed = analysis_graph_builder.get_analysis_dataset_keys(
         preprocessing_fn, specs, keys, input_cache, use_tf_compat_v1
@@ -249,10 +254,45 @@ def _analyze_with_cache(
             if cache_in is not None and os.path.isdir(carried):
                 shutil.copytree(carried, os.path.join(cache_out, key.key))
         if cache_output:
-            _ = cache_output | "WriteCache" >> analyzer_cache.WriteAnalysisCacheToFS(
-                p, cache_out, dataset_keys=keys
+            accumulators = {key: cache._replace(metadata=None) for key, cache in cache_output.items()}
+            _ = accumulators | "WriteCache" >> analyzer_cache.WriteAnalysisCacheToFS(
+                p, cache_out, dataset_keys=keys, sink=_WriteCacheEntry
             )
     return transform_fn, read
+
+
+class _ReadCacheEntry(beam.PTransform):
+    """The records of one cache entry's files (`<n>-*-of-*.gz`), read in one step."""
+
+    def __init__(self, pattern: str):
+        super().__init__()
+        self._pattern = pattern
+
+    def expand(self, pbegin):
+        return pbegin | beam.Create([self._pattern]) | beam.FlatMap(_records_matching)
+
+
+def _records_matching(pattern: str):
+    for path in sorted(glob.glob(pattern)):
+        for records in read_gzipped(path):
+            yield from records
+
+
+class _WriteCacheEntry(beam.PTransform):
+    """One cache entry's records as one file, `<n>-00000-of-00001.gz`, gzipped TFRecord."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self._path = path
+
+    def expand(self, pcoll):
+        return (
+            pcoll | beam.combiners.ToList() | beam.Map(write_gzipped_file, f"{self._path}-00000-of-00001.gz")
+        )
+
+
+def write_gzipped_file(records, path):
+    write_gzipped(path, records)
 
 
 def _log_cache_use(ctx: ExecutionContext, datasets: list[_Dataset], read: list[_Dataset], cache_in) -> None:
@@ -273,35 +313,99 @@ def _tensor_adapter_config(patterns: list[str], raw_schema):
     ).TensorAdapterConfig()
 
 
-def _transform_split(p, span, split, pattern, raw_schema, transform_fn, output_uri):
-    """Transforms one split of one span and writes it; returns a PCollection of ((span, split),
-    rows in a batch)."""
-    at = f"[{span}][{split}]"
-    transformed, _ = (
-        (
-            p | f"Read{at}" >> ReadExampleBatches([pattern], raw_schema),
-            _tensor_adapter_config([pattern], raw_schema),
-        ),
-        transform_fn,
-    ) | f"Transform{at}" >> tft_beam.TransformDataset(output_record_batches=True)
-    prefix = os.path.join(output_uri, f"{EXAMPLES_PREFIX}-span-{span}")
-    _ = (
-        transformed
-        | f"Encode{at}" >> beam.ParDo(_EncodeExamples())
-        | f"Write{at}" >> beam.io.Write(_FramedRecordsSink(prefix))
+def _transform_all(p, inputs: dict, raw_schema, adapter_config, transform_fn, transformed_examples: Examples):
+    """Transforms every split of every span (`inputs`: (span, split) -> files) in one TFT
+    transform, each batch tagged with its (span, split) in TFT's passthrough column
+    SOURCE_COLUMN, and writes each apart; returns PCollections of ((span, split), rows in a batch).
+
+    One transform loads the transform graph once, where one per split of each span loaded it 24
+    times for 12 spans (most of a moved window's Transform on small spans); one read for all of
+    them keeps the transform in the reading's Beam stage, where a Flatten of a read per split of
+    each span had every batch buffered between stages."""
+    sources = list(inputs)
+    tagged_config = tfxio.TensorAdapterConfig(
+        adapter_config.arrow_schema.append(_SOURCE_FIELD), adapter_config.tensor_representations
     )
-    return transformed | f"Count{at}" >> beam.Map(lambda batch: ((span, split), batch[0].num_rows))
+    batches = p | "Read" >> _ReadTaggedBatches([inputs[source] for source in sources], raw_schema)
+    with tft_beam.Context(passthrough_keys={SOURCE_COLUMN}):
+        transformed, _ = ((batches, tagged_config), transform_fn) | "Transform" >> tft_beam.TransformDataset(
+            output_record_batches=True
+        )
+    parts = transformed | "BySource" >> beam.Partition(_source_of, len(sources))
+    counts = []
+    for index, (span, split) in enumerate(sources):
+        prefix = os.path.join(transformed_examples.split_uri(split), f"{EXAMPLES_PREFIX}-span-{span}")
+        _ = (
+            parts[index]
+            | f"Encode[{span}][{split}]" >> beam.ParDo(_EncodeExamples())
+            | f"Write[{span}][{split}]" >> beam.io.Write(_FramedRecordsSink(prefix))
+        )
+        counts.append(
+            parts[index]
+            | f"Count[{span}][{split}]"
+            >> beam.Map(lambda batch, key: (key, batch[0].num_rows), (span, split))
+        )
+    return counts
+
+
+@beam.ptransform_fn
+def _ReadTaggedBatches(p, patterns: list[str], raw_schema):  # noqa: N802 - a PTransform
+    """ReadExampleBatches over the files of every pattern at once, each batch tagged with its
+    pattern's index in SOURCE_COLUMN."""
+    shards = []
+    for index, pattern in enumerate(patterns):
+        files = shard_files([pattern])
+        if not files:
+            raise UserInputError(f"no TFRecord files match {pattern}")
+        shards += [(index, path) for path in files]
+    return (
+        p
+        | "Shards" >> beam.Create(shards)
+        | "Spread" >> beam.Reshuffle()
+        | "ReadShard"
+        >> beam.FlatMap(lambda shard: ((shard[0], records) for records in read_shard(shard[1], BATCH_SIZE)))
+        | "Decode" >> beam.ParDo(_DecodeTagged(raw_schema.SerializeToString()))
+    )
+
+
+class _DecodeTagged(beam.DoFn):
+    """(source index, serialized tf.Examples) -> their record batch, tagged with the index."""
+
+    def __init__(self, serialized_schema: bytes):
+        self._schema = serialized_schema
+
+    def setup(self):
+        self._decoder = example_coder.ExamplesToRecordBatchDecoder(self._schema)
+
+    def process(self, shard_records):
+        index, records = shard_records
+        yield _tag(self._decoder.DecodeBatch(records), index)
+
+
+def _tag(batch: pa.RecordBatch, source: int) -> pa.RecordBatch:
+    """`batch` with SOURCE_COLUMN: `[source]` in every row (TFT passes through lists of one value)."""
+    rows = batch.num_rows
+    column = pa.ListArray.from_arrays(
+        pa.array(np.arange(rows + 1, dtype=np.int32)), pa.array(np.full(rows, source, dtype=np.int64))
+    )
+    return pa.RecordBatch.from_arrays([*batch.columns, column], schema=batch.schema.append(_SOURCE_FIELD))
+
+
+def _source_of(transformed, count: int) -> int:
+    batch, _ = transformed
+    return batch.column(SOURCE_COLUMN).flatten()[0].as_py()
 
 
 class _EncodeExamples(beam.DoFn):
-    """(record batch, passthrough features) -> the batch's rows as tf.Examples, TFRecord-framed in
-    one bytes element, so that Beam handles one element per batch rather than one per row."""
+    """(record batch, passthrough features) -> the batch's rows as tf.Examples (SOURCE_COLUMN
+    left out), TFRecord-framed in one bytes element, so that Beam handles one element per batch
+    rather than one per row."""
 
     def setup(self):
         self.encoder = example_coder.RecordBatchToExamplesEncoder()
 
     def process(self, batch_and_passthrough):
-        yield frame(self.encoder.encode(batch_and_passthrough[0]))
+        yield frame(self.encoder.encode(batch_and_passthrough[0].drop_columns([SOURCE_COLUMN])))
 
 
 class _FramedRecordsSink(beam.io.filebasedsink.FileBasedSink):

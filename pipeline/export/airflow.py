@@ -41,6 +41,9 @@ PARAMS = {
     "pipeline_file": Param($pipeline_file, type="string"),
     "pipeline_root": Param($pipeline_root, type="string"),
     "metadata": Param($metadata, type="string"),
+    # For dated spans ({YYYY}-{MM}...): each run ingests the span of its logical date (a backfill
+    # of past dates ingests theirs); a run without one (triggered by hand) takes the latest span.
+    "span_of_logical_date": Param($span_of_logical_date, type="boolean"),
 }
 
 with DAG(
@@ -69,6 +72,7 @@ _COMMAND = (
     'there, or set the DAG param project_dir" >&2; exit 1; }; } && '
     'exec "{{ params.python }}" runner.py step %s --run-id "{{ run_id }}" --orchestrator airflow'
     " --logical-date \"{{ dag_run.logical_date or '' }}\""
+    "{{ ' --span-of-logical-date' if params.span_of_logical_date else '' }}"
 )
 
 _BASH = """BashOperator(
@@ -91,6 +95,11 @@ _KUBERNETES = """KubernetesPodOperator(
             trigger_rule="none_failed",
             get_logs=True,
         )"""
+
+
+def _dated(pipeline: Pipeline) -> bool:
+    """Whether the pipeline's spans are dates (an ExampleGen pattern with {YYYY})."""
+    return any("{YYYY}" in str(getattr(n.params, "input_pattern", "")) for n in pipeline.nodes)
 
 
 def dag_source(pipeline: Pipeline, settings: ExportSettings) -> str:
@@ -128,6 +137,7 @@ def dag_source(pipeline: Pipeline, settings: ExportSettings) -> str:
         pipeline_file=repr(settings.pipeline_file),
         pipeline_root=repr(settings.pipeline_root),
         metadata=repr(settings.metadata),
+        span_of_logical_date=repr(_dated(pipeline)),
         schedule=repr(settings.schedule),
         retries=settings.retries,
         retry_delay=settings.retry_delay_seconds,
