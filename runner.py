@@ -630,7 +630,8 @@ def _backfill_row(span: str, result) -> dict:
     if result.error is not None:
         note = str(result.error).splitlines()[0]
     elif result.held_back:
-        note = result.held_back[0][1].splitlines()[0]
+        node, reason = result.held_back[0]
+        note = f"held back by {node}: {reason.splitlines()[0]}"
     elif result.unchanged_since:
         note = f"nothing new since run {result.unchanged_since[0][2]}"
     else:
