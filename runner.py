@@ -324,6 +324,12 @@ def _parser() -> argparse.ArgumentParser:
     lineage = commands.add_parser("lineage", help="where an artifact came from, as a tree", parents=common)
     lineage.add_argument("artifact", nargs="?", help="an artifact id or URI")
     lineage.add_argument("--pushed", metavar="latest|VERSION", help="the model pushed last, or push VERSION")
+    lineage.add_argument(
+        "--downstream",
+        metavar="REF",
+        help="impact instead: everything built from REF (span:N, span:YYYY-MM-DD, a CSV file, an artifact "
+        "id or URI), down to models, pushed versions (the one serving now marked) and predictions",
+    )
     lineage.add_argument("--json", action="store_true", help="the same tree as JSON, for programs")
     lineage.set_defaults(command=cmd_lineage)
 
@@ -957,6 +963,8 @@ def cmd_lineage(args) -> int:
 
     from pipeline.lineage import format_lineage, lineage, to_json
 
+    if args.downstream:
+        return _impact(args)
     ref = args.artifact or (args.pushed if args.pushed in (None, "latest") else f"v{args.pushed}")
     if ref is None:
         print("name an artifact id or URI, or --pushed latest|VERSION", file=sys.stderr)
@@ -968,6 +976,26 @@ def cmd_lineage(args) -> int:
         print(error, file=sys.stderr)
         return EXIT_FAILED
     print(json.dumps(to_json(tree), indent=2, default=str) if args.json else "\n".join(format_lineage(tree)))
+    return 0
+
+
+def _impact(args) -> int:
+    """`lineage --downstream REF`: everything built from REF, across the store's pipelines and roots."""
+    import json
+
+    from pipeline.lineage import downstream, format_impact, impact_json, starting_points
+
+    try:
+        store, name = _store_and_pipeline_name(args, required=False)
+        impact = downstream(store, starting_points(store, args.downstream, args.pipeline_name))
+    except LookupError as error:
+        print(error, file=sys.stderr)
+        return EXIT_FAILED
+    print(
+        json.dumps(impact_json(impact), indent=2, default=str)
+        if args.json
+        else "\n".join(format_impact(impact))
+    )
     return 0
 
 

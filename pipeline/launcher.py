@@ -157,6 +157,7 @@ def items_of(scope: RunScope, node: Node, upstream_items: dict[str, list[Item]])
             state="FAILED",
             error=describe_error(error),
             node_id=node.id,
+            pipeline=scope.pipeline.name,
             run_id=scope.run_id,
             code_version=node.component.version,
             pipeline_root=scope.root,
@@ -202,6 +203,7 @@ def prepare(scope: RunScope, node: Node, upstream: Upstream, item: Item | None =
     )
     props: dict[str, Any] = {
         "node_id": node.id,
+        "pipeline": scope.pipeline.name,
         "run_id": scope.run_id,
         "code_version": node.component.version,
         # Whose it is: recovery closes only this root's executions whose process is gone.

@@ -44,49 +44,59 @@ def find_artifact(store: MetadataStore, ref: str) -> Artifact:
 
 
 def lineage(store: MetadataStore, artifact: Artifact) -> LineageNode:
-    """The upstream tree of `artifact`: one `get_lineage_subgraph` query (UPSTREAM), then the
-    tree is built from its events. Each artifact's producer is its first (COMPLETE) execution;
-    later CACHED executions only reuse it."""
-    options = pb.LineageSubgraphQueryOptions(
-        max_num_hops=MAX_HOPS, direction=pb.LineageSubgraphQueryOptions.UPSTREAM
-    )
-    options.starting_artifacts.filter_query = f"id = {artifact.id}"
-    graph = store.mlmd.get_lineage_subgraph(options)
-    artifacts = {a.id: a for a in store.artifacts_by_id([a.id for a in graph.artifacts])}
-    executions = {e.id: e for e in graph.executions}
-    types = {t.id: t.name for t in graph.execution_types} or {
-        t.id: t.name
-        for t in store.mlmd.get_execution_types_by_id(list({e.type_id for e in graph.executions}))
-    }
-    producer: dict[int, int] = {}
+    """The upstream tree of `artifact`, hop by hop: each artifact's producer (the COMPLETE
+    execution that output it; later CACHED executions only reuse it), that execution's inputs,
+    and so on. Three batched queries a hop, whatever the length of the history: a resolver input
+    (the baseline model, the previous span's statistics, an analyzer cache) is a leaf, its own
+    history not followed, unless its resolver follows lineage (the model a BulkInferrer scored
+    with)."""
+    artifacts: dict[int, Artifact] = {artifact.stored_id: artifact}
+    producers: dict[int, pb.Execution] = {}
     inputs: dict[int, list[tuple[str, int]]] = {}
-    for event in graph.events:
-        if event.type == pb.Event.OUTPUT and event.execution_id in executions:
-            producer[event.artifact_id] = min(
-                producer.get(event.artifact_id, event.execution_id), event.execution_id
-            )
-        elif event.type == pb.Event.INPUT:
-            key, index = event.path.steps[0].key, event_index(event)
-            # One of a list input (a window's spans): keyed by its place, `examples[0]`, ...
-            label = key if index is None else f"{key}[{index}]"
-            inputs.setdefault(event.execution_id, []).append((label, event.artifact_id))
+    leaves: set[int] = set()
+    frontier = [artifact.stored_id]
+    for _ in range(MAX_HOPS):
+        if not frontier:
+            break
+        made = store.executions_where(
+            f"events_0.artifact_id IN ({', '.join(map(str, frontier))}) AND events_0.type = OUTPUT "
+            "AND last_known_state = COMPLETE"
+        )
+        events = store.mlmd.get_events_by_execution_ids([e.id for e in made]) if made else []
+        by_id = {e.id: e for e in made}
+        wanted = set()
+        for event in sorted(events, key=lambda e: e.execution_id):
+            execution = by_id[event.execution_id]
+            if event.type == pb.Event.OUTPUT and event.artifact_id in frontier:
+                producers.setdefault(event.artifact_id, execution)
+            elif event.type == pb.Event.INPUT:
+                key, index = event.path.steps[0].key, event_index(event)
+                # One of a list input (a window's spans): keyed by its place, `examples[0]`, ...
+                label = key if index is None else f"{key}[{index}]"
+                inputs.setdefault(execution.id, []).append((label, event.artifact_id))
+                if key in set(json.loads(custom(execution, "resolver_inputs", "[]") or "[]")):
+                    leaves.add(event.artifact_id)
+                wanted.add(event.artifact_id)
+        new = sorted(wanted - set(artifacts))
+        artifacts.update({a.stored_id: a for a in store.artifacts_by_id(new)})
+        frontier = [a for a in new if a not in leaves]
+    types = {t.id: t.name for t in store.mlmd.get_execution_types()}
 
-    def build(artifact_id: int, leaf: bool = False) -> LineageNode:
-        node = LineageNode(artifacts.get(artifact_id) or store.artifacts_by_id([artifact_id])[0])
-        execution = executions.get(producer.get(artifact_id, -1))
-        if execution is None or leaf:
+    def build(artifact_id: int, path: frozenset) -> LineageNode:
+        node = LineageNode(artifacts[artifact_id])
+        execution = producers.get(artifact_id)
+        if execution is None or artifact_id in leaves or artifact_id in path:
             return node
         node.execution = execution
         node.component = custom(execution, "node_id") or types.get(execution.type_id, "?")
-        # Resolver inputs (the baseline model, the previous statistics) are shown, not followed.
-        resolved = set(json.loads(custom(execution, "resolver_inputs", "[]") or "[]"))
         for key, parent in sorted(inputs.get(execution.id, []), key=lambda pair: _input_order(pair[0])):
-            node.inputs[key] = build(parent, leaf=key.split("[")[0] in resolved)
-        if node.component and node.artifact.TYPE_NAME == "Examples" and "span" in node.artifact.properties:
+            if parent in artifacts:
+                node.inputs[key] = build(parent, path | {artifact_id})
+        if node.artifact.TYPE_NAME == "Examples" and "span" in node.artifact.properties:
             node.checks = validations_of(store, node.artifact)
         return node
 
-    return build(artifact.stored_id)
+    return build(artifact.stored_id, frozenset())
 
 
 def raw_spans(node: LineageNode) -> list:
@@ -110,16 +120,35 @@ def _input_order(label: str) -> tuple[str, int]:
 
 
 def validations_of(store: MetadataStore, examples: Artifact) -> list[Artifact]:
-    """The ExampleAnomalies judging these raw examples: two hops downstream (statistics, then
-    validation), found through MLMD's DOWNSTREAM lineage subgraph."""
-    options = pb.LineageSubgraphQueryOptions(
-        max_num_hops=4, direction=pb.LineageSubgraphQueryOptions.DOWNSTREAM
-    )
-    options.starting_artifacts.filter_query = f"id = {examples.id}"
-    graph = store.mlmd.get_lineage_subgraph(options)
-    type_names = {t.id: t.name for t in store.mlmd.get_artifact_types()}
-    ids = [a.id for a in graph.artifacts if type_names.get(a.type_id) == "ExampleAnomalies"]
-    return store.artifacts_by_id(sorted(set(ids)))
+    """The ExampleAnomalies judging these raw examples, two hops downstream: the statistics the
+    newest COMPLETE execution computed from them, then the newest validation of those (by filter
+    queries with a limit: later runs that reused them add nothing to read)."""
+
+    def consumer_output(artifact_id: int, component: str, key: str) -> Artifact | None:
+        """The output of the newest COMPLETE `component` execution that took the artifact as
+        its input `key` (a validator also takes the previous span's statistics, under another key)."""
+        made = store.executions_where(
+            f"type = '{component}' AND events_0.artifact_id = {artifact_id} AND events_0.type = INPUT "
+            "AND last_known_state = COMPLETE",
+            newest_first=True,
+        )
+        events = store.mlmd.get_events_by_execution_ids([e.id for e in made]) if made else []
+        for execution in made:
+            mine = [e for e in events if e.execution_id == execution.id]
+            if any(
+                e.type == pb.Event.INPUT and e.artifact_id == artifact_id and e.path.steps[0].key == key
+                for e in mine
+            ):
+                outputs = [e.artifact_id for e in mine if e.type == pb.Event.OUTPUT]
+                found = store.artifacts_by_id(outputs[:1])
+                return found[0] if found else None
+        return None
+
+    statistics = consumer_output(examples.stored_id, "StatisticsGen", "examples")
+    if statistics is None or statistics.TYPE_NAME != "ExampleStatistics":
+        return []
+    anomalies = consumer_output(statistics.stored_id, "ExampleValidator", "statistics")
+    return [anomalies] if anomalies is not None and anomalies.TYPE_NAME == "ExampleAnomalies" else []
 
 
 def format_lineage(
@@ -249,3 +278,251 @@ def diff(first: LineageNode, second: LineageNode) -> list[tuple[str, Any, Any]]:
     """(fact, first's value, second's value) for every fact that differs."""
     a, b = facts(first), facts(second)
     return [(key, a.get(key), b.get(key)) for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
+
+
+@dataclass
+class Impact:
+    """Everything built from some artifacts (`downstream`): the artifacts reached, the COMPLETE
+    executions that made them, and which inputs each took; `serving` the PushedModels serving now
+    (the newest push of their destination)."""
+
+    starts: list[Artifact]
+    artifacts: dict[int, Artifact] = field(default_factory=dict)
+    executions: dict[int, pb.Execution] = field(default_factory=dict)
+    made_by: dict[int, int] = field(default_factory=dict)  # artifact id -> execution id
+    took: dict[int, list[int]] = field(default_factory=dict)  # execution id -> the reached artifacts it took
+    inputs: dict[int, dict[str, int]] = field(default_factory=dict)  # execution id -> its inputs, by key
+    serving: set[int] = field(default_factory=set)
+    pipelines: dict[int, str] = field(
+        default_factory=dict
+    )  # execution id -> pipeline, where not recorded on it
+
+    def of_type(self, type_name: str) -> list[Artifact]:
+        return [a for a in self.artifacts.values() if a.TYPE_NAME == type_name and a.id not in self.start_ids]
+
+    @property
+    def start_ids(self) -> set[int]:
+        return {a.stored_id for a in self.starts}
+
+    def where(self, artifact: Artifact) -> str:
+        """`pipeline penguin, root /srv/runs/penguin, run 2024...`: where an artifact was made."""
+        execution = self.executions.get(self.made_by.get(artifact.stored_id, -1))
+        if execution is None:
+            return ""
+        pipeline = custom(execution, "pipeline") or self.pipelines.get(execution.id, "?")
+        return f"pipeline {pipeline}, root {custom(execution, 'pipeline_root', '?')}, run {custom(execution, 'run_id', '?')}"
+
+
+def downstream(store: MetadataStore, starts: list[Artifact]) -> Impact:
+    """Every execution and artifact built from `starts`, hop by hop across pipelines and roots of
+    the store: the COMPLETE executions that took one of them as an input (a CACHED one only reuses
+    what one of those made), their outputs, and on. An input a step found in the store rather
+    than took from its data (the baseline model, the previous span's statistics) is not followed:
+    a model is not built from the spans of the model it was compared with. The model a
+    BulkInferrer scored with is followed: its predictions are built from it."""
+    impact = Impact(list(starts), {a.stored_id: a for a in starts})
+    frontier = sorted(impact.artifacts)
+    for _ in range(MAX_HOPS):
+        if not frontier:
+            break
+        consumers = store.executions_where(
+            f"events_0.artifact_id IN ({', '.join(map(str, frontier))}) AND events_0.type = INPUT "
+            "AND last_known_state = COMPLETE"
+        )
+        events = store.mlmd.get_events_by_execution_ids([e.id for e in consumers]) if consumers else []
+        reached, outputs = set(frontier), []
+        for execution in consumers:
+            mine = [e for e in events if e.execution_id == execution.id]
+            resolved = set(json.loads(custom(execution, "resolver_inputs", "[]") or "[]"))
+            took = [
+                e.artifact_id
+                for e in mine
+                if e.type == pb.Event.INPUT
+                and e.artifact_id in reached
+                and e.path.steps[0].key not in resolved
+            ]
+            if not took:
+                continue
+            impact.took[execution.id] = sorted({*impact.took.get(execution.id, []), *took})
+            if execution.id in impact.executions:
+                continue  # reached before through another of its inputs: its outputs are known
+            impact.executions[execution.id] = execution
+            impact.inputs[execution.id] = {
+                e.path.steps[0].key: e.artifact_id
+                for e in mine
+                if e.type == pb.Event.INPUT and event_index(e) is None
+            }
+            for event in mine:
+                if event.type == pb.Event.OUTPUT and event.artifact_id not in impact.artifacts:
+                    impact.made_by[event.artifact_id] = execution.id
+                    outputs.append(event.artifact_id)
+        found = store.artifacts_by_id(sorted(set(outputs)))
+        impact.artifacts.update({a.stored_id: a for a in found})
+        frontier = sorted(a.stored_id for a in found)
+    impact.serving = serving_pushes(store, impact.of_type("PushedModel"))
+    unnamed = [e for e in impact.executions.values() if not custom(e, "pipeline")]  # recorded before it was
+    for execution in unnamed:
+        names = [
+            c.name
+            for c in store.mlmd.get_contexts_by_execution(execution.id)
+            if c.type_id == store.context_type_id("pipeline")
+        ]
+        impact.pipelines[execution.id] = names[0] if names else "?"
+    return impact
+
+
+def serving_pushes(store: MetadataStore, pushes: list[Artifact]) -> set[int]:
+    """Which of these PushedModels serve now: each the newest push (pushed=1) recorded for its
+    destination (`<base>/<model name>`, where TF Serving serves the highest version)."""
+    serving = set()
+    for folder in {os.path.dirname(p.get("pushed_destination") or "") for p in pushes if p.get("pushed")}:
+        if not folder:
+            continue
+        query = (
+            "type = 'PushedModel' AND custom_properties.pushed.int_value = 1 AND "
+            f"custom_properties.pushed_destination.string_value LIKE '{folder}/%'"
+        )
+        newest = max(store.artifacts_where(query), key=lambda p: (p.pushed_version(), p.id), default=None)
+        if newest is not None:
+            serving.add(newest.stored_id)
+    return serving
+
+
+def starting_points(store: MetadataStore, ref: str, pipeline_name: str | None = None) -> list[Artifact]:
+    """What `lineage --downstream REF` starts from: `span:N` or `span:YYYY-MM-DD` (the raw
+    examples of that span, in every pipeline or the one named), a CSV file (the raw examples
+    ExampleGen made from it), or an artifact id or URI. LookupError when nothing matches."""
+    import datetime
+
+    if ref.startswith("span:"):
+        text = ref[5:]
+        try:
+            span = (
+                int(text)
+                if text.isdigit()
+                else (datetime.date.fromisoformat(text) - datetime.date(1970, 1, 1)).days
+            )
+        except ValueError:
+            raise LookupError(f"{ref!r}: give span:N or span:YYYY-MM-DD") from None
+        query = (
+            f"type = 'Examples' AND properties.span.int_value = {span} AND "
+            "custom_properties.input_fingerprint.string_value IS NOT NULL"
+        )
+        if pipeline_name:
+            query += f" AND contexts_p.type = 'pipeline' AND contexts_p.name = '{pipeline_name}'"
+        found = store.artifacts_where(query)
+        if not found:
+            raise LookupError(f"no raw examples of span {text} in {store.name}")
+        return found
+    path = os.path.abspath(ref)
+    if ref.endswith(".csv") or os.path.isfile(path):
+        made = store.executions_where(
+            "type = 'ExampleGen' AND last_known_state = COMPLETE AND "
+            f"custom_properties.resolved.string_value LIKE '%\"{path}\"%'"
+        )
+        found = [a for e in made for a in store.outputs_of(e.id).values()]
+        if not found:
+            raise LookupError(f"no examples were made from {path} in {store.name}")
+        return found
+    return [find_artifact(store, ref)]
+
+
+def format_impact(impact: Impact) -> list[str]:
+    """The impact as text: what it starts from, then the models, their blessings and pushes (the
+    one serving now marked), the predictions, then every other artifact, each with where it was
+    made (pipeline, root, run) and its state (DELETED after gc)."""
+
+    def line(a: Artifact) -> str:
+        where = impact.where(a)
+        state = "" if a.state == "LIVE" else f" {a.state}"
+        return f"{a.TYPE_NAME} #{a.id}{state} {a.uri}" + (f"  ({where})" if where else "")
+
+    lines = ["from:"]
+    for a in impact.starts:
+        lines.append(
+            f"  {line(a)}"
+            + (f"  span {a.get('span_date') or a.get('span')}" if a.get("span") is not None else "")
+        )
+    models = impact.of_type("Model")
+    lines.append(f"models built from it: {len(models)}")
+    blessings = {b.get("current_model_id"): b for b in impact.of_type("ModelBlessing")}
+    pushes: dict[int, list[Artifact]] = {}
+    for push in impact.of_type("PushedModel"):
+        execution = impact.executions.get(impact.made_by.get(push.stored_id, -1))
+        model = (
+            next(
+                (
+                    impact.artifacts[i]
+                    for i in impact.took.get(execution.id, [])
+                    if impact.artifacts[i].TYPE_NAME == "Model"
+                ),
+                None,
+            )
+            if execution is not None
+            else None
+        )
+        if model is not None:
+            pushes.setdefault(model.stored_id, []).append(push)
+    for model in models:
+        lines.append(f"  {line(model)}")
+        blessing = blessings.get(model.id)
+        if blessing is not None:
+            verdict = "BLESSED" if blessing.get("blessed") else "NOT BLESSED"
+            lines.append(f"      {verdict}: {str(blessing.get('headline') or '')}")
+        for push in pushes.get(model.stored_id, []):
+            if push.get("pushed"):
+                serving = "  <- SERVING NOW" if push.stored_id in impact.serving else ""
+                lines.append(
+                    f"      pushed as version {push.pushed_version()} to {push.get('pushed_destination')}{serving}"
+                )
+            else:
+                lines.append(f"      not pushed ({push.get('action')})")
+    predictions = impact.of_type("InferenceResult")
+    if predictions:
+        lines.append(f"predictions made with them: {len(predictions)}")
+        for result in predictions:
+            lines.append(
+                f"  {line(result)}  span {result.get('span_date') or result.get('span')}, "
+                f"model version {result.get('model_version')}, {result.get('row_count')} rows"
+            )
+    others = [
+        a
+        for a in impact.artifacts.values()
+        if a.stored_id not in impact.start_ids
+        and a.TYPE_NAME not in ("Model", "ModelBlessing", "PushedModel", "InferenceResult")
+    ]
+    lines.append(f"every other artifact built from it: {len(others)}")
+    lines += [f"  {line(a)}" for a in sorted(others, key=lambda a: a.stored_id)]
+    return lines
+
+
+def impact_json(impact: Impact) -> dict[str, Any]:
+    """The impact for programs: the starts, and every artifact reached with the execution that made it."""
+
+    def artifact(a: Artifact) -> dict[str, Any]:
+        execution = impact.executions.get(impact.made_by.get(a.stored_id, -1))
+        made = None
+        if execution is not None:
+            made = {
+                "id": execution.id,
+                "component": custom(execution, "node_id"),
+                "pipeline": custom(execution, "pipeline"),
+                "pipeline_root": custom(execution, "pipeline_root"),
+                "run_id": custom(execution, "run_id"),
+                "inputs": impact.took.get(execution.id, []),
+            }
+        return {
+            "id": a.id,
+            "type": a.TYPE_NAME,
+            "uri": a.uri,
+            "state": a.state,
+            "properties": a.properties,
+            "custom_properties": {k: v for k, v in a.custom_properties.items() if k != "fingerprint"},
+            "made_by": made,
+            **({"serving": a.stored_id in impact.serving} if a.TYPE_NAME == "PushedModel" else {}),
+        }
+
+    return {
+        "from": [artifact(a) for a in impact.starts],
+        "artifacts": [artifact(a) for a in impact.artifacts.values() if a.stored_id not in impact.start_ids],
+    }

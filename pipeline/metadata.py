@@ -401,12 +401,38 @@ class MetadataStore:
     def live_artifacts(self, cls: type[A], pipeline_name: str, condition: str = "") -> list[A]:
         """LIVE artifacts of a type in a pipeline, oldest first; `condition` is an extra MLMD
         filter-query clause, such as `properties.span.int_value < 2009`."""
-        query = (
-            f"type = '{cls.TYPE_NAME}' AND state = LIVE AND contexts_p.type = '{PIPELINE}' AND "
-            f"contexts_p.name = '{pipeline_name}'" + (f" AND {condition}" if condition else "")
+        return self.artifacts_of(
+            cls, pipeline_name, "state = LIVE" + (f" AND {condition}" if condition else "")
         )
+
+    def artifacts_of(self, cls: type[A], pipeline_name: str | None, condition: str = "") -> list[A]:
+        """Artifacts of a type (in a pipeline, when named), whatever their state unless
+        `condition` says, oldest first; one query."""
+        clauses = [f"type = '{cls.TYPE_NAME}'"]
+        if pipeline_name is not None:
+            clauses += [f"contexts_p.type = '{PIPELINE}'", f"contexts_p.name = '{_quoted(pipeline_name)}'"]
+        if condition:
+            clauses.append(condition)
+        options = metadata_store.ListOptions(filter_query=" AND ".join(clauses))
+        found = sorted(self.mlmd.get_artifacts(list_options=options), key=lambda p: p.id)
+        return [self._from_proto(p, cls.TYPE_NAME) for p in found]  # type: ignore[misc]
+
+    def executions_where(
+        self, query: str, limit: int | None = None, newest_first: bool = False
+    ) -> list[pb.Execution]:
+        """Executions matching an MLMD filter query (`events_0.artifact_id IN (1, 2) AND
+        last_known_state = COMPLETE`), by id."""
+        options = metadata_store.ListOptions(
+            filter_query=query, order_by=metadata_store.OrderByField.ID, is_asc=not newest_first
+        )
+        if limit is not None:
+            options.limit = limit
+        return list(self.mlmd.get_executions(list_options=options))
+
+    def artifacts_where(self, query: str) -> list[Artifact]:
+        """Artifacts matching an MLMD filter query, by id."""
         found = self.mlmd.get_artifacts(list_options=metadata_store.ListOptions(filter_query=query))
-        return [a for a in self.artifacts_by_id(sorted(a.id for a in found)) if isinstance(a, cls)]
+        return self.artifacts_by_id(sorted(a.id for a in found))
 
     def outputs_of(self, execution_id: int) -> dict[str, Artifact]:
         return self._artifacts_of(execution_id, pb.Event.OUTPUT)  # type: ignore[return-value]
@@ -567,6 +593,11 @@ def _answers(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _quoted(text: str) -> str:
+    """`text` inside an MLMD filter query's single quotes."""
+    return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def _retry_conflict(call, attempts: int = 5):
