@@ -305,6 +305,11 @@ def _parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("runs", help="list past runs and their steps", parents=common)
     listing.add_argument("--limit", type=int, default=10)
+    listing.add_argument(
+        "--steps",
+        action="store_true",
+        help="every run's steps (by default those of runs that did not complete)",
+    )
     listing.set_defaults(command=cmd_runs)
 
     infer = commands.add_parser(
@@ -319,7 +324,26 @@ def _parser() -> argparse.ArgumentParser:
     models = commands.add_parser(
         "models", help="every model trained, newest first, with blessing and push", parents=common
     )
+    models.add_argument(
+        "--metric", metavar="NAME", help="the trend of one metric across the models, oldest first"
+    )
+    models.add_argument(
+        "--served-at", metavar="TIME", help="the model serving at TIME (YYYY-MM-DD[ HH:MM[:SS]], local)"
+    )
+    models.add_argument(
+        "--brief", action="store_true", help="one line per model, without the blessing's reasons"
+    )
     models.set_defaults(command=cmd_models)
+
+    pushes = commands.add_parser(
+        "pushes",
+        help="the push history: version, time, model, what it replaced, why it was blessed",
+        parents=common,
+    )
+    pushes.add_argument(
+        "--destination", metavar="DIR", help="one destination (<base>/<model name>) of several"
+    )
+    pushes.set_defaults(command=cmd_pushes)
 
     lineage = commands.add_parser("lineage", help="where an artifact came from, as a tree", parents=common)
     lineage.add_argument("artifact", nargs="?", help="an artifact id or URI")
@@ -853,7 +877,7 @@ def _reading(args):
 
 
 def cmd_runs(args) -> int:
-    from pipeline.history import runs
+    from pipeline.history import folded, runs
 
     found = _reading(args)
     if found is None:
@@ -862,45 +886,142 @@ def cmd_runs(args) -> int:
     records = runs(store, name, args.limit)
     if not records:
         print(f"no runs of pipeline {name!r} recorded in {store.name}")
-    for record in records:
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.started))
-        seconds = "" if record.seconds is None else f"{record.seconds:.1f} s"
-        print(f"run {record.run_id}  {record.status:<11} started {started}  {seconds}")
-        for step in record.steps:
-            note = step.note.splitlines()[0][:70] if step.note else ""
+    for entry in records if args.steps else folded(records):
+        if isinstance(entry, list):  # runs that changed nothing, one line for all
+            newest, oldest = entry[0], entry[-1]
             print(
-                f"    {step.node_id:<18} {step.state:<9} execution {step.execution_id:<5} {step.seconds:6.1f} s  {note}"
+                f"{len(entry)} runs with nothing new, {_when(oldest.started)} to {_when(newest.started)} "
+                f"({oldest.run_id} ... {newest.run_id}): every step CACHED"
             )
+            continue
+        record = entry
+        seconds = "" if record.seconds is None else f"{record.seconds:.1f} s"
+        spans = f"span {record.spans[0]}" if len(record.spans) == 1 else f"spans {', '.join(record.spans)}"
+        facts = [spans if record.spans else ""]
+        if record.headline:
+            facts.append(f"{record.headline[0]} {record.headline[1]:.4f}")
+        if record.pushed_version:
+            facts.append(f"pushed version {record.pushed_version}")
+        facts = [f for f in facts if f]
+        print(
+            f"run {record.run_id}  {record.status:<11} started {_when(record.started)}  {seconds}  {'; '.join(facts)}"
+        )
+        if args.steps or record.status not in ("COMPLETE", "HELD_BACK"):
+            width = max([18, *(len(step.name) for step in record.steps)])
+            for step in record.steps:
+                note = step.note.splitlines()[0][:70] if step.note else ""
+                print(
+                    f"    {step.name:<{width}} {step.state:<9} execution {step.execution_id:<5} {step.seconds:6.1f} s  {note}"
+                )
     return 0
 
 
+def _when(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
 def cmd_models(args) -> int:
-    from pipeline.history import models, spans_text
+    from pipeline.history import History, parse_time, spans_text
 
     found = _reading(args)
     if found is None:
         return 0
     store, name = found
-    records = models(store, name)
+    history = History(store)
+    if args.served_at:
+        try:
+            push = history.served_at(name, parse_time(args.served_at))
+        except ValueError as error:
+            print(f"--served-at: {error}", file=sys.stderr)
+            return EXIT_DEFINITION
+        if push is None:
+            print(
+                f"no model of pipeline {name!r} was served at {args.served_at} (nothing pushed before then)"
+            )
+            return 0
+        print(
+            f"at {args.served_at}: version {push.version} of {push.destination}, model #{push.model_id}, pushed "
+            f"{_when(push.pushed_at)} by run {push.run_id}"
+            + (" (its files since removed by gc)" if push.deleted else "")
+            + ("; serving now" if push.serving else "")
+        )
+        if push.headline:
+            print(f"    {push.headline}")
+        return 0
+    records = history.models(name)
     if not records:
         print(f"no models of pipeline {name!r} recorded in {store.name}")
+    if args.metric:
+        return _trend(records, args.metric)
     for r in records:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
         metric = _evaluated(r.blessing) or _trained(r.model)
         if r.blessing is None:
             verdict = "not evaluated"
         else:
-            verdict = "BLESSED" if r.blessing.get("blessed") else "NOT BLESSED"
-        pushed = (
-            f"pushed as version {r.pushed.get('pushed_version')}"
-            if r.pushed and r.pushed.get("pushed")
-            else "not pushed"
-        )
+            verdict = "BLESSED" if r.blessed else "NOT BLESSED"
+        versions = r.versions
+        pushed = f"pushed as version {', '.join(map(str, versions))}" if versions else "not pushed"
+        if r.serving:
+            pushed += " (serving)"
         spans = f"span {r.spans[0]}" if len(r.spans) == 1 else f"spans {spans_text(r.spans)}"
-        print(f"model #{r.model.id}  {created}  run {r.run_id}  {spans}  {metric}  {verdict}  {pushed}")
+        deleted = "  DELETED (removed by gc; the store keeps its record)" if r.deleted else ""
+        print(
+            f"model #{r.model.id}  {created}  run {r.run_id}  {spans}  {metric}  {verdict}  {pushed}{deleted}"
+        )
         reason = r.blessing.get("reason") if r.blessing is not None else None
-        if reason:
+        if reason and not args.brief:
             print("    " + "\n    ".join(str(reason).splitlines()))
+    return 0
+
+
+def _trend(records, metric: str) -> int:
+    """`models --metric NAME`: the metric across the models, oldest first, with a bar each."""
+    rows = [(r, r.metric(metric)) for r in reversed(records)]
+    values = [v for _, v in rows if v is not None]
+    if not values:
+        known = sorted({m for r, _ in rows for m in r.metrics})
+        print(
+            f"no model has metric {metric!r}; the Evaluator's metrics: {', '.join(known) or 'none recorded'}"
+        )
+        return EXIT_FAILED
+    low, high = min(values), max(values)
+    print(f"{metric} of {len(values)} model(s), oldest first; B blessed, - not blessed, . not evaluated")
+    for r, value in rows:
+        mark = "." if r.blessed is None else ("B" if r.blessed else "-")
+        if value is None:
+            print(f"  {mark} model #{r.model.id:<5} {'-':>10}")
+            continue
+        bar = "#" * (1 + round(29 * (value - low) / (high - low))) if high > low else "#" * 15
+        versions = f"  v{', v'.join(map(str, r.versions))}" if r.versions else ""
+        print(
+            f"  {mark} model #{r.model.id:<5} {value:>10.4f}  {bar:<30}{versions}{'  DELETED' if r.deleted else ''}"
+        )
+    return 0
+
+
+def cmd_pushes(args) -> int:
+    """The push history of the pipeline's destination: version, time, model, what it replaced, why."""
+    from pipeline.history import pushes
+
+    found = _reading(args)
+    if found is None:
+        return 0
+    store, name = found
+    records = pushes(store, name, args.destination)
+    if not records:
+        print(
+            f"pipeline {name!r} has pushed nothing" + (f" to {args.destination}" if args.destination else "")
+        )
+    for push in records:
+        state = "  SERVING" if push.serving else ("  (files removed by gc)" if push.deleted else "")
+        replaced = f"replaced version {push.replaced}" if push.replaced else "the first version"
+        print(
+            f"version {push.version}  {_when(push.pushed_at)}  model #{push.model_id}  run {push.run_id}  {replaced}{state}"
+        )
+        print(f"    {push.destination}/{push.version}")
+        if push.reason:
+            print(f"    {push.reason}" + (f"; {push.headline}" if push.headline else ""))
     return 0
 
 
@@ -1000,7 +1121,7 @@ def _impact(args) -> int:
 
 
 def cmd_diff(args) -> int:
-    from pipeline.lineage import diff, lineage
+    from pipeline.lineage import diff, headlines, lineage
     from pipeline.text import shorten
 
     try:
@@ -1012,12 +1133,19 @@ def cmd_diff(args) -> int:
     except LookupError as error:
         print(error, file=sys.stderr)
         return EXIT_FAILED
-    differences = diff(lineage(store, first), lineage(store, second))
+    trees = lineage(store, first), lineage(store, second)
+    differences = diff(*trees)
     print(
         f"{first.TYPE_NAME} #{first.id} vs {second.TYPE_NAME} #{second.id}: {len(differences)} difference(s)"
     )
+    for label, tree in zip((args.first, args.second), trees):
+        for line in headlines(tree):
+            print(f"  {label}: {line}")
+    def shown(value) -> str:
+        return shorten(" / ".join(str(value).splitlines()) if value is not None else None, 160, "(none)")
+
     for key, a, b in differences:
-        print(f"  {key}\n    {shorten(a, 160, '(none)')}\n    {shorten(b, 160, '(none)')}")
+        print(f"  {key}\n    {shown(a)}\n    {shown(b)}")
     return 0
 
 

@@ -237,47 +237,88 @@ def to_json(node: LineageNode) -> dict[str, Any]:
     return result
 
 
-def facts(node: LineageNode, prefix: str = "") -> dict[str, Any]:
-    """A flat dict of what shaped the artifact: spans, input fingerprints, schema, module source
-    hashes, parameters, metrics; keys are paths through the tree (`model <- Trainer.examples ...`)."""
-    a = node.artifact
-    result: dict[str, Any] = {} if prefix else {"spans": raw_spans(node)}
-    here = prefix or a.TYPE_NAME
-    for name in (
-        "span",
-        "span_date",
-        "version",
-        "input_fingerprint",
-        "source",
-        "schema_file",
-        "best_step",
-        "best_metric_value",
-        "eval_metrics",
-        "blessed",
-        "reason",
-        "pushed_version",
-        "decision",
-    ):
-        value = a.get(name)
-        if value is not None:
-            result[f"{here}: {name}"] = value
-    if node.execution is None:
-        return result
-    params = json.loads(custom(node.execution, "parameters", "{}") or "{}")
-    for name, value in params.items():
-        if isinstance(value, dict) and "sha256" in value:
-            result[f"{node.component}: {name} sha256"] = value["sha256"]
-        elif value not in (None, {}, []):
-            result[f"{node.component}: {name}"] = json.dumps(value, sort_keys=True)
-    for key, parent in node.inputs.items():
-        result.update(facts(parent, f"{node.component}.{key}"))
+FACTS = (
+    "span",
+    "span_date",
+    "version",
+    "input_fingerprint",
+    "source",
+    "schema_file",
+    "best_step",
+    "best_metric_value",
+    "eval_metrics",
+    "blessed",
+    "reason",
+    "pushed_version",
+    "decision",
+    "accuracy",
+    "root_mean_squared_error",
+    "example_count",
+)
+
+
+def facts(node: LineageNode) -> dict[str, Any]:
+    """A flat dict of what shaped the artifact, each fact once: its spans, then per artifact of
+    its lineage (named by the step that made it, and its span for raw examples: `ExampleGen[span
+    2009] Examples: input_fingerprint`) its facts (spans, input fingerprints, schema, metrics,
+    the blessing) and per step its parameters (a module by its sha256). An artifact reached
+    twice (the DAG shares inputs) counts once."""
+    result: dict[str, Any] = {"spans": raw_spans(node)}
+    seen: set[int] = set()
+    stack: list[tuple[LineageNode, str]] = [(node, "")]
+    while stack:
+        here, reached_as = stack.pop()
+        a = here.artifact
+        if a.stored_id in seen:
+            continue
+        seen.add(a.stored_id)
+        stack.extend((parent, f"{here.component}.{key}") for key, parent in here.inputs.items())
+        step = here.component or reached_as  # a resolver input: `Evaluator.baseline`
+        if here.execution is not None and custom(here.execution, "map_label"):
+            step += f"[{custom(here.execution, 'map_label')}]"
+        for name in FACTS:
+            value = a.get(name)
+            if value not in (None, "", [], {}):
+                result[f"{step} {a.TYPE_NAME}: {name}"] = value
+        if here.execution is None:
+            continue
+        params = json.loads(custom(here.execution, "parameters", "{}") or "{}")
+        for name, value in params.items():
+            if isinstance(value, dict) and "sha256" in value:
+                result[f"{step}: {name} sha256"] = value["sha256"]
+            elif value not in (None, {}, [], ""):
+                result[f"{step}: {name}"] = json.dumps(value, sort_keys=True)
     return result
 
 
+def headlines(node: LineageNode) -> list[str]:
+    """The Evaluator's headline line(s) in a lineage tree: how the model scored, against its
+    baseline and the trivial baseline, on which rows."""
+    found, stack, seen = [], [node], set()
+    while stack:
+        here = stack.pop()
+        if here.artifact.stored_id in seen:
+            continue
+        seen.add(here.artifact.stored_id)
+        if here.artifact.TYPE_NAME == "ModelBlessing" and here.artifact.get("headline"):
+            verdict = "BLESSED" if here.artifact.get("blessed") else "NOT BLESSED"
+            found.append(f"{verdict}: {here.artifact.get('headline')}")
+        stack.extend(here.inputs.values())
+    return found
+
+
 def diff(first: LineageNode, second: LineageNode) -> list[tuple[str, Any, Any]]:
-    """(fact, first's value, second's value) for every fact that differs."""
+    """(fact, first's value, second's value) for every fact that differs, once each; a fact
+    neither side has is not one."""
     a, b = facts(first), facts(second)
-    return [(key, a.get(key), b.get(key)) for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
+    keys = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    # A span one side has and the other lacks differs once, in `spans`, not fact by fact.
+    only = {str(span) for span in set(a["spans"]) ^ set(b["spans"])}
+    keys = [k for k in keys if not any(f"[span {span}]" in k for span in only)]
+    return [
+        (k, a.get(k), b.get(k))
+        for k in (["spans"] if "spans" in keys else []) + [k for k in keys if k != "spans"]
+    ]
 
 
 @dataclass

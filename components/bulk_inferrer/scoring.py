@@ -79,13 +79,14 @@ PREDICTIONS_CSV = "predictions.csv"
 
 @dataclass
 class ScoreReport:
-    """What `score_examples` did: `files` are the paths written; `class_counts` the rows per
-    predicted class (classification), `mean_prediction` the mean prediction (regression, None
-    when there was no row)."""
+    """What `score_examples` did: `files` are the paths written; `seconds` the whole call's, of
+    which `load_seconds` loading the model; `class_counts` the rows per predicted class
+    (classification), `mean_prediction` the mean prediction (regression, None when no row)."""
 
     rows: int = 0
     files: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    load_seconds: float = 0.0
     class_counts: dict[str, int] | None = None
     mean_prediction: float | None = None
 
@@ -124,6 +125,7 @@ def score_examples(
         reading = (records for path in example_files for records in _read(path, batch_size))
         batches = _start(stack, reading, depth=4)  # more: a file is decompressed whole first
         model = _Model(model_dir, signature_name, id_columns)  # loads while the first file is read
+        loaded = time.monotonic()
         encoder = _Encoder(model, class_names, model_version, model_name, signature_name)
         scored = _start(stack, (model.score(records) for records in batches))
         encoded = _start(stack, (encoder.encode(*batch) for batch in scored))
@@ -143,6 +145,7 @@ def score_examples(
     report = encoder.report
     report.files = [logs_path, csv_path]
     report.seconds = time.monotonic() - started
+    report.load_seconds = loaded - started
     if class_names is None and report.rows:
         report.mean_prediction = encoder.prediction_sum / report.rows
     return report

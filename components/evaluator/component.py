@@ -271,6 +271,12 @@ def run_evaluator(
         where,
     )
     evaluation.custom_properties["eval_spans"] = json.dumps([e.get("span") for e in examples])
+    # Every metric of the whole split, the candidate's: what `models --metric` and trends read
+    # without opening TFMA's files.
+    overall = results.metrics.get((tfma_results.OVERALL, CANDIDATE), {})
+    evaluation.custom_properties["metrics"] = json.dumps(
+        {name: value for name, value in sorted(overall.items()) if not math.isnan(value)}
+    )
     overall = accumulator.state.get((), {})
     write_page(
         os.path.join(evaluation.uri, PAGE_FILE),

@@ -81,6 +81,7 @@ def run_pusher(
         params.push_destination or os.path.join(ctx.pipeline_root, "serving"),
         params.model_name or ctx.pipeline_name,
     )
+    pushed_model.custom_properties["model_id"] = model.stored_id
     if not blessing.get("blessed"):
         failed = [line for line in blessing.get("reason", "").splitlines() if line.startswith("FAIL")]
         ctx.log(
@@ -145,17 +146,25 @@ def run_pusher(
     with open(os.path.join(pushed_model.uri, RECORD_FILE), "w") as f:
         json.dump({**record, "version": version}, f, indent=2)
     ctx.log(f"pushed model {model.id} as version {version}: {model_dir}/{version} (smoke check: {detail})")
-    _record(pushed_model, "pushed", os.path.join(model_dir, str(version)), version, fingerprint=fingerprint)
+    _record(
+        pushed_model,
+        "pushed",
+        os.path.join(model_dir, str(version)),
+        version,
+        fingerprint=fingerprint,
+        replaced_version=latest,
+    )
 
 
 def _record(pushed_model: PushedModel, action: str, destination: str, version: int, **custom) -> None:
     """TFX's keys and value types (pushed_version a string, destination and version only when
-    pushed), and ours: what was done and why."""
+    pushed), and ours: what was done and why, the model, when, and the version it replaced in
+    service (what `pushes` and `models --served-at` read)."""
     pushed = action in ("pushed", "already_pushed")
     pushed_model.custom_properties["pushed"] = int(pushed)
     if pushed:
         pushed_model.custom_properties.update(pushed_destination=destination, pushed_version=str(version))
-    pushed_model.custom_properties.update(action=action, **custom)
+    pushed_model.custom_properties.update(action=action, pushed_at=time.time(), **custom)
 
 
 def model_spans(model: Model, examples: list[Examples]) -> list[int]:

@@ -179,6 +179,8 @@ def run_trainer(
     )
     spans = examples.custom_properties.get("spans") or json.dumps([examples.get("span")])
     model.custom_properties["spans"] = spans  # every span it learned from (a window's)
+    if examples.custom_properties.get("span_dates"):
+        model.custom_properties["span_dates"] = examples.custom_properties["span_dates"]
     if outcome.class_weights:
         model.custom_properties["class_weights"] = json.dumps(outcome.class_weights)
     if outcome.decision_threshold:

@@ -73,7 +73,8 @@ _SOURCE_FIELD = pa.field(SOURCE_COLUMN, pa.list_(pa.int64()))
 
 @dataclass(frozen=True)
 class TransformReport:
-    """What `transform_spans` did. span_counts: rows written per (span, split). analyzed_spans:
+    """What `transform_spans` did. span_counts: rows written per (span, split) (none when it wrote
+    no examples). analyzed_spans:
     the spans whose analyzed splits the analyzers read; cached_spans: those whose analysis came
     whole from the cache, unread (oldest first, as given)."""
 
@@ -162,8 +163,12 @@ def transform_spans(
         os.path.join(output_dir, tft.TFTransformOutput.RAW_METADATA_DIR),
     )
     analyzed = {d.span for d in read}
+    span_counts: dict[tuple[int, str], int] = {}
+    if transformed_examples is not None:
+        written = _read_counts(counts_prefix)
+        span_counts = {source: written.get(source, 0) for source in inputs}
     return TransformReport(
-        span_counts=_read_counts(counts_prefix),
+        span_counts=span_counts,
         analyzed_spans=[s.get("span") for s in spans if s.get("span") in analyzed],
         cached_spans=[s.get("span") for s in spans if s.get("span") not in analyzed],
     )
@@ -249,10 +254,9 @@ def _analyze_with_cache(
     if cache_out is not None:
         os.makedirs(cache_out, exist_ok=True)
         # Before WriteAnalysisCacheToFS, which merges into the manifests it finds when applied.
-        for key in keys:
-            carried = os.path.join(cache_in or "", key.key)
-            if cache_in is not None and os.path.isdir(carried):
-                shutil.copytree(carried, os.path.join(cache_out, key.key))
+        for key in keys if cache_in is not None else []:
+            if os.path.isdir(os.path.join(cache_in, key.key)):
+                shutil.copytree(os.path.join(cache_in, key.key), os.path.join(cache_out, key.key))
         if cache_output:
             accumulators = {key: cache._replace(metadata=None) for key, cache in cache_output.items()}
             _ = accumulators | "WriteCache" >> analyzer_cache.WriteAnalysisCacheToFS(
@@ -286,13 +290,8 @@ class _WriteCacheEntry(beam.PTransform):
         self._path = path
 
     def expand(self, pcoll):
-        return (
-            pcoll | beam.combiners.ToList() | beam.Map(write_gzipped_file, f"{self._path}-00000-of-00001.gz")
-        )
-
-
-def write_gzipped_file(records, path):
-    write_gzipped(path, records)
+        path = f"{self._path}-00000-of-00001.gz"
+        return pcoll | beam.combiners.ToList() | beam.Map(lambda records: write_gzipped(path, records))
 
 
 def _log_cache_use(ctx: ExecutionContext, datasets: list[_Dataset], read: list[_Dataset], cache_in) -> None:
@@ -362,10 +361,15 @@ def _ReadTaggedBatches(p, patterns: list[str], raw_schema):  # noqa: N802 - a PT
         p
         | "Shards" >> beam.Create(shards)
         | "Spread" >> beam.Reshuffle()
-        | "ReadShard"
-        >> beam.FlatMap(lambda shard: ((shard[0], records) for records in read_shard(shard[1], BATCH_SIZE)))
+        | "ReadShard" >> beam.FlatMap(_read_tagged_shard)
         | "Decode" >> beam.ParDo(_DecodeTagged(raw_schema.SerializeToString()))
     )
+
+
+def _read_tagged_shard(shard: tuple[int, str]):
+    index, path = shard
+    for records in read_shard(path, BATCH_SIZE):
+        yield index, records
 
 
 class _DecodeTagged(beam.DoFn):
@@ -391,7 +395,8 @@ def _tag(batch: pa.RecordBatch, source: int) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([*batch.columns, column], schema=batch.schema.append(_SOURCE_FIELD))
 
 
-def _source_of(transformed, count: int) -> int:
+def _source_of(transformed, partitions: int) -> int:
+    """Which part of `partitions` a transformed batch goes to: its source's index."""
     batch, _ = transformed
     return batch.column(SOURCE_COLUMN).flatten()[0].as_py()
 

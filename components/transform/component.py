@@ -155,6 +155,8 @@ def _describe_outputs(window, transformed_examples, transform_graph, counts, par
     transformed_examples.split_names = newest.split_names
     # every span of the window, which the Trainer records on the Model
     transformed_examples.custom_properties["spans"] = json.dumps([e.get("span") for e in window])
+    if all(e.get("span_date") for e in window):
+        transformed_examples.custom_properties["span_dates"] = json.dumps([e.get("span_date") for e in window])
     for split in newest.split_names:
         transformed_examples.custom_properties[f"row_count_{split}"] = counts.get(split, 0)
     transform_graph.custom_properties["analyze_splits"] = ",".join(params.analyze_splits)
