@@ -310,6 +310,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="every run's steps (by default those of runs that did not complete)",
     )
+    listing.add_argument("--json", action="store_true", help="as JSON, for programs (History.runs)")
     listing.set_defaults(command=cmd_runs)
 
     infer = commands.add_parser(
@@ -333,6 +334,7 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument(
         "--brief", action="store_true", help="one line per model, without the blessing's reasons"
     )
+    models.add_argument("--json", action="store_true", help="as JSON, for programs (History.models)")
     models.set_defaults(command=cmd_models)
 
     pushes = commands.add_parser(
@@ -343,6 +345,7 @@ def _parser() -> argparse.ArgumentParser:
     pushes.add_argument(
         "--destination", metavar="DIR", help="one destination (<base>/<model name>) of several"
     )
+    pushes.add_argument("--json", action="store_true", help="as JSON, for programs (History.pushes)")
     pushes.set_defaults(command=cmd_pushes)
 
     lineage = commands.add_parser("lineage", help="where an artifact came from, as a tree", parents=common)
@@ -373,6 +376,13 @@ def _parser() -> argparse.ArgumentParser:
     diff.add_argument("first", help="a model id or URI, or vN for pushed version N")
     diff.add_argument("second", help="a model id or URI, or vN for pushed version N")
     diff.set_defaults(command=cmd_diff)
+
+    ui = commands.add_parser(
+        "ui", help="browse runs, models, lineage and impact in a web browser (read-only)", parents=common
+    )
+    ui.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=8765, help="the port (default: 8765; 0 picks a free one)")
+    ui.set_defaults(command=cmd_ui)
     return parser
 
 
@@ -877,6 +887,8 @@ def _reading(args):
 
 
 def cmd_runs(args) -> int:
+    import json
+
     from pipeline.history import folded, runs
 
     found = _reading(args)
@@ -884,6 +896,9 @@ def cmd_runs(args) -> int:
         return 0
     store, name = found
     records = runs(store, name, args.limit)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in records], indent=2))
+        return 0
     if not records:
         print(f"no runs of pipeline {name!r} recorded in {store.name}")
     for entry in records if args.steps else folded(records):
@@ -921,6 +936,8 @@ def _when(seconds: float) -> str:
 
 
 def cmd_models(args) -> int:
+    import json
+
     from pipeline.history import History, parse_time, spans_text
 
     found = _reading(args)
@@ -949,6 +966,9 @@ def cmd_models(args) -> int:
             print(f"    {push.headline}")
         return 0
     records = history.models(name)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in records], indent=2))
+        return 0
     if not records:
         print(f"no models of pipeline {name!r} recorded in {store.name}")
     if args.metric:
@@ -1002,6 +1022,8 @@ def _trend(records, metric: str) -> int:
 
 def cmd_pushes(args) -> int:
     """The push history of the pipeline's destination: version, time, model, what it replaced, why."""
+    import json
+
     from pipeline.history import pushes
 
     found = _reading(args)
@@ -1009,6 +1031,9 @@ def cmd_pushes(args) -> int:
         return 0
     store, name = found
     records = pushes(store, name, args.destination)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in records], indent=2))
+        return 0
     if not records:
         print(
             f"pipeline {name!r} has pushed nothing" + (f" to {args.destination}" if args.destination else "")
@@ -1141,12 +1166,27 @@ def cmd_diff(args) -> int:
     for label, tree in zip((args.first, args.second), trees):
         for line in headlines(tree):
             print(f"  {label}: {line}")
+
     def shown(value) -> str:
         return shorten(" / ".join(str(value).splitlines()) if value is not None else None, 160, "(none)")
 
     for key, a, b in differences:
         print(f"  {key}\n    {shown(a)}\n    {shown(b)}")
     return 0
+
+
+def cmd_ui(args) -> int:
+    """`ui`: the history browser on the store's pipelines, read-only, until Ctrl-C (then 0)."""
+    from pipeline.ui import serve
+
+    try:
+        store, name = _store_and_pipeline_name(args, required=False)
+    except LookupError as error:
+        print(error, file=sys.stderr)
+        return EXIT_FAILED
+    spec = store.spec
+    del store  # the browser opens it again, read-only
+    return serve(spec, name, host=args.host, port=args.port, log=lambda line: print(line, flush=True))
 
 
 def _log(message: str) -> None:

@@ -94,6 +94,7 @@ def child(rows: int, data: str, model: str, out: str, label: str, id_columns: li
             {
                 "rows": report.rows,
                 "seconds": report.seconds,
+                "load_seconds": report.load_seconds,
                 "cpu_seconds": time.process_time() - cpu,
                 "import_seconds": imported,
                 "class_counts": report.class_counts,
@@ -128,6 +129,7 @@ def bench_size(rows: int, workdir: str, model: str, label: str, id_columns: list
         "rows": result["rows"],
         "step_seconds": round(result["seconds"], 2),
         "rows_per_second": round(result["rows"] / result["seconds"]),
+        "model_load_seconds": round(result["load_seconds"], 2),
         "cpu_seconds": round(result["cpu_seconds"], 2),
         "total_seconds": round(seconds, 2),
         "tensorflow_import_seconds": round(result["import_seconds"], 2),

@@ -75,6 +75,32 @@ class RunRecord:
         """Every step reused earlier outputs: the run changed nothing."""
         return bool(self.steps) and all(step.state == "CACHED" for step in self.steps)
 
+    def to_dict(self) -> dict[str, Any]:
+        """As `runs --json` prints it."""
+        return {
+            "run_id": self.run_id,
+            "pipeline": self.pipeline,
+            "root": self.root,
+            "status": self.status,
+            "started": self.started,
+            "seconds": self.seconds,
+            "spans": self.spans,
+            "pushed_version": self.pushed_version,
+            "headline": list(self.headline) if self.headline else None,
+            "nothing_new": self.nothing_new,
+            "report": self.report,
+            "steps": [
+                {
+                    "step": s.name,
+                    "execution": s.execution_id,
+                    "state": s.state,
+                    "seconds": s.seconds,
+                    "note": s.note,
+                }
+                for s in self.steps
+            ],
+        }
+
 
 def runs(store: MetadataStore, pipeline_name: str, limit: int = 20) -> list[RunRecord]:
     """The pipeline's latest runs, newest first, with each step's state, the spans, the push
@@ -196,6 +222,25 @@ class ModelRecord:
     @property
     def versions(self) -> list[int]:
         return sorted(p.pushed_version() for p in self.pushes if p.get("action") == "pushed")
+
+    def to_dict(self) -> dict[str, Any]:
+        """As `models --json` prints it."""
+        return {
+            "id": self.model.id,
+            "uri": self.model.uri,
+            "state": self.model.state,
+            "deleted": self.deleted,
+            "run_id": self.run_id,
+            "root": self.root,
+            "created": self.created,
+            "spans": self.spans,
+            "blessed": self.blessed,
+            "reason": (self.blessing.get("reason") or "") if self.blessing is not None else "",
+            "headline": (self.blessing.get("headline") or "") if self.blessing is not None else "",
+            "versions": self.versions,
+            "serving": self.serving,
+            "metrics": self.metrics,
+        }
 
     def metric(self, name: str) -> float | None:
         """The Evaluator's value of metric `name`, else the blessing's, else the Trainer's."""
@@ -377,6 +422,22 @@ class PushRecord:
     def deleted(self) -> bool:
         return self.artifact.state != "LIVE"
 
+    def to_dict(self) -> dict[str, Any]:
+        """As `pushes --json` prints it."""
+        return {
+            "version": self.version,
+            "destination": self.destination,
+            "pushed_at": self.pushed_at,
+            "model_id": self.model_id,
+            "run_id": self.run_id,
+            "replaced": self.replaced,
+            "reason": self.reason,
+            "headline": self.headline,
+            "serving": self.serving,
+            "deleted": self.deleted,
+            "pushed_model_id": self.artifact.id,
+        }
+
 
 def pushes(store: MetadataStore, pipeline_name: str, destination: str | None = None) -> list[PushRecord]:
     """Every push of the pipeline (to `destination`, a `<base>/<model name>` folder, if given),
@@ -467,6 +528,9 @@ class ModelLineage:
 
 
 def model_lineage(store: MetadataStore, artifact: Artifact) -> ModelLineage:
+    """The facts of a model's (or a push's) lineage; its evaluation, which is not upstream of the
+    model, is found beside its newest blessing."""
+    from pipeline.artifacts import ModelEvaluation
     from pipeline.lineage import lineage, raw_spans
 
     tree = lineage(store, artifact)
@@ -503,9 +567,33 @@ def model_lineage(store: MetadataStore, artifact: Artifact) -> ModelLineage:
         for f in resolved.get("files", []):
             files.append({**f, "span": resolved.get("span")})
     files.sort(key=lambda f: (f.get("span") or 0, f["path"]))
+    model = _model_in(tree)
+    if model is not None and (blessed is None or not metrics):
+        found = store.artifacts_where(
+            f"type = 'ModelBlessing' AND custom_properties.current_model_id.int_value = {model.stored_id}"
+        )
+        if found:
+            blessing = found[-1]
+            if blessed is None:
+                baseline = blessing.get("baseline_model_id") or None
+                blessed, reason = (
+                    bool(blessing.get("blessed")),
+                    (blessing.get("reason") or "").splitlines()[0],
+                )
+            evaluation = _siblings(store, [blessing], ModelEvaluation.TYPE_NAME).get(blessing.stored_id)
+            if evaluation is not None and not metrics:
+                metrics = json.loads(evaluation.get("metrics") or "{}")
     return ModelLineage(
         tree, raw_spans(tree), files, schema, modules, parameters, metrics, baseline, blessed, reason
     )
+
+
+def _model_in(tree) -> Artifact | None:
+    """The Model of a lineage tree: the artifact itself, or the model a push pushed."""
+    if tree.artifact.TYPE_NAME == "Model":
+        return tree.artifact
+    model = tree.inputs.get("model")
+    return model.artifact if model is not None and model.artifact.TYPE_NAME == "Model" else None
 
 
 class History:

@@ -182,6 +182,7 @@ def test_csv_rows_are_the_models_predictions_in_input_order(setup):
         assert [np.float32(v) for v in row[3:6]] == list(expected["scores"][i])  # the float32, exactly
         assert row[6] == "7"
     assert report.rows == ROWS and done[-1] == ROWS and done == sorted(done)
+    assert 0 < report.load_seconds < report.seconds
     predicted = [c.decode() for c in expected["classes"]]
     assert report.class_counts == {c: predicted.count(c) for c in CLASSES}
     assert report.files == [

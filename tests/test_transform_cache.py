@@ -124,6 +124,11 @@ class Run:
 RAW_BATCH = {"x": [-3.0, 0.0, 17.5, 31.25, 40.0], "s": [b"a", b"b", b"c", b"d", b"never-seen"]}
 
 
+def train_mean(spans: list[int]) -> float:
+    """The mean of x over the train rows of `spans` (as written by `write_span` with id = span)."""
+    return float(np.mean([x for span in spans for x, _ in span_rows(span, "train", SPLITS["train"], span)]))
+
+
 @pytest.fixture(scope="module")
 def spans(tmp_path_factory):
     root = tmp_path_factory.mktemp("spans")
@@ -143,8 +148,8 @@ def runs(spans, tmp_path_factory):
 def assert_same_graph(run, reference):
     """Vocabularies byte for byte, and the transform_fn's outputs on one raw batch: exact for the
     vocabulary indices; the float statistics within 1e-6 relative, since a cached analysis merges
-    per-span accumulators where a from-scratch one accumulates all rows at once (on this data the
-    two means and variances came out equal to the last bit)."""
+    per-span accumulators where a from-scratch one accumulates all rows at once (here they came out
+    equal to the last bit, with the cache and without)."""
     assert run.vocabulary() == reference.vocabulary()
     ours, theirs = run.apply(RAW_BATCH), reference.apply(RAW_BATCH)
     assert sorted(ours) == sorted(theirs)
@@ -163,7 +168,9 @@ def test_a_moved_window_reads_only_its_new_span_and_gives_the_from_scratch_graph
     assert (scratch.report.analyzed_spans, scratch.report.cached_spans) == ([2, 3, 4], [])
     assert any("span(s) 2, 3 from the cache, span(s) 4 analyzed" in line for line in moved.lines)
     assert_same_graph(moved, scratch)
-    assert moved.vocabulary() != first.vocabulary()  # span 4 brought token d: the window's graph moved
+    centered = moved.apply(RAW_BATCH)["x_centered"]
+    np.testing.assert_allclose(centered, np.array(RAW_BATCH["x"]) - train_mean([2, 3, 4]), rtol=1e-5)
+    assert b"d" in moved.vocabulary().split() and b"d" not in first.vocabulary().split()  # came with span 4
 
 
 def test_the_updated_cache_holds_the_window_s_spans_only(runs):
@@ -213,7 +220,8 @@ def test_a_changed_preprocessing_fn_with_the_old_cache_equals_no_cache(runs, spa
     fresh = Run(root, "changed-scratch", window, fn=changed_preprocessing_fn)
     assert cached.report.analyzed_spans == [3, 4]
     assert_same_graph(cached, fresh)
-    assert cached.vocabulary() != runs["scratch"].vocabulary()  # top_k=2: the old entries would differ
+    centered = cached.apply(RAW_BATCH)["x_centered"]  # x - mean(2 x): an old mean(x) entry would show
+    np.testing.assert_allclose(centered, np.array(RAW_BATCH["x"]) - 2 * train_mean([3, 4]), rtol=1e-5)
 
 
 def test_a_rewritten_span_or_another_schema_gets_another_cache_key(spans, tmp_path):
