@@ -97,3 +97,31 @@ def _find(node, component, span):
         if found:
             return found
     return None
+
+    # The Python API answers as the command line's JSON, on PostgreSQL as on sqlite; runs of both
+    # roots, each named with its root.
+    import json
+
+    from pipeline.history import History
+
+    api = History(url)
+
+    def cli(*args):
+        done = subprocess.run(
+            [sys.executable, "runner.py", "--metadata", url, "--pipeline-name", "penguin", *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout)
+
+    assert [m.to_dict() for m in api.models("penguin")] == cli("models", "--json")
+    assert [r.to_dict() for r in api.runs("penguin")] == cli("runs", "--json")
+    assert [p.to_dict() for p in api.pushes("penguin")] == cli("pushes", "--json")
+    assert {r.root for r in api.runs("penguin")} == {str(tmp_path / "root-2007"), str(tmp_path / "root-2008")}
+    impact = api.downstream("span:2007")
+    assert {m.id for m in impact.of_type("Model")} == {m.model.id for m in api.models("penguin")}
+    assert [a["id"] for a in cli("lineage", "--downstream", "span:2007", "--json")["artifacts"]] == [
+        a.id for a in impact.artifacts.values() if a.stored_id not in impact.start_ids
+    ]

@@ -215,3 +215,35 @@ def test_nodes_wait_for_the_gate_that_checks_their_data_in_tasks_and_exports(tmp
     assert blocked.status == "BLOCKED"
     assert [s.status for s in blocked.steps_of("ExampleValidator")] == ["COMPLETE", "BLOCKED"]
     assert blocked.step("Gather").status == "SKIPPED"
+
+
+def test_a_schedulers_logical_date_names_the_span_of_a_dated_pipeline(tmp_path, capsys):
+    """`step --span-of-logical-date` (what the exported Airflow DAG passes for dated spans): the
+    DAG run of 2024-03-15 ingests March's export (and its window); one without a logical date,
+    the latest."""
+    import runner
+    from pipeline.export import ExportSettings
+    from pipeline.export.airflow import dag_source
+    from pipeline.usercode import load_pipeline
+
+    pattern = months(tmp_path, 4, dated=True)
+    path = tmp_path / "pipeline.py"
+    path.write_text(
+        "from components.example_gen import ExampleGen, RollingWindow\n"
+        "from components.statistics_gen import StatisticsGen\n"
+        "from pipeline import Pipeline\n\n"
+        "def create_pipeline():\n"
+        f"    example_gen = ExampleGen(input_pattern={pattern!r}, window=RollingWindow(2))\n"
+        "    return Pipeline('dated', [example_gen, StatisticsGen(examples=example_gen.outputs['examples'])])\n"
+    )
+    common = ["--pipeline", str(path), "--pipeline-root", str(tmp_path / "root"), "step", "ExampleGen"]
+    logical = ["--logical-date", "2024-03-15T00:00:00+00:00", "--span-of-logical-date"]
+    assert runner.main([*common, "--run-id", "scheduled__2024-03-15", *logical]) == 0
+    assert "window: 2 span(s), 2024-02-01, 2024-03-01" in capsys.readouterr().out
+    statistics = [*common[:-1], "StatisticsGen", "--run-id", "scheduled__2024-03-15", *logical]
+    assert runner.main(statistics) == 0  # the last step closes the run (and frees the root)
+    assert runner.main([*common, "--run-id", "manual", "--logical-date", "", "--span-of-logical-date"]) == 0
+    assert "window: 2 span(s), 2024-03-01, 2024-04-01" in capsys.readouterr().out
+    source = dag_source(load_pipeline(str(path)), ExportSettings(pipeline_file=str(path)))
+    assert '"span_of_logical_date": Param(True, type="boolean")' in source
+    assert "--span-of-logical-date" in source
