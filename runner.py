@@ -430,7 +430,7 @@ def _store_and_pipeline_name(args, required: bool = True):
     store = MetadataStore(spec, create=False)
     if args.pipeline_name:
         return store, args.pipeline_name
-    if args.pipeline:
+    if args.pipeline and pipeline is not None:
         return store, pipeline.name
     names = store.pipeline_names()
     if len(names) == 1:

@@ -255,7 +255,12 @@ def training_pipeline(
 
 
 def write_span(
-    data: str, span: int, rows: int = 30, header=HEADER, odd_value: str | None = None, file_name: str = "rows.csv"
+    data: str,
+    span: int,
+    rows: int = 30,
+    header=HEADER,
+    odd_value: str | None = None,
+    file_name: str = "rows.csv",
 ) -> None:
     """`data/span-<span>/<file_name>`: `rows` rows of the columns in `header` (x, kind, size);
     the first row's kind is `odd_value` when given."""

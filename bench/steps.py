@@ -97,8 +97,8 @@ def round_trips(base: str) -> list[dict]:
     counts: dict = {}
     original = metadata.MetadataStore.__init__
 
-    def counted(self, spec: str, create: bool = True) -> None:
-        original(self, spec, create)
+    def counted(self, spec: str, create: bool = True, read_only: bool = False) -> None:
+        original(self, spec, create, read_only)
         self.mlmd = _Counting(self.mlmd, counts)
 
     metadata.MetadataStore.__init__ = counted  # type: ignore[method-assign]  # counts round trips
@@ -131,7 +131,7 @@ def round_trips(base: str) -> list[dict]:
 
     rows: list[dict] = []
     state = {"as": "executed"}
-    local_runner.launch = counted_launch
+    local_runner.launch = counted_launch  # type: ignore[assignment]
     quiet = lambda line: None  # noqa: E731
     try:
         for state["as"] in ("executed", "cached"):

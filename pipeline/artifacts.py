@@ -178,7 +178,13 @@ class PushedModel(Artifact):
 
     def pushed_version(self) -> int:
         """The version pushed, 0 when none (stores written before hold it as an int property)."""
-        return int(self.get("pushed_version") or 0)
+        return pushed_version(self)
+
+
+def pushed_version(artifact: Artifact) -> int:
+    """A PushedModel's version (TFX records it as a string), 0 when none; for any Artifact read
+    from the store, whatever its class."""
+    return int(artifact.get("pushed_version") or 0)
 
 
 class InferenceResult(Artifact):

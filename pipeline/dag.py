@@ -142,14 +142,14 @@ def _runs_per_item(node: Node) -> bool:
     single input of it is wired to a node that runs per item (its producers are decided first)."""
     fans_out = node.component.fan_out is not None and node.component.fan_out.applies(node.params)
     mapped = [
-        key
+        (key, channel.producer.id)
         for key, channel in node.inputs.items()
         if channel is not None and channel.producer.mapped and not node.component.inputs[key].many
     ]
     if fans_out and mapped:
         raise DefinitionError(
-            f"{node.id}: it runs once per item of its own parameters, and its input {mapped[0]!r} "
-            f"comes once per item from {node.inputs[mapped[0]].producer.id}; one or the other"
+            f"{node.id}: it runs once per item of its own parameters, and its input {mapped[0][0]!r} "
+            f"comes once per item from {mapped[0][1]}; one or the other"
         )
     return fans_out or bool(mapped)
 

@@ -27,10 +27,11 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.artifacts import Artifact
+from pipeline.artifacts import Artifact, pushed_version
 from pipeline.metadata import MetadataStore, custom, state_name
 
 HEADLINES = ("accuracy", "root_mean_squared_error")
@@ -41,12 +42,17 @@ HEADLINES = ("accuracy", "root_mean_squared_error")
 
 @dataclass
 class StepRecord:
+    """One execution of a run: its node (and item), its state as MLMD has it (COMPLETE, CACHED,
+    FAILED, RUNNING), and `outcome`, which also says BLOCKED (a gate stopped the run) and
+    HELD_BACK (the step kept its result from taking effect)."""
+
     node_id: str
     execution_id: int
     state: str
     seconds: float
     note: str = ""
     item: str = ""  # for a node that runs once per item: which (`span 2008`)
+    outcome: str = ""
 
     @property
     def name(self) -> str:
@@ -94,6 +100,7 @@ class RunRecord:
                     "step": s.name,
                     "execution": s.execution_id,
                     "state": s.state,
+                    "outcome": s.outcome,
                     "seconds": s.seconds,
                     "note": s.note,
                 }
@@ -102,24 +109,21 @@ class RunRecord:
         }
 
 
-def runs(store: MetadataStore, pipeline_name: str, limit: int = 20) -> list[RunRecord]:
-    """The pipeline's latest runs, newest first, with each step's state, the spans, the push
-    and the headline metric (one query per run, then two batched ones)."""
+def runs(
+    store: MetadataStore, pipeline_name: str, limit: int = 20, before: str | None = None
+) -> list[RunRecord]:
+    """The pipeline's latest runs, newest first (`limit` of them, opened before run `before` when
+    given), with each step's state, the spans, the push and the headline metric: one query for
+    the page, one per run, then two batched ones."""
+    return run_records(store, pipeline_name, store.pipeline_runs(pipeline_name, limit=limit, before=before))
+
+
+def run_records(store: MetadataStore, pipeline_name: str, contexts: list) -> list[RunRecord]:
+    """The records of these run contexts (of one pipeline), in their order."""
     records = []
-    for run in store.pipeline_runs(pipeline_name)[:limit]:
+    for run in contexts:
         executions = sorted(store.mlmd.get_executions_by_context(run.id), key=lambda e: e.id)
-        steps = [
-            StepRecord(
-                custom(e, "node_id", "?"),
-                e.id,
-                state_name(e),
-                (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000,
-                custom(e, "error", "")
-                or (f"from execution {custom(e, 'cached_from')}" if custom(e, "cached_from") else ""),
-                custom(e, "map_label", ""),
-            )
-            for e in executions
-        ]
+        steps = [_step_record(e) for e in executions]
         record = RunRecord(
             run.name,
             _status(run),
@@ -144,6 +148,30 @@ def runs(store: MetadataStore, pipeline_name: str, limit: int = 20) -> list[RunR
     return [record for record, _ in records]
 
 
+def _step_record(e) -> StepRecord:
+    state = state_name(e)
+    outcome = state
+    if state in ("COMPLETE", "CACHED") and custom(e, "blocked"):
+        outcome = "BLOCKED"
+    elif state == "COMPLETE" and custom(e, "held_back"):
+        outcome = "HELD_BACK"
+    note = (
+        custom(e, "error", "")
+        or custom(e, "blocked", "")
+        or custom(e, "held_back", "")
+        or (f"from execution {custom(e, 'cached_from')}" if custom(e, "cached_from") else "")
+    )
+    return StepRecord(
+        custom(e, "node_id", "?"),
+        e.id,
+        state,
+        (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000,
+        note,
+        custom(e, "map_label", ""),
+        outcome,
+    )
+
+
 def _add_outcomes(store: MetadataStore, records: list) -> None:
     """The pushed version (a new push) and the headline metric of each run, from its Pusher's and
     Evaluator's outputs: one events query and one artifacts query for all the runs."""
@@ -160,7 +188,7 @@ def _add_outcomes(store: MetadataStore, records: list) -> None:
     for event in events:
         artifact, record = artifacts[event.artifact_id], wanted[event.execution_id]
         if artifact.TYPE_NAME == "PushedModel" and artifact.get("action") == "pushed":
-            record.pushed_version = artifact.pushed_version()
+            record.pushed_version = pushed_version(artifact)
         elif artifact.TYPE_NAME == "ModelBlessing":
             for metric in HEADLINES:
                 if isinstance(artifact.get(metric), float):
@@ -221,7 +249,7 @@ class ModelRecord:
 
     @property
     def versions(self) -> list[int]:
-        return sorted(p.pushed_version() for p in self.pushes if p.get("action") == "pushed")
+        return sorted(pushed_version(p) for p in self.pushes if p.get("action") == "pushed")
 
     def to_dict(self) -> dict[str, Any]:
         """As `models --json` prints it."""
@@ -263,9 +291,9 @@ def models(store: MetadataStore, pipeline_name: str) -> list[ModelRecord]:
     if not found:
         return []
     producers = _producers(store, found)
-    blessings: dict[int, Artifact] = {}
-    for blessing in store.artifacts_of(ModelBlessing, pipeline_name):
-        blessings[blessing.get("current_model_id")] = blessing  # by id: the newest wins
+    blessings: dict[int | None, Artifact] = {}
+    for found_blessing in store.artifacts_of(ModelBlessing, pipeline_name):
+        blessings[found_blessing.get("current_model_id")] = found_blessing  # by id: the newest wins
     evaluations = _siblings(store, list(blessings.values()), ModelEvaluation.TYPE_NAME)
     pushes: dict[int, list[Artifact]] = {}
     all_pushes = store.artifacts_of(PushedModel, pipeline_name)
@@ -275,10 +303,11 @@ def models(store: MetadataStore, pipeline_name: str) -> list[ModelRecord]:
     records = []
     for model in reversed(found):
         producer = producers.get(model.stored_id)
-        blessing = blessings.get(model.id)
+        blessing = blessings.get(model.stored_id)
         evaluation = evaluations.get(blessing.stored_id) if blessing is not None else None
         mine = sorted(pushes.get(model.stored_id, []), key=lambda p: p.stored_id)
         done = [p for p in mine if p.get("pushed")]
+        latest = (done or mine)[-1] if done or mine else None
         records.append(
             ModelRecord(
                 model,
@@ -286,7 +315,7 @@ def models(store: MetadataStore, pipeline_name: str) -> list[ModelRecord]:
                 producer.create_time_since_epoch / 1000 if producer else 0.0,
                 _spans(store, model),
                 blessing,
-                (done or mine or [None])[-1],
+                latest,
                 mine,
                 json.loads(evaluation.get("metrics") or "{}") if evaluation is not None else {},
                 custom(producer, "pipeline_root", "") if producer else "",
@@ -296,7 +325,55 @@ def models(store: MetadataStore, pipeline_name: str) -> list[ModelRecord]:
     return records
 
 
-def _producers(store: MetadataStore, artifacts: list[Artifact]) -> dict[int, Any]:
+def model_record(store: MetadataStore, model_id: int) -> ModelRecord:
+    """One model's record as `models` makes it, read from the ids the Evaluator and the Pusher
+    record on their outputs (a blessing's `current_model_id`, a push's `model_id`, else its
+    Pusher's input), so that it costs the same whatever the number of models or runs.
+    LookupError if it is not a model."""
+    from pipeline.artifacts import ModelEvaluation, PushedModel
+
+    found = store.artifacts_by_id([model_id])
+    if not found or found[0].TYPE_NAME != "Model":
+        raise LookupError(f"no model with id {model_id} in {store.name}")
+    model = found[0]
+    producer = _producers(store, [model]).get(model.stored_id)
+    blessings = store.artifacts_where(
+        f"type = 'ModelBlessing' AND custom_properties.current_model_id.int_value = {model_id}"
+    )
+    blessing = blessings[-1] if blessings else None  # by id: the newest, as `models` takes it
+    evaluation = (
+        _siblings(store, [blessing], ModelEvaluation.TYPE_NAME).get(blessing.stored_id)
+        if blessing is not None
+        else None
+    )
+    pushes = store.artifacts_where(
+        f"type = 'PushedModel' AND custom_properties.model_id.int_value = {model_id}"
+    )
+    if not pushes:  # pushed before pushes recorded their model: the Pushers that took it
+        made = store.executions_where(
+            f"type = 'Pusher' AND events_0.artifact_id = {model_id} AND events_0.type = INPUT "
+            "AND last_known_state = COMPLETE"
+        )
+        pushes = [a for e in made for a in store.outputs_of(e.id).values() if isinstance(a, PushedModel)]
+    done = [p for p in pushes if p.get("pushed")]
+    from pipeline.lineage import serving_pushes
+
+    serving = serving_pushes(store, done)
+    return ModelRecord(
+        model,
+        custom(producer, "run_id", "?") if producer else "?",
+        producer.create_time_since_epoch / 1000 if producer else 0.0,
+        _spans(store, model),
+        blessing,
+        (done or pushes)[-1] if done or pushes else None,
+        pushes,
+        json.loads(evaluation.get("metrics") or "{}") if evaluation is not None else {},
+        custom(producer, "pipeline_root", "") if producer else "",
+        any(p.stored_id in serving for p in done),
+    )
+
+
+def _producers(store: MetadataStore, artifacts: Sequence[Artifact]) -> dict[int, Any]:
     """artifact id -> the COMPLETE execution that output it, in two queries."""
     ids = ", ".join(str(a.stored_id) for a in artifacts)
     made = store.executions_where(
@@ -311,7 +388,7 @@ def _producers(store: MetadataStore, artifacts: list[Artifact]) -> dict[int, Any
     return found
 
 
-def _siblings(store: MetadataStore, artifacts: list[Artifact], type_name: str) -> dict[int, Artifact]:
+def _siblings(store: MetadataStore, artifacts: Sequence[Artifact], type_name: str) -> dict[int, Artifact]:
     """artifact id -> the output of type `type_name` of the same execution (a blessing's evaluation)."""
     if not artifacts:
         return {}
@@ -327,7 +404,7 @@ def _siblings(store: MetadataStore, artifacts: list[Artifact], type_name: str) -
     }
 
 
-def _push_models(store: MetadataStore, pushes: list[Artifact]) -> dict[Artifact, int]:
+def _push_models(store: MetadataStore, pushes: Sequence[Artifact]) -> dict[Artifact, int]:
     """push -> the id of the model it pushed: recorded on it (`model_id`), else its Pusher's input."""
     found = {p: p.get("model_id") for p in pushes if p.get("model_id")}
     rest = [p for p in pushes if not p.get("model_id")]
@@ -344,15 +421,15 @@ def _push_models(store: MetadataStore, pushes: list[Artifact]) -> dict[Artifact,
     return found
 
 
-def _serving(store: MetadataStore, pushes: list[Artifact]) -> set[int]:
+def _serving(store: MetadataStore, pushes: Sequence[Artifact]) -> set[int]:
     """The pushes serving now: the newest push of each destination."""
     newest: dict[str, Artifact] = {}
     for push in pushes:
         if not push.get("pushed"):
             continue
         folder = os.path.dirname(push.get("pushed_destination") or "")
-        if folder not in newest or (push.pushed_version(), push.stored_id) > (
-            newest[folder].pushed_version(),
+        if folder not in newest or (pushed_version(push), push.stored_id) > (
+            pushed_version(newest[folder]),
             newest[folder].stored_id,
         ):
             newest[folder] = push
@@ -395,11 +472,11 @@ def latest_pushed(store: MetadataStore, pipeline_name: str, version: int | None 
 
     pushed = [p for p in store.artifacts_of(PushedModel, pipeline_name) if p.get("pushed")]
     if version is not None:
-        pushed = [p for p in pushed if p.pushed_version() == version]
+        pushed = [p for p in pushed if pushed_version(p) == version]
     if not pushed:
         which = f"version {version}" if version is not None else "any model"
         raise LookupError(f"pipeline {pipeline_name!r} has not pushed {which}")
-    return max(pushed, key=lambda p: (p.pushed_version(), p.id))
+    return max(pushed, key=lambda p: (pushed_version(p), p.id))
 
 
 @dataclass
@@ -461,7 +538,7 @@ def pushes(store: MetadataStore, pipeline_name: str, destination: str | None = N
         blessing = blessings.get(models.get(push))
         records.append(
             PushRecord(
-                push.pushed_version(),
+                pushed_version(push),
                 os.path.dirname(push.get("pushed_destination") or ""),
                 float(when),
                 models.get(push),
@@ -640,10 +717,9 @@ class History:
         if artifact.TYPE_NAME == "PushedModel":
             model_id = _push_models(self.store, [artifact]).get(artifact)
             artifact = self.store.artifacts_by_id([model_id])[0] if model_id else artifact
-        for record in self.models(pipeline):
-            if record.model.id == artifact.id:
-                return record
-        raise LookupError(f"{ref!r} is not a model of pipeline {self._name(pipeline)!r}")
+        if artifact.TYPE_NAME != "Model":
+            raise LookupError(f"{ref!r} is a {artifact.TYPE_NAME}, not a model")
+        return model_record(self.store, artifact.stored_id)
 
     def artifact(self, pipeline: str | None, ref: str) -> Artifact:
         """An artifact by id, URI, `latest` or `vN` (pushes of the pipeline)."""

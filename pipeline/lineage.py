@@ -11,7 +11,7 @@ from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from pipeline.artifacts import Artifact
+from pipeline.artifacts import Artifact, pushed_version
 from pipeline.metadata import MetadataStore, custom, event_index, get_value, state_name
 from pipeline.text import shorten
 
@@ -423,7 +423,7 @@ def serving_pushes(store: MetadataStore, pushes: list[Artifact]) -> set[int]:
             "type = 'PushedModel' AND custom_properties.pushed.int_value = 1 AND "
             f"custom_properties.pushed_destination.string_value LIKE '{folder}/%'"
         )
-        newest = max(store.artifacts_where(query), key=lambda p: (p.pushed_version(), p.id), default=None)
+        newest = max(store.artifacts_where(query), key=lambda p: (pushed_version(p), p.id), default=None)
         if newest is not None:
             serving.add(newest.stored_id)
     return serving
@@ -514,7 +514,7 @@ def format_impact(impact: Impact) -> list[str]:
             if push.get("pushed"):
                 serving = "  <- SERVING NOW" if push.stored_id in impact.serving else ""
                 lines.append(
-                    f"      pushed as version {push.pushed_version()} to {push.get('pushed_destination')}{serving}"
+                    f"      pushed as version {pushed_version(push)} to {push.get('pushed_destination')}{serving}"
                 )
             else:
                 lines.append(f"      not pushed ({push.get('action')})")

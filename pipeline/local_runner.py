@@ -94,9 +94,9 @@ def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
                 if interrupted is not None or error is not None:
                     why = (
                         f"the run was {interrupted}"
-                        if interrupted
-                        else f"{error.component_id} stopped the run"
-                    )  # type: ignore[union-attr]
+                        if interrupted is not None
+                        else f"{error.component_id} stopped the run"  # type: ignore[union-attr]
+                    )
                     results.append(StepResult(node.id, "SKIPPED", note=why))
                     continue
                 options.log(f"[{index}/{len(order)}] {node.id}")
@@ -111,7 +111,7 @@ def run_pipeline(pipeline: Pipeline, options: RunOptions) -> RunResult:
                     )
                     continue
                 outputs: dict[str, list[Artifact]] = {}
-                for item in items or [None]:
+                for item in items if items is not None else [None]:
                     if item is not None:
                         options.log(f"    {node.id} {item.label} ({item.index + 1} of {len(items or [])})")
                     step_started = time.monotonic()

@@ -147,13 +147,17 @@ class Contexts:
 class MetadataStore:
     """The records of runs: contexts, executions, artifacts and events, through MLMD's API."""
 
-    def __init__(self, spec: str, create: bool = True):
+    def __init__(self, spec: str, create: bool = True, read_only: bool = False):
         """Opens the store at `spec` (see `connection_config`); `create=False` for commands that
-        only read: a missing database is then an error, not created. `name` is the spec as it
-        may be shown, password masked."""
+        only read: a missing database is then an error, not created; `read_only` (the history
+        browser) opens a sqlite file in SQLite's read-only mode, where a write fails. `name` is
+        the spec as it may be shown, password masked."""
         self.spec = spec
         self.name = masked(spec)
-        self.mlmd = _connect(connection_config(spec, create), self.name)
+        config = connection_config(spec, create and not read_only)
+        if read_only and config.WhichOneof("config") == "sqlite":
+            config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READONLY
+        self.mlmd = _connect(config, self.name)
         self._type_ids: dict[tuple[str, str], int] = {}
         self._node_contexts: dict[str, pb.Context] = {}
         self.is_sqlite = self.mlmd_config_kind() == "sqlite"
@@ -229,13 +233,27 @@ class MetadataStore:
         """The executions attributed to a context (a run, a node), by ascending id."""
         return sorted(self.mlmd.get_executions_by_context(context.id), key=lambda e: e.id)
 
-    def pipeline_runs(self, pipeline_name: str) -> list[pb.Context]:
-        """The pipeline's runs, newest first."""
-        pipeline = self.mlmd.get_context_by_type_and_name(PIPELINE, pipeline_name)
-        if pipeline is None:
-            return []
-        runs = self.mlmd.get_children_contexts_by_context(pipeline.id)
-        return sorted(runs, key=lambda c: custom(c, "start_time", 0.0), reverse=True)
+    def pipeline_runs(
+        self, pipeline_name: str, limit: int | None = None, before: str | None = None, condition: str = ""
+    ) -> list[pb.Context]:
+        """The pipeline's runs, newest (last opened) first: `limit` of them, opened before run
+        `before` when given, matching `condition` (a filter-query clause on the run context);
+        one query with a limit, so a page costs the same on any history."""
+        query = (
+            f"type = '{PIPELINE_RUN}' AND parent_contexts_a.type = '{PIPELINE}' "
+            f"AND parent_contexts_a.name = '{_quoted(pipeline_name)}'"
+        ) + (f" AND {condition}" if condition else "")
+        if before:
+            cursor = self.mlmd.get_context_by_type_and_name(PIPELINE_RUN, before)
+            if cursor is None:
+                raise LookupError(f"no run {before!r} in {self.name}")
+            query += f" AND id < {cursor.id}"
+        options = metadata_store.ListOptions(
+            filter_query=query, order_by=metadata_store.OrderByField.ID, is_asc=False
+        )
+        if limit is not None:
+            options.limit = limit
+        return list(self.mlmd.get_contexts(list_options=options))
 
     def deciding_run(self, execution: pb.Execution) -> str:
         """The run whose step decided what `execution` records: its own run, or for a CACHED
@@ -359,14 +377,12 @@ class MetadataStore:
         )
 
     def running_executions(self, pipeline_name: str) -> list[pb.Execution]:
-        pipeline = self.mlmd.get_context_by_type_and_name(PIPELINE, pipeline_name)
-        if pipeline is None:
-            return []
-        return [
-            e
-            for e in self.mlmd.get_executions_by_context(pipeline.id)
-            if e.last_known_state == pb.Execution.RUNNING
-        ]
+        """The pipeline's executions still RUNNING (one filter query: it does not read the
+        history, which every run start would otherwise pay for)."""
+        return self.executions_where(
+            f"last_known_state = RUNNING AND contexts_p.type = '{PIPELINE}' "
+            f"AND contexts_p.name = '{_quoted(pipeline_name)}'"
+        )
 
     def find_cached(
         self, pipeline_name: str, node_id: str, cache_key: str, pipeline_root: str

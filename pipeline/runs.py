@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pipeline import lease
 from pipeline.errors import DefinitionError, ExecutionError, RunBlocked
 from pipeline.launcher import HOST, RunScope, StepResult, output_dirs, remove_dirs
-from pipeline.metadata import PIPELINE_RUN, MetadataStore, custom, state_name
+from pipeline.metadata import PIPELINE_RUN, MetadataStore, _quoted, custom, state_name
 
 TEMP_DIR = ".tmp"
 
@@ -140,12 +140,9 @@ def write_report(result: RunResult, pipeline_name: str, root: str, store: Metada
     from pipeline.report import write_pointer_report, write_run_report
 
     if result.steps and all(step.status == "CACHED" for step in result.steps):
+        full = f"custom_properties.report_full.int_value = 1 AND custom_properties.pipeline_root.string_value = '{_quoted(root)}'"
         earlier = [
-            custom(run, "report")
-            for run in store.pipeline_runs(pipeline_name)
-            if custom(run, "pipeline_root") == root
-            and custom(run, "report_full") == 1
-            and custom(run, "report")
+            custom(run, "report") for run in store.pipeline_runs(pipeline_name, limit=1, condition=full)
         ]
         if earlier and os.path.exists(earlier[0]):
             return write_pointer_report(result, pipeline_name, root, earlier[0]), False
@@ -163,8 +160,9 @@ def recover_interrupted(store: MetadataStore, pipeline_name: str, root: str, run
         if custom(execution, "pipeline_root") != root:
             continue
         close_interrupted(store, execution, root, f"found and closed by run {run_id}", log)
-    for run in store.pipeline_runs(pipeline_name):
-        if custom(run, "status") == "RUNNING" and custom(run, "pipeline_root") in (None, root):
+    running = "custom_properties.status.string_value = 'RUNNING'"
+    for run in store.pipeline_runs(pipeline_name, condition=running):
+        if custom(run, "pipeline_root") in (None, root):
             store.update_context(run, status="INTERRUPTED")
 
 

@@ -127,7 +127,7 @@ def run_step(pipeline: Pipeline, node_id: str, options: StepOptions) -> TaskResu
     with run_temp_dir(root, f"{run_id}.{node_id}", clean_others=False):
         try:
             items = items_of(scope, node, upstream_items)
-            for item in items or [None]:
+            for item in items if items is not None else [None]:
                 done = earlier.get(item.key if item else "")
                 if done is not None and state_name(done) in DONE:
                     steps.append(step_from_execution(store, done))

@@ -88,16 +88,6 @@ def test_two_processes_share_one_postgres_store(postgres, tmp_path):
             assert artifact.uri.startswith(root + os.sep), (execution.id, artifact.uri, root)
     assert find_artifact(store, str(examples[0].id)).id == examples[0].id
 
-
-def _find(node, component, span):
-    if node.component == component and node.artifact.get("span") == span:
-        return node
-    for parent in node.inputs.values():
-        found = _find(parent, component, span)
-        if found:
-            return found
-    return None
-
     # The Python API answers as the command line's JSON, on PostgreSQL as on sqlite; runs of both
     # roots, each named with its root.
     import json
@@ -125,3 +115,13 @@ def _find(node, component, span):
     assert [a["id"] for a in cli("lineage", "--downstream", "span:2007", "--json")["artifacts"]] == [
         a.id for a in impact.artifacts.values() if a.stored_id not in impact.start_ids
     ]
+
+
+def _find(node, component, span):
+    if node.component == component and node.artifact.get("span") == span:
+        return node
+    for parent in node.inputs.values():
+        found = _find(parent, component, span)
+        if found:
+            return found
+    return None

@@ -302,6 +302,7 @@ def test_pages_forbid_scripts_and_the_store_cannot_be_written(server):
     response = app.test_client().get("/runs")
     assert "script-src" not in response.headers["Content-Security-Policy"]
     assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    assert app.jinja_env.autoescape is True  # every template, .html or not
     store = app.config["HISTORY"].store
     with pytest.raises(Exception, match="readonly"):
         store.mlmd.put_context_type(pb.ContextType(name="written_by_the_browser"))

@@ -23,7 +23,7 @@ from pipeline import (
     OutputArtifact,
     UserInputError,
 )
-from pipeline.artifacts import SERVING_DIR, Examples, InferenceResult, Model, PushedModel
+from pipeline.artifacts import SERVING_DIR, Examples, InferenceResult, Model, PushedModel, pushed_version
 from pipeline.errors import NO_MODEL_PREFIX, NoModel
 from pipeline.resolvers import Query, Resolver
 
@@ -69,7 +69,7 @@ def model_to_score_with(store, params: BulkInferrerParams) -> tuple[Any, Any, st
         if model is None:
             return None, None, f"pipeline {name!r} has no blessed model yet"
         pushes = [p for p in _pushes(store, name) if _model_of(store, p) == model.id]
-        return model, max(pushes, key=lambda p: (p.pushed_version(), p.id), default=None), ""
+        return model, max(pushes, key=lambda p: (pushed_version(p), p.id), default=None), ""
     try:
         pushed = latest_pushed(store, name, None if choice == "served" else int(choice))
     except LookupError as error:
@@ -78,7 +78,7 @@ def model_to_score_with(store, params: BulkInferrerParams) -> tuple[Any, Any, st
     model_id = _model_of(store, pushed)
     model = store.artifacts_by_id([model_id])[0] if model_id else None
     if model is None:
-        return None, None, f"the push of version {pushed.pushed_version()} records no model"
+        return None, None, f"the push of version {pushed_version(pushed)} records no model"
     return model, pushed, ""
 
 
@@ -93,7 +93,7 @@ def _model_of(store, pushed) -> int | None:
 
 
 def _versions(store, name: str) -> str:
-    versions = sorted({p.pushed_version() for p in _pushes(store, name)})
+    versions = sorted({pushed_version(p) for p in _pushes(store, name)})
     return f" (versions pushed: {', '.join(map(str, versions)) or 'none'})"
 
 
@@ -163,7 +163,7 @@ def run_bulk_inferrer(
     from components.bulk_inferrer.scoring import score_examples
 
     assert model is not None, "check_inputs raised NoModel"
-    version = pushed_model.pushed_version() if pushed_model is not None else 0
+    version = pushed_version(pushed_model) if pushed_model is not None else 0
     destination = pushed_model.get("pushed_destination") if pushed_model is not None else None
     model_dir = (
         destination if destination and os.path.isdir(destination) else os.path.join(model.uri, SERVING_DIR)

@@ -273,9 +273,9 @@ def run_evaluator(
     evaluation.custom_properties["eval_spans"] = json.dumps([e.get("span") for e in examples])
     # Every metric of the whole split, the candidate's: what `models --metric` and trends read
     # without opening TFMA's files.
-    overall = results.metrics.get((tfma_results.OVERALL, CANDIDATE), {})
+    whole_split = results.metrics.get((tfma_results.OVERALL, CANDIDATE), {})
     evaluation.custom_properties["metrics"] = json.dumps(
-        {name: value for name, value in sorted(overall.items()) if not math.isnan(value)}
+        {name: value for name, value in sorted(whole_split.items()) if not math.isnan(value)}
     )
     overall = accumulator.state.get((), {})
     write_page(

@@ -66,7 +66,7 @@ class SpanRange:
                     f"SpanRange: {value!r} is neither a span number nor a date (YYYY-MM-DD)"
                 )
         last = _bound(self.last) if self.last is not None else None
-        if last is not None and last < _bound(self.first):  # type: ignore[operator]
+        if last is not None and last < _bound(self.first):
             raise DefinitionError(f"SpanRange: first {self.first!r} comes after last {self.last!r}")
 
     def bounds(self) -> tuple[int, int | None]:
@@ -148,11 +148,11 @@ def window_items(params: ExampleGenParams) -> tuple[list[Item], str]:
     if not chosen:
         found = ", ".join(span_text(s, pattern) for s in available) or "none"
         raise UserInputError(
-            f"no span of {window.describe()} has files matching {pattern!r} (spans found: {found})"  # type: ignore[union-attr]
+            f"no span of {window.describe()} has files matching {pattern!r} (spans found: {found})"
         )
     texts = [span_text(s, pattern) for s in chosen]
     short = texts if len(texts) <= 6 else [*texts[:2], "...", *texts[-2:]]
-    note = f"window: {len(chosen)} span(s), {', '.join(short)} ({window.describe()})"  # type: ignore[union-attr]
+    note = f"window: {len(chosen)} span(s), {', '.join(short)} ({window.describe()})"
     if isinstance(window, RollingWindow) and len(chosen) < window.spans:
         note += f"; only {len(chosen)} of {window.spans} have files so far"
     waiting = [s for s in empty_span_folders(pattern) if params.span is None and s > chosen[-1]]

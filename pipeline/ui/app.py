@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 from pipeline.history import HEADLINES, History, folded, spans_text
+from pipeline.metadata import MetadataStore
 from pipeline.text import shorten
 from pipeline.ui import graph, queries, trend
 
@@ -56,7 +57,7 @@ def create_app(store_spec: str | Any, pipeline: str | None = None):
         config = connection_config(store_spec, create=False)
         if config.WhichOneof("config") == "sqlite" and not os.path.exists(config.sqlite.filename_uri):
             raise LookupError(f"no runs recorded in {store_spec}")
-        store = queries.ReadOnlyStore(store_spec)
+        store = MetadataStore(store_spec, create=False, read_only=True)
     else:
         store = store_spec
     history = History(store)
@@ -226,6 +227,7 @@ def create_app(store_spec: str | Any, pipeline: str | None = None):
                 for r in oldest_first
             ],
             metric,
+            width=max(640, min(1300, 100 + 10 * len(records))),
         )
         return render(
             "ui/models.html",
@@ -272,7 +274,9 @@ def create_app(store_spec: str | Any, pipeline: str | None = None):
         ref = (flask.request.args.get("ref") or "").strip()
         name = chosen(flask.request.args.get("pipeline")) if flask.request.args.get("pipeline") else None
         if "'" in ref or "\\" in ref:  # it may end up inside an MLMD filter query's quotes
-            raise ValueError(f"{ref!r}: a span, an artifact id, a URI or a CSV path without quotes or backslashes")
+            raise ValueError(
+                f"{ref!r}: a span, an artifact id, a URI or a CSV path without quotes or backslashes"
+            )
         if not ref:
             return render("ui/impact.html", title="Impact", pipeline=name, ref="", impact=None)
         impact = history.downstream(ref, name)
