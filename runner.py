@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
 """The command line: run any pipeline, start a project from a CSV, list runs and models, trace lineage.
 
-    python runner.py run [--pipeline FILE] [--span N] [--data PATTERN] [--no-cache | --rerun-from STEP]
-                         [--wait SECONDS]
+    python runner.py run [--pipeline FILE] [--span N | --date YYYY-MM-DD] [--data PATTERN]
+                         [--no-cache | --rerun-from STEP] [--push-older-spans] [--wait SECONDS]
                          [--beam-arg=FLAG ...] [--job-server HOST:PORT [--workers HOST:PORT]]
-    python runner.py step STEP --run-id ID [--span N] [--data PATTERN] [--no-cache] [--wait SECONDS]
+    python runner.py backfill --from SPAN_OR_DATE [--to SPAN_OR_DATE] [--push-older-spans]
+    python runner.py score [--pipeline SCORING_FILE] [--data PATTERN] [--span N | --date D]
+                           [--model served|blessed|VERSION] [--id-column C ...]
+    python runner.py step STEP --run-id ID [--span N | --date D] [--data PATTERN] [--no-cache] [--wait SECONDS]
     python runner.py export airflow|kfp [--out FILE] [--schedule CRON] [--image IMAGE] ...
     python runner.py init DIR --data PATTERN --label COLUMN [--task classification|regression]
-    python runner.py runs [--limit N]
-    python runner.py models
-    python runner.py lineage ARTIFACT_ID_OR_URI | --pushed latest|VERSION [--json]
+    python runner.py runs [--limit N] [--steps] [--json]
+    python runner.py models [--metric NAME | --served-at TIME] [--json]
+    python runner.py pushes [--json]
+    python runner.py lineage ARTIFACT_ID_OR_URI | --pushed latest|VERSION | --downstream REF [--json]
     python runner.py diff MODEL_A MODEL_B          (ids, URIs, or vN for pushed version N)
+    python runner.py ui [--host 127.0.0.1] [--port N]
     python runner.py gc [--keep-runs N] [--keep-pushed K] [--apply]
     python runner.py infer-schema [--data PATTERN] [--span N]
 
@@ -22,7 +27,7 @@ Exit codes (run and step): 0 done (a new model in service, or nothing new; for s
 COMPLETE or CACHED, now or before), 1 a step failed or the data gate stopped the run (for step:
 also an upstream step that has not completed), 2 a definition error, 3 done but held back (the
 model was not blessed or its push was refused; the served model is unchanged; a later run with
-nothing new reuses that decision and exits 0), 75 busy: another
+nothing new reuses that decision and exits 0), 4 no model to score with (scoring), 75 busy: another
 run holds the root, or the step runs in another live process (try again later).
 """
 

@@ -12,7 +12,7 @@ from typing import Any
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from pipeline.artifacts import Artifact, pushed_version
-from pipeline.metadata import MetadataStore, custom, event_index, get_value, state_name
+from pipeline.metadata import MetadataStore, custom, event_index, get_value, quoted, state_name
 from pipeline.text import shorten
 
 MAX_HOPS = 40
@@ -421,7 +421,7 @@ def serving_pushes(store: MetadataStore, pushes: list[Artifact]) -> set[int]:
             continue
         query = (
             "type = 'PushedModel' AND custom_properties.pushed.int_value = 1 AND "
-            f"custom_properties.pushed_destination.string_value LIKE '{folder}/%'"
+            f"custom_properties.pushed_destination.string_value LIKE '{quoted(folder)}/%'"
         )
         newest = max(store.artifacts_where(query), key=lambda p: (pushed_version(p), p.id), default=None)
         if newest is not None:
@@ -450,7 +450,7 @@ def starting_points(store: MetadataStore, ref: str, pipeline_name: str | None = 
             "custom_properties.input_fingerprint.string_value IS NOT NULL"
         )
         if pipeline_name:
-            query += f" AND contexts_p.type = 'pipeline' AND contexts_p.name = '{pipeline_name}'"
+            query += f" AND contexts_p.type = 'pipeline' AND contexts_p.name = '{quoted(pipeline_name)}'"
         found = store.artifacts_where(query)
         if not found:
             raise LookupError(f"no raw examples of span {text} in {store.name}")
@@ -459,7 +459,7 @@ def starting_points(store: MetadataStore, ref: str, pipeline_name: str | None = 
     if ref.endswith(".csv") or os.path.isfile(path):
         made = store.executions_where(
             "type = 'ExampleGen' AND last_known_state = COMPLETE AND "
-            f"custom_properties.resolved.string_value LIKE '%\"{path}\"%'"
+            f"custom_properties.resolved.string_value LIKE '%\"{quoted(path)}\"%'"
         )
         found = [a for e in made for a in store.outputs_of(e.id).values()]
         if not found:

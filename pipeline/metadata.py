@@ -241,7 +241,7 @@ class MetadataStore:
         one query with a limit, so a page costs the same on any history."""
         query = (
             f"type = '{PIPELINE_RUN}' AND parent_contexts_a.type = '{PIPELINE}' "
-            f"AND parent_contexts_a.name = '{_quoted(pipeline_name)}'"
+            f"AND parent_contexts_a.name = '{quoted(pipeline_name)}'"
         ) + (f" AND {condition}" if condition else "")
         if before:
             cursor = self.mlmd.get_context_by_type_and_name(PIPELINE_RUN, before)
@@ -381,7 +381,7 @@ class MetadataStore:
         history, which every run start would otherwise pay for)."""
         return self.executions_where(
             f"last_known_state = RUNNING AND contexts_p.type = '{PIPELINE}' "
-            f"AND contexts_p.name = '{_quoted(pipeline_name)}'"
+            f"AND contexts_p.name = '{quoted(pipeline_name)}'"
         )
 
     def find_cached(
@@ -426,7 +426,7 @@ class MetadataStore:
         `condition` says, oldest first; one query."""
         clauses = [f"type = '{cls.TYPE_NAME}'"]
         if pipeline_name is not None:
-            clauses += [f"contexts_p.type = '{PIPELINE}'", f"contexts_p.name = '{_quoted(pipeline_name)}'"]
+            clauses += [f"contexts_p.type = '{PIPELINE}'", f"contexts_p.name = '{quoted(pipeline_name)}'"]
         if condition:
             clauses.append(condition)
         options = metadata_store.ListOptions(filter_query=" AND ".join(clauses))
@@ -611,7 +611,7 @@ def _answers(host: str, port: int) -> bool:
         return False
 
 
-def _quoted(text: str) -> str:
+def quoted(text: str) -> str:
     """`text` inside an MLMD filter query's single quotes."""
     return text.replace("\\", "\\\\").replace("'", "\\'")
 

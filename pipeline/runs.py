@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pipeline import lease
 from pipeline.errors import DefinitionError, ExecutionError, RunBlocked
 from pipeline.launcher import HOST, RunScope, StepResult, output_dirs, remove_dirs
-from pipeline.metadata import PIPELINE_RUN, MetadataStore, _quoted, custom, state_name
+from pipeline.metadata import PIPELINE_RUN, MetadataStore, custom, quoted, state_name
 
 TEMP_DIR = ".tmp"
 
@@ -140,7 +140,7 @@ def write_report(result: RunResult, pipeline_name: str, root: str, store: Metada
     from pipeline.report import write_pointer_report, write_run_report
 
     if result.steps and all(step.status == "CACHED" for step in result.steps):
-        full = f"custom_properties.report_full.int_value = 1 AND custom_properties.pipeline_root.string_value = '{_quoted(root)}'"
+        full = f"custom_properties.report_full.int_value = 1 AND custom_properties.pipeline_root.string_value = '{quoted(root)}'"
         earlier = [
             custom(run, "report") for run in store.pipeline_runs(pipeline_name, limit=1, condition=full)
         ]
