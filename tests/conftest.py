@@ -27,6 +27,7 @@ LONG_MODULES = [
     "test_shared_store.py",
     "test_estimator.py",
     "test_tfx_compat.py",
+    "test_transform_cache.py",  # tensorflow-transform's analyzer cache, on Beam
 ]
 
 MAX_WORKERS = 4  # each worker may run a pipeline of a few processes and ~2 GB
