@@ -119,7 +119,7 @@ def test_run_records_examples_and_a_second_run_is_cached(first_run):
         states = {state_name(e) for e in store.mlmd.get_executions_by_context(later_run.id)}
         assert states == {"CACHED"}
 
-    runs = runner("--pipeline-root", root, "runs").stdout
+    runs = runner("--pipeline-root", root, "runs", "--steps").stdout
     assert len(re.findall(r"^run \S+\s+(COMPLETE|HELD_BACK)\s+started", runs, re.M)) == 3
     assert re.search(rf"ExampleGen\[span 2008\]\s+CACHED\s+execution {latest.id}\s", runs)
 
@@ -129,14 +129,6 @@ def test_run_records_examples_and_a_second_run_is_cached(first_run):
     assert "schema: Schema #" in lineage and "<- ImportSchemaGen execution" in lineage
     assert "span-2008/penguins.csv" in lineage and "sha256" in lineage
     assert runner("--pipeline-root", root, "lineage", examples.uri).stdout == lineage
-
-
-def test_earlier_span_and_no_cache(tmp_path, small_data):
-    root = str(tmp_path / "root")
-    out = runner("--pipeline-root", root, "run", "--data", small_data, "--span", "2007", "--no-cache").stdout
-    # The window ends at the span asked for: 2007 alone.
-    assert "span 2007" in out and re.search(r"^ExampleGen\[span 2007\]\s+COMPLETE", out, re.M)
-    assert "ExampleGen[span 2008]" not in out
 
 
 def test_bad_input_exits_non_zero_with_a_short_message(tmp_path, small_data):

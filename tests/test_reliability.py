@@ -52,8 +52,10 @@ def root(tmp_path_factory):
 
 
 def pushed_model_dirs(root) -> list[str]:
+    """Every pushed version's folder, in version order."""
     serving = os.path.join(root, "serving")
-    return sorted(os.path.join(dp, d) for dp, dirs, _ in os.walk(serving) for d in dirs if d.isdigit())
+    found = [(dp, d) for dp, dirs, _ in os.walk(serving) for d in dirs if d.isdigit()]
+    return [os.path.join(dp, d) for dp, d in sorted(found, key=lambda pair: (pair[0], int(pair[1])))]
 
 
 def assert_truthful_and_serving(root) -> None:
@@ -91,34 +93,55 @@ def rerun_from(component: str) -> str:
     return "Trainer" if component in ("Evaluator", "Pusher") else component
 
 
-@pytest.mark.parametrize("component", COMPONENTS)
-def test_sigkill_during_a_component_then_the_next_run_completes(root, component):
-    before = pushed_model_dirs(root)
-    first = rerun_from(component)
+def killed_in(root, component: str, rerun: str) -> list[str]:
+    """Starts `run --rerun-from rerun`, SIGKILLs it a moment after `component` starts (its header
+    line); returns what it printed until then."""
     child = subprocess.Popen(
-        [sys.executable, "runner.py", "--pipeline-root", str(root), "run", "--rerun-from", first],
+        [sys.executable, "runner.py", "--pipeline-root", str(root), "run", "--rerun-from", rerun],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    started, printed = False, []
+    printed = []
     for line in child.stdout:
         printed.append(line)
         if line.rstrip().endswith(f"] {component}"):
-            started = True
             break
-    if not started:
+    else:
         child.wait()
         pytest.fail(f"the run ended before step {component} started; it printed:\n{''.join(printed)[-4000:]}")
     time.sleep(random.Random(component).uniform(0.0, 2.0))
     child.send_signal(signal.SIGKILL)
     child.wait()
+    return printed
 
-    done = runner(root, "--rerun-from", first)
-    assert "COMPLETE in" in done.stdout
-    # ran again, whole (a step that runs once per span of the window: each span's line)
-    assert re.search(rf"^{component}(\[span \d+\])? +COMPLETE ", done.stdout, re.M), done.stdout
+
+def ran_whole(printed: str, component: str) -> bool:
+    """Whether the step `component` completed in a run's output: a `COMPLETE in` line (one per
+    span for a step that runs per span) between its header and the next step's."""
+    section = re.split(rf"\] {component}\n", printed, maxsplit=1)
+    if len(section) < 2:
+        return False
+    step = re.split(r"^\d\d:\d\d:\d\d \[\d+/\d+\] ", section[1], maxsplit=1, flags=re.M)[0]
+    return "COMPLETE in" in step and "FAILED" not in step
+
+
+def test_sigkill_in_each_component_then_the_next_run_completes(root):
+    """A run SIGKILLed in the middle of each component in turn, as a chain: each run starts again
+    from the component the run before it was killed in (the Evaluator's and the Pusher's: from the
+    Trainer, so that they judge and push a new model), which it closes FAILED and runs again whole,
+    and is killed in the next component; the last run completes. Then the metadata is truthful,
+    nothing is damaged, and no version in service was replaced."""
+    before = pushed_model_dirs(root)
+    killed = None
+    for component in COMPONENTS:
+        printed = killed_in(root, component, rerun_from(killed or component))
+        if killed is not None:
+            assert ran_whole("".join(printed), killed), "".join(printed)[-4000:]
+        killed = component
+    done = runner(root, "--rerun-from", rerun_from(killed))
+    assert re.search(rf"^{killed} +COMPLETE ", done.stdout, re.M), done.stdout  # ran again, whole
     assert_truthful_and_serving(root)
     assert pushed_model_dirs(root)[: len(before)] == before  # versions in service never replaced
 
