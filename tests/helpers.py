@@ -68,3 +68,42 @@ def quiet_run(pipeline, root, **options):
     result = run_pipeline(pipeline, RunOptions(pipeline_root=str(root), log=lines.append, **options))
     result.log = lines
     return result
+
+
+# Runs `runner.py` commands one after another in one process (the commands' own code, `runner.main`),
+# as a scheduler or a backfill does: the runs share one step worker, so TensorFlow is imported once.
+_DRIVER = """
+import contextlib, io, json, sys
+sys.path.insert(0, sys.argv[3])
+import runner
+commands, out = json.loads(sys.argv[1]), sys.argv[2]
+done = {}
+for name, argv in commands.items():
+    printed, said = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(said):
+        code = runner.main(argv)
+    done[name] = {"returncode": code, "stdout": printed.getvalue(), "stderr": said.getvalue()}
+with open(out, "w") as f:
+    json.dump(done, f)
+"""
+
+
+def run_commands(commands: dict[str, list[str]], cwd: str, out: str) -> dict:
+    """{name: result with returncode, stdout and stderr} of each `runner.py` command (its argv
+    after `runner.py`), run in order in one fresh process in `cwd`; `out` is a scratch file."""
+    import json
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(
+        [sys.executable, "-c", _DRIVER, json.dumps(commands), out, repo],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(out) as f:
+        return {name: SimpleNamespace(**result) for name, result in json.load(f).items()}

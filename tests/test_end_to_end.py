@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from pipeline.metadata import MetadataStore, custom, state_name
-from tests.helpers import decode_examples, expect_exit, read_tfrecords
+from tests.helpers import decode_examples, expect_exit, read_tfrecords, run_commands
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -186,29 +186,11 @@ def test_run_report_renders_in_a_browser(first_run):
 PENGUIN_COLUMNS = "island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex,year"
 
 
-# Runs `runner.py` commands one after another in one process (the commands' own code), so that
-# the scorings share one step worker and import TensorFlow once; writes what each printed.
-DRIVER = """
-import contextlib, io, json, sys
-import runner
-commands, out = json.loads(sys.argv[1])
-done = {}
-for name, argv in commands.items():
-    printed, said = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(said):
-        code = runner.main(argv)
-    done[name] = {"code": code, "stdout": printed.getvalue(), "stderr": said.getvalue()}
-with open(out, "w") as f:
-    json.dump(done, f)
-"""
-
-
 @pytest.fixture(scope="module")
 def scorings(first_run, tmp_path_factory):
     """`runner.py score` with the model the first run serves, on unlabeled rows, labeled rows and
     rows that lack a feature, and on a store where nothing was pushed: {case: (its data's ids,
     what the command printed, its exit code)}."""
-    import json
 
     root, *_ = first_run
     base = tmp_path_factory.mktemp("scoring")
@@ -231,17 +213,7 @@ def scorings(first_run, tmp_path_factory):
         ]
         for name, (spec, (data, _)) in cases.items()
     }
-    out = str(base / "driver.json")
-    done = subprocess.run(
-        [sys.executable, "-c", DRIVER, json.dumps([commands, out])],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    with open(out) as f:
-        printed = json.load(f)
+    printed = run_commands(commands, REPO, str(base / "driver.json"))
     return {name: (ids, printed[name]) for name, (_, (_, ids)) in cases.items()}
 
 
@@ -294,11 +266,11 @@ def test_scoring_unlabeled_rows_with_the_served_model(first_run, scorings):
 
     root, *_ = first_run
     ids, done = scorings["unlabeled"]
-    expect_exit(done["code"], done["stdout"] + done["stderr"], "score")
+    expect_exit(done.returncode, done.stdout + done.stderr, "score")
     found = re.search(
-        r"^predictions: (\S+) \((\d+) rows, span 1, 'penguin' model version 1\)$", done["stdout"], re.M
+        r"^predictions: (\S+) \((\d+) rows, span 1, 'penguin' model version 1\)$", done.stdout, re.M
     )
-    assert found, done["stdout"][-3000:]
+    assert found, done.stdout[-3000:]
     with open(found.group(1), newline="") as f:
         header, *rows = list(csv.reader(f))
     assert header[:2] == ["penguin_id", "predicted_class"] and header[-1] == "model_version", header
@@ -334,24 +306,24 @@ def test_scoring_unlabeled_rows_with_the_served_model(first_run, scorings):
 
 def test_a_label_in_rows_to_score_is_ignored_and_without_a_model_scoring_says_so(scorings):
     ids, labeled = scorings["labeled"]
-    expect_exit(labeled["code"], labeled["stdout"] + labeled["stderr"], "score of labeled rows")
+    expect_exit(labeled.returncode, labeled.stdout + labeled.stderr, "score of labeled rows")
     assert re.search(
-        rf"^predictions: \S+ \({len(ids)} rows, span 1, 'penguin' model version 1\)$", labeled["stdout"], re.M
+        rf"^predictions: \S+ \({len(ids)} rows, span 1, 'penguin' model version 1\)$", labeled.stdout, re.M
     )
-    assert "species" not in labeled["stdout"].split("[4/5] ExampleValidator")[1].split("[5/5]")[0]
+    assert "species" not in labeled.stdout.split("[4/5] ExampleValidator")[1].split("[5/5]")[0]
     # No model pushed (a store with no training run yet): its own exit code and one line.
     _, empty = scorings["no model"]
-    assert empty["code"] == 4, empty["stdout"][-2000:] + empty["stderr"][-2000:]
-    assert "no model: pipeline 'penguin' has not pushed any model" in empty["stderr"]
-    assert "Traceback" not in empty["stderr"] and "predictions:" not in empty["stdout"]
+    assert empty.returncode == 4, empty.stdout[-2000:] + empty.stderr[-2000:]
+    assert "no model: pipeline 'penguin' has not pushed any model" in empty.stderr
+    assert "Traceback" not in empty.stderr and "predictions:" not in empty.stdout
 
 
 def test_rows_to_score_missing_a_feature_the_model_needs_are_refused_naming_it_and_the_file(scorings):
     _, done = scorings["missing"]
-    assert done["code"] == 1
-    path = re.search(r"root (\S+)/root\)", done["stdout"]).group(1) + "/to-score/span-1/rows.csv"
+    assert done.returncode == 1
+    path = re.search(r"root (\S+)/root\)", done.stdout).group(1) + "/to-score/span-1/rows.csv"
     assert re.search(
         rf"missing_column: feature 'bill_length_mm', split score: expected the column to be present, found no such column in {re.escape(path)}",
-        done["stderr"],
-    ), done["stderr"][-3000:]
-    assert re.search(r"^BulkInferrer\s+SKIPPED", done["stdout"], re.M)
+        done.stderr,
+    ), done.stderr[-3000:]
+    assert re.search(r"^BulkInferrer\s+SKIPPED", done.stdout, re.M)

@@ -18,9 +18,10 @@ import random
 import re
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
+from tests.helpers import run_commands
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PENGUINS = os.path.join(REPO, "data", "penguins", "span-2008", "penguins.csv")
@@ -209,24 +210,22 @@ DATA_SETS = {
 
 @pytest.fixture(scope="module")
 def projects(tmp_path_factory):
-    """Each data set through `init` and a first `run`, the three runs in parallel."""
+    """Each data set through `init` and a first `run`, one after another in one process (one step
+    worker: TensorFlow imported once)."""
     base = tmp_path_factory.mktemp("your-data")
-    inits = {}
+    commands = {}
     for name, (write, label, _, _) in {**DATA_SETS, **NOISE}.items():
         source = base / "exports" / name
         os.makedirs(source)
         write(str(source))
-        inits[name] = runner("init", name, "--data", str(source / "*.csv"), "--label", label, cwd=str(base))
-        assert inits[name].returncode == 0, inits[name].stderr
+        commands[f"init {name}"] = ["init", name, "--data", str(source / "*.csv"), "--label", label]
     names = [*DATA_SETS, *NOISE]
-    with ThreadPoolExecutor(len(names)) as pool:
-        runs = dict(
-            zip(
-                names,
-                pool.map(lambda n: runner("run", "--pipeline", f"{n}/pipeline.py", cwd=str(base)), names),
-            )
-        )
-    return base, inits, runs
+    commands.update({f"run {n}": ["run", "--pipeline", f"{n}/pipeline.py"] for n in names})
+    done = run_commands(commands, str(base), str(base / "driver.json"))
+    inits = {name: done[f"init {name}"] for name in names}
+    for name in names:
+        assert inits[name].returncode == 0, inits[name].stderr
+    return base, inits, {name: done[f"run {name}"] for name in names}
 
 
 @pytest.mark.parametrize("name", list(DATA_SETS))

@@ -40,13 +40,14 @@ writes in `output_dir`:
   `outputs` output, or the only one), then `model_version`; as csv.writer writes rows (minimal
   quoting, `"` doubled, lines ending in CRLF), text as UTF-8.
 
-How it keeps up: four stages in threads, each a batch ahead of the next (`_Ahead`): reading
-(`read_gzipped`), the model (one `serving_default` call per batch, and the id features parsed by
-TensorFlow's example parser), encoding (the PredictionLog bytes from a few cached prefixes, the
-example bytes and the outputs' bytes, without a proto per row; the CSV by Arrow's writer), and
-gzip with the writes. TensorFlow, zlib and Arrow release the GIL, so the stages overlap on the
-cores. Memory is a few batches and the largest input file (`read_gzipped` reads a file whole),
-whatever the number of rows.
+How it keeps up: four stages in threads, each up to `DEPTH` batches ahead of the next
+(`_Ahead`): reading (`read_gzipped`; it starts while the model loads), the model (one
+`serving_default` call per batch, and the id features parsed by TensorFlow's example parser),
+encoding (the PredictionLog bytes from a few cached prefixes, the example bytes and the outputs'
+bytes, without a proto per row; the CSV by Arrow's writer), and gzip with the writes.
+TensorFlow, zlib and Arrow release the GIL, so the stages overlap on the cores. Memory is a few
+batches and the largest input file (`read_gzipped` reads a file whole), whatever the number of
+rows.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ from pipeline.errors import UserInputError
 BATCH_SIZE = 8192
 PREDICTION_LOGS = "prediction_logs-00000-of-00001.gz"
 PREDICTIONS_CSV = "predictions.csv"
+# Batches a stage may run ahead of the next: slack for a file's start (`read_gzipped` decompresses
+# it whole before its first batch) and for the GIL's turns; 4 was a few percent faster than 2.
+DEPTH = 4
 
 
 @dataclass
@@ -123,7 +127,7 @@ def score_examples(
     csv_path = os.path.join(output_dir, PREDICTIONS_CSV)
     with ExitStack() as stack:  # closes the stages last first: each stops once its consumer has
         reading = (records for path in example_files for records in _read(path, batch_size))
-        batches = _start(stack, reading, depth=4)  # more: a file is decompressed whole first
+        batches = _start(stack, reading)
         model = _Model(model_dir, signature_name, id_columns)  # loads while the first file is read
         loaded = time.monotonic()
         encoder = _Encoder(model, class_names, model_version, model_name, signature_name)
@@ -181,7 +185,7 @@ class _Ahead:
     is raised to the consumer. `close` stops the thread; close a consumer's stage before its
     source's (the source then still delivers what the consumer waits for)."""
 
-    def __init__(self, items: Iterable, depth: int = 2):
+    def __init__(self, items: Iterable, depth: int = DEPTH):
         self._results: queue.Queue = queue.Queue(depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(items,), name="scoring-stage", daemon=True)
@@ -222,8 +226,8 @@ class _Ahead:
         self._thread.join()
 
 
-def _start(stack: ExitStack, items: Iterable, depth: int = 2) -> _Ahead:
-    stage = _Ahead(items, depth)
+def _start(stack: ExitStack, items: Iterable) -> _Ahead:
+    stage = _Ahead(items)
     stack.callback(stage.close)
     return stage
 
