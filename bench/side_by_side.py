@@ -57,12 +57,16 @@ def peer_data(case: str, workdir: str, prepare: str | None) -> str:
 
 
 def run_peer(template: str, data: str, root: str, report: str | None) -> dict:
+    """The peer's command on `data` and `root`, measured from outside: wall time, the largest
+    process's peak RSS, the tree's (RSS and PSS); then what `report` prints of it."""
     command = shlex.split(template.format(data=data, root=root))
     memory: dict = {}
-    seconds, _, output = run_measured(command, os.getcwd(), memory=memory)
+    seconds, peak, output = run_measured(command, os.getcwd(), memory=memory)
     result = {
         "total_seconds": round(seconds, 2),
         "peak_process_rss_mb": round(memory["peak_process_rss"] / 2**20),
+        "peak_rss_mb": round(peak / 2**20),
+        "peak_pss_mb": round(memory["peak_tree_pss"] / 2**20),
         "tail": output[-500:],
     }
     if report:

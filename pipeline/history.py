@@ -375,10 +375,7 @@ def model_record(store: MetadataStore, model_id: int) -> ModelRecord:
 
 def _producers(store: MetadataStore, artifacts: Sequence[Artifact]) -> dict[int, Any]:
     """artifact id -> the COMPLETE execution that output it, in two queries."""
-    ids = ", ".join(str(a.stored_id) for a in artifacts)
-    made = store.executions_where(
-        f"events_0.artifact_id IN ({ids}) AND events_0.type = OUTPUT AND last_known_state = COMPLETE"
-    )
+    made = store.completed_with([a.stored_id for a in artifacts], "OUTPUT")
     by_id = {e.id: e for e in made}
     wanted = {a.stored_id for a in artifacts}
     found: dict[int, Any] = {}
@@ -608,21 +605,14 @@ def model_lineage(store: MetadataStore, artifact: Artifact) -> ModelLineage:
     """The facts of a model's (or a push's) lineage; its evaluation, which is not upstream of the
     model, is found beside its newest blessing."""
     from pipeline.artifacts import ModelEvaluation
-    from pipeline.lineage import lineage, raw_spans
+    from pipeline.lineage import lineage, raw_spans, walk
 
     tree = lineage(store, artifact)
     files, modules, parameters, schema = [], {}, {}, {}
     metrics: dict[str, float] = {}
     baseline, blessed, reason = None, None, ""
-    seen: set[int] = set()
-    stack = [tree]
-    while stack:
-        node = stack.pop()
+    for node, _ in walk(tree):
         a = node.artifact
-        if a.stored_id in seen:
-            continue
-        seen.add(a.stored_id)
-        stack.extend(node.inputs.values())
         if a.TYPE_NAME == "Schema":
             schema = {"id": a.id, "uri": a.uri, "file": a.get("schema_file"), "source": a.get("source")}
         if a.TYPE_NAME == "ModelBlessing":

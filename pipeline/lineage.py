@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,10 +59,7 @@ def lineage(store: MetadataStore, artifact: Artifact) -> LineageNode:
     for _ in range(MAX_HOPS):
         if not frontier:
             break
-        made = store.executions_where(
-            f"events_0.artifact_id IN ({', '.join(map(str, frontier))}) AND events_0.type = OUTPUT "
-            "AND last_known_state = COMPLETE"
-        )
+        made = store.completed_with(frontier, "OUTPUT")
         events = store.mlmd.get_events_by_execution_ids([e.id for e in made]) if made else []
         by_id = {e.id: e for e in made}
         wanted = set()
@@ -99,17 +97,28 @@ def lineage(store: MetadataStore, artifact: Artifact) -> LineageNode:
     return build(artifact.stored_id, frozenset())
 
 
+def walk(tree: LineageNode) -> Iterator[tuple[LineageNode, str]]:
+    """Each node of a lineage tree once (an artifact the DAG shares is reached by several paths),
+    with how it was reached: `Trainer.examples` for an input, "" for the root."""
+    seen: set[int] = set()
+    stack: list[tuple[LineageNode, str]] = [(tree, "")]
+    while stack:
+        node, reached_as = stack.pop()
+        if node.artifact.stored_id in seen:
+            continue
+        seen.add(node.artifact.stored_id)
+        yield node, reached_as
+        stack.extend((parent, f"{node.component}.{key}") for key, parent in reversed(node.inputs.items()))
+
+
 def raw_spans(node: LineageNode) -> list:
     """The spans of the raw examples (ExampleGen's outputs) in a lineage tree, oldest first, each
     its date where the span is dated."""
     found: dict[int, Any] = {}
-    stack = [node]
-    while stack:
-        here = stack.pop()
+    for here, _ in walk(node):
         a = here.artifact
         if a.TYPE_NAME == "Examples" and here.component == "ExampleGen" and a.get("span") is not None:
             found[a.get("span")] = a.get("span_date") or a.get("span")
-        stack.extend(here.inputs.values())
     return [found[span] for span in sorted(found)]
 
 
@@ -264,15 +273,8 @@ def facts(node: LineageNode) -> dict[str, Any]:
     the blessing) and per step its parameters (a module by its sha256). An artifact reached
     twice (the DAG shares inputs) counts once."""
     result: dict[str, Any] = {"spans": raw_spans(node)}
-    seen: set[int] = set()
-    stack: list[tuple[LineageNode, str]] = [(node, "")]
-    while stack:
-        here, reached_as = stack.pop()
+    for here, reached_as in walk(node):
         a = here.artifact
-        if a.stored_id in seen:
-            continue
-        seen.add(a.stored_id)
-        stack.extend((parent, f"{here.component}.{key}") for key, parent in here.inputs.items())
         step = here.component or reached_as  # a resolver input: `Evaluator.baseline`
         if here.execution is not None and custom(here.execution, "map_label"):
             step += f"[{custom(here.execution, 'map_label')}]"
@@ -294,16 +296,11 @@ def facts(node: LineageNode) -> dict[str, Any]:
 def headlines(node: LineageNode) -> list[str]:
     """The Evaluator's headline line(s) in a lineage tree: how the model scored, against its
     baseline and the trivial baseline, on which rows."""
-    found, stack, seen = [], [node], set()
-    while stack:
-        here = stack.pop()
-        if here.artifact.stored_id in seen:
-            continue
-        seen.add(here.artifact.stored_id)
+    found = []
+    for here, _ in walk(node):
         if here.artifact.TYPE_NAME == "ModelBlessing" and here.artifact.get("headline"):
             verdict = "BLESSED" if here.artifact.get("blessed") else "NOT BLESSED"
             found.append(f"{verdict}: {here.artifact.get('headline')}")
-        stack.extend(here.inputs.values())
     return found
 
 
@@ -366,10 +363,7 @@ def downstream(store: MetadataStore, starts: list[Artifact]) -> Impact:
     for _ in range(MAX_HOPS):
         if not frontier:
             break
-        consumers = store.executions_where(
-            f"events_0.artifact_id IN ({', '.join(map(str, frontier))}) AND events_0.type = INPUT "
-            "AND last_known_state = COMPLETE"
-        )
+        consumers = store.completed_with(frontier, "INPUT")
         events = store.mlmd.get_events_by_execution_ids([e.id for e in consumers]) if consumers else []
         reached, outputs = set(frontier), []
         for execution in consumers:

@@ -445,6 +445,17 @@ class MetadataStore:
             options.limit = limit
         return list(self.mlmd.get_executions(list_options=options))
 
+    def completed_with(self, artifact_ids, kind: str) -> list[pb.Execution]:
+        """The COMPLETE executions with an event of `kind` ("INPUT" or "OUTPUT") for one of the
+        artifacts: their producers (CACHED executions only reuse what those made), or the steps
+        that consumed them; one query."""
+        ids = ", ".join(str(i) for i in artifact_ids)
+        if not ids:
+            return []
+        return self.executions_where(
+            f"events_0.artifact_id IN ({ids}) AND events_0.type = {kind} AND last_known_state = COMPLETE"
+        )
+
     def artifacts_where(self, query: str) -> list[Artifact]:
         """Artifacts matching an MLMD filter query, by id."""
         found = self.mlmd.get_artifacts(list_options=metadata_store.ListOptions(filter_query=query))

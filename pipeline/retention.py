@@ -149,16 +149,12 @@ def _evaluations_of_models(store: MetadataStore, pipeline_name: str, needed: set
 
 
 def _upstream(store: MetadataStore, artifact) -> set[int]:
-    from pipeline.lineage import lineage
+    from pipeline.lineage import lineage, walk
 
     ids: set[int] = set()
-    stack = [lineage(store, artifact)]
-    while stack:
-        node = stack.pop()
-        if node.artifact.stored_id not in ids:
-            ids.add(node.artifact.stored_id)
-            ids.update(check.stored_id for check in node.checks)
-            stack.extend(node.inputs.values())
+    for node, _ in walk(lineage(store, artifact)):
+        ids.add(node.artifact.stored_id)
+        ids.update(check.stored_id for check in node.checks)
     return ids
 
 

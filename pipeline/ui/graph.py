@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.lineage import walk
 from pipeline.metadata import custom, state_name
 from pipeline.text import shorten
 
@@ -301,14 +302,8 @@ def lineage_graph(tree, link: Callable[[Any], str], run_link: Callable[[str], st
     Evaluator's baseline model, the previous span's statistics) is a dashed edge of its own: the
     baseline in red. `link(artifact)` and `run_link(run_id)` give the nodes' links."""
     graph = Graph()
-    seen: set[int] = set()
-    stack = [tree]
-    while stack:
-        node = stack.pop()
+    for node, _ in walk(tree):
         artifact = node.artifact
-        if artifact.stored_id in seen:
-            continue
-        seen.add(artifact.stored_id)
         graph.add(_artifact_node(artifact, link))
         for check in node.checks:
             graph.add(_artifact_node(check, link))
@@ -340,7 +335,6 @@ def lineage_graph(tree, link: Callable[[Any], str], run_link: Callable[[str], st
         resolved = set(json.loads(custom(execution, "resolver_inputs", "[]") or "[]"))
         for parent in node.inputs.values():
             graph.add(_artifact_node(parent.artifact, link))
-            stack.append(parent)
         graph.connect(Edge(f"e{execution.id}", f"a{artifact.stored_id}", "", css="output"))
         for key, parent in node.inputs.items():
             source = f"a{parent.artifact.stored_id}"
