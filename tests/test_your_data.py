@@ -221,11 +221,28 @@ def projects(tmp_path_factory):
         commands[f"init {name}"] = ["init", name, "--data", str(source / "*.csv"), "--label", label]
     names = [*DATA_SETS, *NOISE]
     commands.update({f"run {n}": ["run", "--pipeline", f"{n}/pipeline.py"] for n in names})
+    # New rows for the notes project's scoring pipeline (init's scoring.py): its export without
+    # the species, the first 40 rows.
+    with open(base / "exports" / "notes" / "penguins_raw.csv", newline="") as f:
+        header, *rows = list(csv.reader(f))
+    label = header.index("Species")
+    os.makedirs(base / "to-score" / "span-1")
+    with open(base / "to-score" / "span-1" / "rows.csv", "w", newline="") as f:
+        csv.writer(f).writerows([[c for i, c in enumerate(r) if i != label] for r in [header, *rows[:40]]])
+    commands["score notes"] = [
+        "score",
+        "--pipeline",
+        "notes/scoring.py",
+        "--data",
+        str(base / "to-score" / "span-{SPAN}" / "*.csv"),
+    ]
     done = run_commands(commands, str(base), str(base / "driver.json"))
     inits = {name: done[f"init {name}"] for name in names}
     for name in names:
         assert inits[name].returncode == 0, inits[name].stderr
-    return base, inits, {name: done[f"run {name}"] for name in names}
+    runs = {name: done[f"run {name}"] for name in names}
+    runs["score notes"] = done["score notes"]
+    return base, inits, runs
 
 
 @pytest.mark.parametrize("name", list(DATA_SETS))
@@ -512,3 +529,23 @@ def test_init_refuses_a_label_with_one_class_naming_the_column(tmp_path):
     ):
         init_project(str(tmp_path / "p"), str(tmp_path / "one.csv"), "Species", log=lambda _: None)
     assert not os.path.exists(tmp_path / "p" / "pipeline.py")
+
+
+def test_init_writes_a_scoring_pipeline_that_scores_new_rows_with_the_served_model(projects):
+    """scoring.py beside pipeline.py: unlabeled rows through the gate (the label not expected when
+    serving), scored by the served model, the ids init found copied to each line."""
+    base, _, runs = projects
+    done = runs["score notes"]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    found = re.search(r"^predictions: (\S+) \(40 rows, span 1, 'notes' model version 1\)$", done.stdout, re.M)
+    assert found, done.stdout[-3000:]
+    with open(found.group(1), newline="") as f:
+        header, *rows = list(csv.reader(f))
+    ids = header[: header.index("predicted_class")]
+    assert sorted(ids) == ["individual_id", "rownames", "sample_number"]
+    with open(base / "to-score" / "span-1" / "rows.csv", newline="") as f:
+        source = list(csv.DictReader(f))
+    column = {"individual_id": "Individual ID", "rownames": "rownames", "sample_number": "Sample Number"}
+    assert [[r[header.index(i)] for i in ids] for r in rows] == [[s[column[i]] for i in ids] for s in source]
+    assert {r[header.index("predicted_class")] for r in rows} <= set(LONG_NAMES.values())
+    assert {r[-1] for r in rows} == {"1"}
