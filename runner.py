@@ -418,7 +418,9 @@ def _metadata_spec(args, root: str, pipeline=None) -> str:
 
 def _store_and_pipeline_name(args, required: bool = True):
     """The store to read and the pipeline in it: --pipeline-name, else the pipeline of an explicit
-    --pipeline file, else the store's only pipeline. Several and none chosen: a DefinitionError
+    --pipeline file, else the store's only pipeline, else the default pipeline's (or
+    $PIPELINE_FILE's) when the store holds it beside others (a scoring pipeline records its runs
+    in its training pipeline's store). Several and none chosen: a DefinitionError
     that lists them, unless the command does not need one (`required=False`: an artifact named by
     id or URI), when the name is None."""
     from pipeline.errors import DefinitionError
@@ -440,6 +442,9 @@ def _store_and_pipeline_name(args, required: bool = True):
     names = store.pipeline_names()
     if len(names) == 1:
         return store, names[0]
+    default = (pipeline or _load_pipeline(args)).name if len(names) > 1 else None
+    if default in names:
+        return store, default
     if not names:
         raise LookupError(f"no runs recorded in {masked(spec)}")
     if not required:
@@ -894,7 +899,7 @@ def _reading(args):
 def cmd_runs(args) -> int:
     import json
 
-    from pipeline.history import folded, runs
+    from pipeline.history import folded, runs, spans_text
 
     found = _reading(args)
     if found is None:
@@ -916,7 +921,7 @@ def cmd_runs(args) -> int:
             continue
         record = entry
         seconds = "" if record.seconds is None else f"{record.seconds:.1f} s"
-        spans = f"span {record.spans[0]}" if len(record.spans) == 1 else f"spans {', '.join(record.spans)}"
+        spans = f"span {record.spans[0]}" if len(record.spans) == 1 else f"spans {spans_text(record.spans)}"
         facts = [spans if record.spans else ""]
         if record.headline:
             facts.append(f"{record.headline[0]} {record.headline[1]:.4f}")

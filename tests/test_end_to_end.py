@@ -302,6 +302,15 @@ def test_scoring_unlabeled_rows_with_the_served_model(first_run, scorings):
     history = runner("--metadata", os.path.join(root, "metadata.sqlite"), "lineage", result_dir).stdout
     for step in ("BulkInferrer", "Pusher", "Evaluator", "Trainer", "Transform", "ExampleGen"):
         assert f"<- {step} execution" in history, history
+    # The training store now holds the scoring pipeline's runs too: the history commands read the
+    # training pipeline's unless told otherwise, the scoring pipeline's with its file.
+    trained = runner("--pipeline-root", str(root), "runs")
+    assert trained.returncode == 0 and "pushed version 1" in trained.stdout, trained.stdout + trained.stderr
+    assert "BulkInferrer" not in runner("--pipeline-root", str(root), "runs", "--steps").stdout
+    scoring = runner(
+        "--pipeline", "penguin/scoring.py", "--metadata", os.path.join(root, "metadata.sqlite"), "runs"
+    )
+    assert len(re.findall(r"^run \S+", scoring.stdout, re.M)) == 3, scoring.stdout  # three cases scored
 
 
 def test_a_label_in_rows_to_score_is_ignored_and_without_a_model_scoring_says_so(scorings):
